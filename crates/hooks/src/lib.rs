@@ -1,0 +1,1 @@
+//! kflex-hooks (work in progress).

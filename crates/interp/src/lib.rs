@@ -1,0 +1,1 @@
+//! kflex-interp (work in progress).

@@ -1,0 +1,1 @@
+//! kflex: embedding API (work in progress).

@@ -1,0 +1,92 @@
+//! Map definitions as an object declares them (BTF-defined maps in `.maps`, and the global-data
+//! sections `.data`, `.rodata`, `.bss` which become single-entry array maps, as in libbpf).
+
+/// Linux map types kflex knows, with their `enum bpf_map_type` numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapType {
+    /// `BPF_MAP_TYPE_HASH` (1).
+    Hash,
+    /// `BPF_MAP_TYPE_ARRAY` (2).
+    Array,
+    /// `BPF_MAP_TYPE_PERCPU_ARRAY` (6).
+    PercpuArray,
+    /// `BPF_MAP_TYPE_LRU_HASH` (9).
+    LruHash,
+    /// `BPF_MAP_TYPE_RINGBUF` (27).
+    Ringbuf,
+    /// `BPF_MAP_TYPE_ARENA` (33): the extension heap.
+    Arena,
+}
+
+impl MapType {
+    /// The Linux `enum bpf_map_type` value.
+    pub const fn linux_id(self) -> u32 {
+        match self {
+            MapType::Hash => 1,
+            MapType::Array => 2,
+            MapType::PercpuArray => 6,
+            MapType::LruHash => 9,
+            MapType::Ringbuf => 27,
+            MapType::Arena => 33,
+        }
+    }
+
+    /// Maps a Linux `enum bpf_map_type` value to a kflex map type, if supported.
+    pub const fn from_linux_id(id: u32) -> Option<Self> {
+        Some(match id {
+            1 => MapType::Hash,
+            2 => MapType::Array,
+            6 => MapType::PercpuArray,
+            9 => MapType::LruHash,
+            27 => MapType::Ringbuf,
+            33 => MapType::Arena,
+            _ => return None,
+        })
+    }
+
+    /// The libbpf-style lower-case name (`hash`, `array`, `percpu_array`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MapType::Hash => "hash",
+            MapType::Array => "array",
+            MapType::PercpuArray => "percpu_array",
+            MapType::LruHash => "lru_hash",
+            MapType::Ringbuf => "ringbuf",
+            MapType::Arena => "arena",
+        }
+    }
+}
+
+/// What kind of global-data section a map stands for, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobalKind {
+    /// `.data` (and `.data.*`): initialised, writable.
+    Data,
+    /// `.rodata` (and `.rodata.*`): initialised, read-only for the program.
+    Rodata,
+    /// `.bss`: zero-initialised, writable.
+    Bss,
+}
+
+/// One map as declared by an object, ready to be created by a runtime or the Linux kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    /// Map name (the C variable name, or the section name for global data).
+    pub name: String,
+    /// Map type.
+    pub map_type: MapType,
+    /// Key size in bytes (0 for ringbuf and arena).
+    pub key_size: u32,
+    /// Value size in bytes (0 for ringbuf and arena).
+    pub value_size: u32,
+    /// `max_entries`: entries, ringbuf bytes, or arena pages.
+    pub max_entries: u32,
+    /// `map_flags` (e.g. `BPF_F_NO_PREALLOC`, `BPF_F_MMAPABLE`, `BPF_F_RDONLY_PROG`).
+    pub flags: u32,
+    /// `map_extra` (for arena: the requested user-space address, 0 for any).
+    pub map_extra: u64,
+    /// Set for maps that stand for a global-data section.
+    pub global: Option<GlobalKind>,
+    /// Initial contents of the single value of a global-data map (`value_size` bytes).
+    pub initial_value: Option<Vec<u8>>,
+}

@@ -62,7 +62,7 @@ impl Insn {
 
     /// Reads a whole program; the length must be a multiple of 8 (the caller reports which section).
     pub fn slice_from_bytes(bytes: &[u8]) -> Option<Vec<Insn>> {
-        if bytes.len() % Self::SIZE != 0 {
+        if !bytes.len().is_multiple_of(Self::SIZE) {
             return None;
         }
         Some(

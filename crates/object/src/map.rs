@@ -87,6 +87,72 @@ pub struct MapSpec {
     pub map_extra: u64,
     /// Set for maps that stand for a global-data section.
     pub global: Option<GlobalKind>,
-    /// Initial contents of the single value of a global-data map (`value_size` bytes).
+    /// Initial contents of the single value of a global-data map (`value_size` bytes); for the
+    /// arena map, the initial image of the start of the heap (the `.addr_space.1` globals).
     pub initial_value: Option<Vec<u8>>,
+}
+
+/// `BPF_F_RDONLY_PROG`: the program may only read the map (set on `.rodata` maps).
+pub const BPF_F_RDONLY_PROG: u32 = 0x80;
+
+/// `BPF_F_MMAPABLE`: the map may be mapped into user space.
+pub const BPF_F_MMAPABLE: u32 = 0x400;
+
+impl GlobalKind {
+    /// The global-data kind a section name stands for (`.data`, `.data.*`, `.rodata`,
+    /// `.rodata.*`, `.bss`, `.bss.*`), if any.
+    pub fn from_section(name: &str) -> Option<Self> {
+        let is = |base: &str| {
+            name == base
+                || name
+                    .strip_prefix(base)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        };
+        if is(".data") {
+            Some(GlobalKind::Data)
+        } else if is(".rodata") {
+            Some(GlobalKind::Rodata)
+        } else if is(".bss") {
+            Some(GlobalKind::Bss)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_sections() {
+        assert_eq!(GlobalKind::from_section(".data"), Some(GlobalKind::Data));
+        assert_eq!(
+            GlobalKind::from_section(".data.foo"),
+            Some(GlobalKind::Data)
+        );
+        assert_eq!(
+            GlobalKind::from_section(".rodata.str1.1"),
+            Some(GlobalKind::Rodata)
+        );
+        assert_eq!(GlobalKind::from_section(".bss"), Some(GlobalKind::Bss));
+        assert_eq!(GlobalKind::from_section(".database"), None);
+        assert_eq!(GlobalKind::from_section(".rodatax"), None);
+        assert_eq!(GlobalKind::from_section(".text"), None);
+    }
+
+    #[test]
+    fn linux_ids_round_trip() {
+        for t in [
+            MapType::Hash,
+            MapType::Array,
+            MapType::PercpuArray,
+            MapType::LruHash,
+            MapType::Ringbuf,
+            MapType::Arena,
+        ] {
+            assert_eq!(MapType::from_linux_id(t.linux_id()), Some(t));
+        }
+        assert_eq!(MapType::from_linux_id(3), None);
+    }
 }

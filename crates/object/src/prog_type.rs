@@ -96,9 +96,18 @@ mod tests {
         assert_eq!(ProgType::from_section("xdp"), Some(ProgType::Xdp));
         assert_eq!(ProgType::from_section("xdp/pass"), Some(ProgType::Xdp));
         assert_eq!(ProgType::from_section("tc"), Some(ProgType::SchedCls));
-        assert_eq!(ProgType::from_section("classifier"), Some(ProgType::SchedCls));
-        assert_eq!(ProgType::from_section("socket"), Some(ProgType::SocketFilter));
-        assert_eq!(ProgType::from_section("sk_skb/stream_verdict"), Some(ProgType::SkSkb));
+        assert_eq!(
+            ProgType::from_section("classifier"),
+            Some(ProgType::SchedCls)
+        );
+        assert_eq!(
+            ProgType::from_section("socket"),
+            Some(ProgType::SocketFilter)
+        );
+        assert_eq!(
+            ProgType::from_section("sk_skb/stream_verdict"),
+            Some(ProgType::SkSkb)
+        );
         assert_eq!(ProgType::from_section("syscall"), Some(ProgType::Syscall));
         assert_eq!(ProgType::from_section("kprobe/foo"), None);
         assert_eq!(ProgType::from_section(".text"), None);

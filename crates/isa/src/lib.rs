@@ -2,10 +2,12 @@
 //!
 //! * [`insn`]: the raw 8-byte slot and opcode constants.
 //! * [`decode`]: checked decoding of whole programs into [`decode::Instruction`]s, and the encoder.
+//! * [`disasm`]: llvm-objdump-19 style pseudo-C disassembly.
 
 #![warn(missing_docs)]
 
 pub mod decode;
+pub mod disasm;
 pub mod insn;
 
 pub use decode::{DecodeError, Instruction, Program};

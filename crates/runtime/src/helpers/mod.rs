@@ -151,19 +151,17 @@ fn validate_signature(def: &HelperDef) -> Result<(), RegistryError> {
             )));
         }
     }
-    if let Some(r) = def.sig.releases {
-        if !matches!(args.get(r as usize), Some(ArgKind::Ref(_))) {
+    if let Some(r) = def.sig.releases
+        && !matches!(args.get(r as usize), Some(ArgKind::Ref(_))) {
             return Err(bad(format!(
                 "releases argument {r}, which is not a reference"
             )));
         }
-    }
-    if let RetKind::MemOrNull { size_arg } = def.sig.ret {
-        if args.get(size_arg as usize).is_none() {
+    if let RetKind::MemOrNull { size_arg } = def.sig.ret
+        && args.get(size_arg as usize).is_none() {
             return Err(bad(format!(
                 "return size argument {size_arg} does not exist"
             )));
         }
-    }
     Ok(())
 }

@@ -1,0 +1,301 @@
+//! `BPF_MAP_TYPE_HASH` and `BPF_MAP_TYPE_LRU_HASH`, preallocated as Linux does by default.
+//!
+//! Values live in a slab of `max_entries` slots allocated at creation, so a value pointer handed to
+//! a program always points at valid memory, even after its element is deleted (as in Linux, it may
+//! then see another element's value). Keys live in the index, out of the program's reach.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use kflex_object::MapSpec;
+
+use super::array::{MAX_VALUE_SIZE, check_update_flags};
+use super::lru::LruOrder;
+use super::raw::RawBuf;
+use super::{BPF_EXIST, BPF_NOEXIST, MapError, round_up8};
+
+/// Largest key size accepted (Linux: `MAX_BPF_STACK`).
+const MAX_KEY_SIZE: u32 = 512;
+
+/// The index: key -> slot, free slots, and recency for LRU maps.
+struct Index {
+    slots: HashMap<Box<[u8]>, u32>,
+    /// Key stored in each slot (to unlink evicted elements).
+    keys: Vec<Option<Box<[u8]>>>,
+    free: Vec<u32>,
+    lru: Option<LruOrder>,
+}
+
+/// A hash or LRU hash map.
+pub(crate) struct HashMapImpl {
+    key_size: u32,
+    value_size: u32,
+    stride: u64,
+    values: RawBuf,
+    index: Mutex<Index>,
+}
+
+impl HashMapImpl {
+    /// Creates a map; `lru` selects LRU eviction instead of `E2BIG` when full.
+    pub(crate) fn new(spec: &MapSpec, lru: bool) -> Result<Self, MapError> {
+        let bad = |reason: String| MapError::Create {
+            name: spec.name.clone(),
+            reason,
+        };
+        if spec.key_size == 0 || spec.key_size > MAX_KEY_SIZE {
+            return Err(bad(format!("key size {}", spec.key_size)));
+        }
+        if spec.value_size == 0 || spec.value_size > MAX_VALUE_SIZE {
+            return Err(bad(format!("value size {}", spec.value_size)));
+        }
+        if spec.max_entries == 0 {
+            return Err(bad("max_entries is 0".into()));
+        }
+        let stride = round_up8(spec.value_size as u64);
+        let total = stride
+            .checked_mul(spec.max_entries as u64)
+            .ok_or_else(|| bad("size overflows".into()))?;
+        let values = RawBuf::zeroed(total).map_err(|reason| MapError::NoMemory {
+            name: spec.name.clone(),
+            reason,
+        })?;
+        let n = spec.max_entries;
+        Ok(HashMapImpl {
+            key_size: spec.key_size,
+            value_size: spec.value_size,
+            stride,
+            values,
+            index: Mutex::new(Index {
+                slots: HashMap::new(),
+                keys: vec![None; n as usize],
+                // Popped from the end: slot 0 is used first.
+                free: (0..n).rev().collect(),
+                lru: lru.then(|| LruOrder::new(n)),
+            }),
+        })
+    }
+
+    /// Start of the value slab.
+    pub(crate) fn base(&self) -> u64 {
+        self.values.addr()
+    }
+
+    /// Length of the value slab.
+    pub(crate) fn slab_len(&self) -> u64 {
+        self.values.len() as u64
+    }
+
+    /// Distance between value slots.
+    pub(crate) fn stride(&self) -> u64 {
+        self.stride
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        // A panic while holding the lock cannot leave the index inconsistent in a way that breaks
+        // memory safety (values are raw memory), so a poisoned lock is simply taken over.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
+        if key.len() != self.key_size as usize {
+            return Err(MapError::KeySize {
+                expected: self.key_size,
+                got: key.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn slot_off(&self, slot: u32) -> u64 {
+        slot as u64 * self.stride
+    }
+
+    /// Address of the value at `key` (refreshing its recency in an LRU map).
+    pub(crate) fn lookup_addr(&self, key: &[u8]) -> Result<Option<u64>, MapError> {
+        self.check_key(key)?;
+        let mut ix = self.lock();
+        let Some(&slot) = ix.slots.get(key) else {
+            return Ok(None);
+        };
+        if let Some(lru) = &mut ix.lru {
+            lru.touch(slot);
+        }
+        Ok(Some(self.base() + self.slot_off(slot)))
+    }
+
+    /// Copies the value at `key` out (host side: like Linux's syscall lookup, this does not
+    /// refresh LRU recency).
+    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
+        self.check_key(key)?;
+        let ix = self.lock();
+        let Some(&slot) = ix.slots.get(key) else {
+            return Ok(None);
+        };
+        Ok(self
+            .values
+            .read(self.slot_off(slot), self.value_size as usize))
+    }
+
+    /// Linux `htab_map_update_elem` / `htab_lru_map_update_elem` for preallocated maps.
+    pub(crate) fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
+        check_update_flags(flags)?;
+        self.check_key(key)?;
+        if value.len() != self.value_size as usize {
+            return Err(MapError::ValueSize {
+                expected: self.value_size as usize,
+                got: value.len(),
+            });
+        }
+        let mut ix = self.lock();
+        let ix = &mut *ix;
+        let slot = match ix.slots.get(key) {
+            Some(&slot) => {
+                if flags == BPF_NOEXIST {
+                    return Err(MapError::Exists);
+                }
+                slot
+            }
+            None => {
+                if flags == BPF_EXIST {
+                    return Err(MapError::NotFound);
+                }
+                let slot = match ix.free.pop() {
+                    Some(s) => s,
+                    None => {
+                        let victim = ix.lru.as_ref().and_then(LruOrder::oldest);
+                        let Some(victim) = victim else {
+                            return Err(MapError::Full);
+                        };
+                        Self::unlink(ix, victim);
+                        victim
+                    }
+                };
+                let k: Box<[u8]> = key.into();
+                ix.slots.insert(k.clone(), slot);
+                if let Some(s) = ix.keys.get_mut(slot as usize) {
+                    *s = Some(k);
+                }
+                slot
+            }
+        };
+        self.values.write(self.slot_off(slot), value);
+        if let Some(lru) = &mut ix.lru {
+            lru.touch(slot);
+        }
+        Ok(())
+    }
+
+    fn unlink(ix: &mut Index, slot: u32) {
+        if let Some(k) = ix.keys.get_mut(slot as usize).and_then(Option::take) {
+            ix.slots.remove(&k);
+        }
+        if let Some(lru) = &mut ix.lru {
+            lru.remove(slot);
+        }
+    }
+
+    /// Deletes `key` (`ENOENT` if missing).
+    pub(crate) fn delete(&self, key: &[u8]) -> Result<(), MapError> {
+        self.check_key(key)?;
+        let mut ix = self.lock();
+        let Some(slot) = ix.slots.get(key).copied() else {
+            return Err(MapError::NotFound);
+        };
+        Self::unlink(&mut ix, slot);
+        ix.free.push(slot);
+        Ok(())
+    }
+
+    /// All keys, sorted.
+    pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
+        let ix = self.lock();
+        let mut keys: Vec<Vec<u8>> = ix.slots.keys().map(|k| k.to_vec()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// Number of elements.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kflex_object::MapType;
+
+    fn spec(max_entries: u32) -> MapSpec {
+        MapSpec {
+            name: "h".into(),
+            map_type: MapType::Hash,
+            key_size: 4,
+            value_size: 4,
+            max_entries,
+            flags: 0,
+            map_extra: 0,
+            global: None,
+            initial_value: None,
+        }
+    }
+
+    fn k(i: u32) -> [u8; 4] {
+        i.to_le_bytes()
+    }
+
+    #[test]
+    fn hash_flags_full_and_delete() {
+        let h = HashMapImpl::new(&spec(2), false).unwrap();
+        assert_eq!(h.update(&k(1), &k(10), BPF_EXIST), Err(MapError::NotFound));
+        h.update(&k(1), &k(10), BPF_NOEXIST).unwrap();
+        assert_eq!(h.update(&k(1), &k(11), BPF_NOEXIST), Err(MapError::Exists));
+        h.update(&k(1), &k(11), BPF_EXIST).unwrap();
+        h.update(&k(2), &k(20), 0).unwrap();
+        assert_eq!(h.update(&k(3), &k(30), 0), Err(MapError::Full));
+        // Updating an existing key of a full map works.
+        h.update(&k(2), &k(21), 0).unwrap();
+        assert_eq!(h.lookup(&k(1)).unwrap(), Some(k(11).to_vec()));
+        assert_eq!(h.lookup(&k(2)).unwrap(), Some(k(21).to_vec()));
+        assert_eq!(h.delete(&k(3)), Err(MapError::NotFound));
+        h.delete(&k(1)).unwrap();
+        assert_eq!(h.lookup(&k(1)).unwrap(), None);
+        h.update(&k(3), &k(30), 0).unwrap();
+        assert_eq!(h.keys(), vec![k(2).to_vec(), k(3).to_vec()]);
+        assert!(matches!(
+            h.update(&k(3), &k(30), 4),
+            Err(MapError::Invalid(_))
+        ));
+        assert!(matches!(h.lookup(&[1]), Err(MapError::KeySize { .. })));
+    }
+
+    #[test]
+    fn value_addresses_stay_inside_the_slab() {
+        let h = HashMapImpl::new(&spec(4), false).unwrap();
+        for i in 0..4 {
+            h.update(&k(i), &k(i), 0).unwrap();
+            let a = h.lookup_addr(&k(i)).unwrap().unwrap();
+            assert!(a >= h.base() && a + 4 <= h.base() + h.slab_len());
+            assert_eq!((a - h.base()) % h.stride(), 0);
+        }
+    }
+
+    #[test]
+    fn lru_evicts_least_recently_used() {
+        let h = HashMapImpl::new(&spec(3), true).unwrap();
+        for i in 1..=3 {
+            h.update(&k(i), &k(i), 0).unwrap();
+        }
+        // Use 1 so that 2 becomes the oldest.
+        assert!(h.lookup_addr(&k(1)).unwrap().is_some());
+        h.update(&k(4), &k(4), 0).unwrap();
+        assert_eq!(h.lookup(&k(2)).unwrap(), None);
+        // Order now (oldest first): 3, 1, 4. Updating 3 refreshes it.
+        h.update(&k(3), &k(33), BPF_EXIST).unwrap();
+        h.update(&k(5), &k(5), BPF_NOEXIST).unwrap();
+        assert_eq!(h.lookup(&k(1)).unwrap(), None);
+        assert_eq!(h.keys(), vec![k(3).to_vec(), k(4).to_vec(), k(5).to_vec()]);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.update(&k(9), &k(9), BPF_EXIST), Err(MapError::NotFound));
+    }
+}

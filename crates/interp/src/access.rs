@@ -97,11 +97,19 @@ fn context_offset(
 
 /// Checks an atomic access: inside a writable, non-context region and aligned to its size.
 fn check_atomic(mem: &MemoryMap, addr: u64, size: u8) -> Result<(), FaultKind> {
-    let region = mem.check(addr, u64::from(size), Access::Write)?;
+    let len = u64::from(size);
+    let region = mem.check(addr, len, Access::Read)?;
     if region.kind == RegionKind::Context {
         return Err(FaultKind::AtomicOnContext {
             offset: addr - region.start,
         });
+    }
+    if !region.writable {
+        return Err(FaultKind::Memory(AccessError::ReadOnly {
+            addr,
+            len,
+            kind: region.kind,
+        }));
     }
     if addr % u64::from(size) != 0 {
         return Err(FaultKind::MisalignedAtomic { addr, size });

@@ -104,5 +104,5 @@ pub enum FaultKind {
 
 /// The instruction in llvm-objdump syntax, for fault messages.
 pub(crate) fn disasm(insn: &kflex_isa::decode::Instruction) -> String {
-    format!("{insn:?}")
+    kflex_isa::disasm::format(insn)
 }

@@ -189,7 +189,7 @@ fn parse_map_def(btf: &Btf, name: &str, ty: TypeId) -> Result<MapSpec, String> {
             "type" => map_type = Some(uint_member(btf, m.ty).map_err(ctx)?),
             "max_entries" => max_entries = uint_member(btf, m.ty).map_err(ctx)?,
             "map_flags" => flags = uint_member(btf, m.ty).map_err(ctx)?,
-            "map_extra" => extra = u64::from(uint_member(btf, m.ty).map_err(ctx)?),
+            "map_extra" => extra = ulong_member(btf, m.ty).map_err(ctx)?,
             "key_size" => set(
                 &mut key_size,
                 uint_member(btf, m.ty).map_err(ctx)?,
@@ -230,16 +230,30 @@ fn parse_map_def(btf: &Btf, name: &str, ty: TypeId) -> Result<MapSpec, String> {
     })
 }
 
-/// `__uint(name, val)`: a pointer to an array of `val` elements.
+/// `__uint(name, val)`: a pointer to an array of `val` elements (values above `u32::MAX` are
+/// rejected; use [`ulong_member`] for 64-bit fields).
 fn uint_member(btf: &Btf, ty: TypeId) -> Result<u32, String> {
-    let ptr = btf.resolve(ty)?;
-    let Some(BtfKind::Ptr(target)) = btf.ty(ptr).map(|t| &t.kind) else {
-        return Err("expected __uint(...) (a pointer to an array)".into());
-    };
-    let arr = btf.resolve(*target)?;
-    match btf.ty(arr).map(|t| &t.kind) {
-        Some(BtfKind::Array { nelems, .. }) => Ok(*nelems),
-        _ => Err("expected __uint(...) (a pointer to an array)".into()),
+    let v = ulong_member(btf, ty)?;
+    u32::try_from(v).map_err(|_| format!("value {v} does not fit in 32 bits"))
+}
+
+/// `__uint(name, val)`, or `__ulong(name, val)`: an anonymous enum whose one enumerator is `val`.
+fn ulong_member(btf: &Btf, ty: TypeId) -> Result<u64, String> {
+    const WANT: &str = "expected __uint(...) (a pointer to an array) or __ulong(...) (an enum)";
+    let t = btf.resolve(ty)?;
+    match btf.ty(t).map(|t| &t.kind) {
+        Some(BtfKind::Ptr(target)) => {
+            let arr = btf.resolve(*target)?;
+            match btf.ty(arr).map(|t| &t.kind) {
+                Some(BtfKind::Array { nelems, .. }) => Ok(u64::from(*nelems)),
+                _ => Err(WANT.into()),
+            }
+        }
+        Some(BtfKind::Enum { values, .. }) => match values.as_slice() {
+            [one] => Ok(one.value as u64),
+            _ => Err(WANT.into()),
+        },
+        _ => Err(WANT.into()),
     }
 }
 

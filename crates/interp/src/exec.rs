@@ -286,6 +286,9 @@ impl<'r, 'v, 'a> Machine<'r, 'v, 'a> {
                         pc = tri!(self.call_local(pc, entry));
                         continue;
                     }
+                    if target > u64::from(u32::MAX) {
+                        return Err((pc, FaultKind::BadCallTarget(target)));
+                    }
                     tri!(self.call_helper(target));
                 }
                 Instruction::Exit => match self.callers.pop() {

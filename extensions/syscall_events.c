@@ -5,7 +5,8 @@
  * The context is the caller's `struct collatz_args { n, seed, result }`. Starting from `seed`, the
  * program applies x -> x/2 (x even) or x -> 3x+1 (x odd) until x reaches 1 or `n` steps have been
  * taken (n must be at most MAX_STEPS = 10000, so the loop is bounded for the Linux verifier too),
- * and writes the number of steps taken into `result`.
+ * and writes the number of steps taken into `result`. The loop condition includes `can_loop` (one
+ * may_goto instruction) so that Linux verifies it without unrolling 10000 iterations.
  *
  * Side effects:
  *   - every STEP_BLOCK (64) steps one `struct step_event` (kind EVENT_STEP) is reserved and
@@ -102,21 +103,30 @@ int syscall_events(struct collatz_args *args)
 	__u64 seed = args->seed;
 	__u64 x = seed, peak = seed;
 	struct step_event done;
-	__u32 steps = 0;
+	__u64 left;
+	__u32 steps;
 
 	if (n > MAX_STEPS || seed == 0)
 		return -EINVAL;
 
-	for (__u32 i = 0; i < n && i < MAX_STEPS; i++) {
+	/*
+	 * Count down from n rather than up from 0, and keep clang from turning `n - left` back into
+	 * an up-counter (barrier_var): the verifier then sees a shrinking range instead of a new
+	 * constant each iteration, and `can_loop` (may_goto) lets it stop unrolling once the loop
+	 * state repeats. kflex checks termination on the back-edge either way.
+	 */
+	for (left = n; left > 0 && can_loop; left--) {
+		barrier_var(left);
 		if (x == 1)
 			break;
 		x = (x & 1) ? 3 * x + 1 : x / 2;
 		if (x > peak)
 			peak = x;
-		steps = i + 1;
+		steps = n - left + 1;
 		if (steps % STEP_BLOCK == 0)
 			emit_step(seed, steps, x);
 	}
+	steps = n - left;
 
 	args->result = steps;
 

@@ -66,6 +66,7 @@ const DATA_SECTIONS: &[&str] = &[".maps", ".data", ".rodata", ".bss", ".addr_spa
 const OP_CALL: u8 = 0x85;
 const OP_EXIT: u8 = 0x95;
 const OP_MOV64_REG: u8 = 0xbf;
+const OP_MAY_GOTO: u8 = 0xe5;
 const PSEUDO_CALL: u8 = 1;
 
 fn parse(name: &str) -> object::File<'static> {
@@ -233,6 +234,8 @@ fn syscall_events_uses_the_arena() {
     let code = slots(file.section_by_name("syscall").unwrap().data().unwrap());
     // addr_space_cast: ALU64 MOV (register) with off = 1.
     assert!(code.iter().any(|s| s.0 == OP_MOV64_REG && s.2 == 1));
+    // The Collatz loop is bounded for Linux by one may_goto (JMP | JCOND).
+    assert_eq!(code.iter().filter(|s| s.0 == OP_MAY_GOTO).count(), 1);
     let arena = file.section_by_name(".addr_space.1").unwrap().index();
     let heap_vars: BTreeSet<&str> = file
         .symbols()

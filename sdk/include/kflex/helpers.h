@@ -29,7 +29,9 @@
 
 /* Pointer into the extension heap (the arena map, address space 1). Globals declared with it land
  * in the ".addr_space.1" section and live in the heap. */
+#ifndef __arena
 #define __arena __attribute__((address_space(1)))
+#endif
 
 /* Every extension carries a license string; kflex records it, Linux checks it for GPL helpers. */
 #define KFLEX_LICENSE(s) char _license[] SEC("license") = s

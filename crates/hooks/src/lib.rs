@@ -1,1 +1,155 @@
-//! kflex-hooks (work in progress).
+//! kflex-hooks: the Linux program types kflex runs — their context layouts, the rules for accessing
+//! each context field, test-run preparation modelled on `BPF_PROG_TEST_RUN`, and the helpers that
+//! exist only for some types.
+//!
+//! * [`context_layout`] / [`check_ctx_access`]: `struct xdp_md` and `struct __sk_buff` per type,
+//!   for the verifier and the context hooks.
+//! * [`prepare`]: builds a [`PreparedRun`] (packet and context buffers, their memory regions, the
+//!   [`ContextAccess`](kflex_runtime::ContextAccess) hook) from a [`TestRunInput`];
+//!   [`PreparedRun::finish`] yields the [`TestRunOutput`].
+//! * [`extra_helpers`]: `bpf_skb_load_bytes`, `bpf_skb_store_bytes`, `bpf_xdp_adjust_head`,
+//!   `bpf_xdp_adjust_meta`.
+//!
+//! Typical use by an engine:
+//! ```ignore
+//! let mut run = kflex_hooks::prepare(ProgType::Xdp, &input)?;
+//! unsafe { run.install(&mut mem)? };          // regions point into `run`'s buffers
+//! let r1 = run.ctx_address();
+//! // ... execute with `ctx = Some(run.context_access())` and helpers incl. extra_helpers(..)
+//! run.uninstall(&mut mem);
+//! let out = run.finish();
+//! ```
+
+#![warn(missing_docs)]
+
+mod buf;
+mod helpers;
+mod layout;
+mod run;
+mod skb;
+mod state;
+mod syscall;
+mod xdp;
+
+use kflex_object::ProgType;
+use kflex_runtime::AccessError;
+
+pub use helpers::{
+    BPF_FUNC_SKB_LOAD_BYTES, BPF_FUNC_SKB_STORE_BYTES, BPF_FUNC_XDP_ADJUST_HEAD,
+    BPF_FUNC_XDP_ADJUST_META, extra_helpers, register_extra_helpers,
+};
+pub use layout::{
+    CtxAccessError, FieldInfo, PointerKind, SK_BUFF_SIZE, SizeRule, XDP_MD_SIZE, check_ctx_access,
+    context_layout, context_size,
+};
+pub use run::PreparedRun;
+pub use syscall::MAX_SYSCALL_CTX;
+pub use xdp::{
+    ETH_HLEN, MAX_PACKET, XDP_FRAME_SIZE, XDP_MAX_METALEN, XDP_PACKET_HEADROOM, XDP_TAILROOM,
+};
+
+/// What a test run is given (`data_in` and `ctx_in` of `BPF_PROG_TEST_RUN`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TestRunInput {
+    /// Packet bytes (an Ethernet frame for `xdp`, `socket_filter`, `sched_cls`; the stream
+    /// payload for `sk_skb`; empty for `syscall`).
+    pub data_in: Vec<u8>,
+    /// Context bytes in the type's UAPI layout (shorter input is zero-extended), if any.
+    pub ctx_in: Option<Vec<u8>>,
+}
+
+/// What a test run hands back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TestRunOutput {
+    /// Packet bytes after the run.
+    pub data_out: Vec<u8>,
+    /// Context after the run, in the type's UAPI layout.
+    pub ctx_out: Option<Vec<u8>>,
+}
+
+/// Why a run could not be prepared or installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// `data_in` is shorter than the type requires.
+    #[error("data_in has {len} bytes, at least {min} are required (an Ethernet header)")]
+    PacketTooShort {
+        /// Bytes given.
+        len: usize,
+        /// Bytes required.
+        min: usize,
+    },
+    /// `data_in` is longer than a test run accepts.
+    #[error("data_in has {len} bytes, at most {max} are accepted")]
+    PacketTooLong {
+        /// Bytes given.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// `ctx_in` is longer than the context struct and the excess is not zero.
+    #[error(
+        "ctx_in has {len} bytes, more than the {max} bytes of the context, and the excess is not zero"
+    )]
+    CtxTooLong {
+        /// Bytes given.
+        len: usize,
+        /// Size of the context.
+        max: usize,
+    },
+    /// A `ctx_in` field has a value a test run does not accept (Linux: `-EINVAL`).
+    #[error("ctx_in field {field}: {reason}")]
+    CtxField {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The type takes no packet data but `data_in` is not empty.
+    #[error("{prog_type} programs take no data_in")]
+    UnexpectedData {
+        /// Program type name.
+        prog_type: &'static str,
+    },
+    /// A region could not be inserted into the memory map.
+    #[error("cannot install the run's memory: {0}")]
+    Region(#[from] AccessError),
+    /// [`PreparedRun::install`] was called twice without [`PreparedRun::uninstall`].
+    #[error("the run is already installed")]
+    AlreadyInstalled,
+    /// An internal invariant failed (a bug in kflex-hooks).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Prepares one invocation of a `prog_type` program on `input`, like `BPF_PROG_TEST_RUN`.
+pub fn prepare(prog_type: ProgType, input: &TestRunInput) -> Result<PreparedRun, HookError> {
+    let data = input.data_in.as_slice();
+    let ctx = input.ctx_in.as_deref();
+    let state = match prog_type {
+        ProgType::Xdp => xdp::prepare(data, ctx)?,
+        ProgType::SocketFilter | ProgType::SchedCls | ProgType::SkSkb => {
+            skb::prepare(prog_type, data, ctx)?
+        }
+        ProgType::Syscall => syscall::prepare(data, ctx)?,
+    };
+    Ok(PreparedRun::new(state, input))
+}
+
+/// A context image of `size` bytes initialised from `ctx_in` like Linux's `bpf_ctx_init`: shorter
+/// input is zero-extended, longer input must be zero past `size`.
+pub(crate) fn ctx_image(ctx_in: Option<&[u8]>, size: usize) -> Result<buf::RawBuf, HookError> {
+    let mut image = vec![0u8; size];
+    if let Some(bytes) = ctx_in {
+        let (head, tail) = bytes.split_at(bytes.len().min(size));
+        if tail.iter().any(|&b| b != 0) {
+            return Err(HookError::CtxTooLong {
+                len: bytes.len(),
+                max: size,
+            });
+        }
+        if let Some(dst) = image.get_mut(..head.len()) {
+            dst.copy_from_slice(head);
+        }
+    }
+    Ok(buf::RawBuf::from_vec(image))
+}

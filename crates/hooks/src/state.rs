@@ -1,0 +1,213 @@
+//! Per-run state shared by the context hook, the prog-type helpers and the test-run code.
+//!
+//! A run's packet bounds can move while the program runs (`bpf_xdp_adjust_head`/`_meta`), so the
+//! context hook (which materialises `data`/`data_end` on load) and the helpers must see one state.
+//! It lives in an `Rc<RefCell<RunState>>`; helpers, which only receive the context pointer, find it
+//! through a per-thread table of installed runs keyed by that pointer.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use kflex_object::ProgType;
+use kflex_runtime::{AccessError, MemoryMap, Region, RegionKind};
+
+use crate::buf::RawBuf;
+
+/// Whether the program may access packet bytes directly (through `data`/`data_end`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direct {
+    /// No packet region is installed; only helpers reach the bytes (`socket_filter`).
+    No,
+    /// Packet (and metadata) regions are installed and writable.
+    ReadWrite,
+}
+
+/// Start addresses of the regions currently installed for the packet.
+#[derive(Clone, Copy, Debug, Default)]
+struct Installed {
+    packet: Option<u64>,
+    meta: Option<u64>,
+}
+
+/// The packet buffer and where data, data_end and data_meta currently are (offsets into it).
+#[derive(Debug)]
+pub(crate) struct Packet {
+    /// The whole buffer, headroom and tailroom included.
+    pub buf: RawBuf,
+    /// Offset of the first packet byte.
+    pub data: usize,
+    /// Offset one past the last packet byte.
+    pub data_end: usize,
+    /// Offset of the first metadata byte (`== data` when there is no metadata).
+    pub data_meta: usize,
+    /// Direct-access mode.
+    pub direct: Direct,
+    installed: Option<Installed>,
+}
+
+impl Packet {
+    /// A packet whose bytes are `buf[data..data_end]`, with no metadata.
+    pub(crate) fn new(buf: RawBuf, data: usize, data_end: usize, direct: Direct) -> Self {
+        Packet {
+            buf,
+            data,
+            data_end,
+            data_meta: data,
+            direct,
+            installed: None,
+        }
+    }
+
+    /// Address of byte `off` of the buffer.
+    pub(crate) fn addr(&self, off: usize) -> u64 {
+        self.buf.addr() + off as u64
+    }
+
+    /// Length of the packet data.
+    pub(crate) fn len(&self) -> usize {
+        self.data_end - self.data
+    }
+
+    /// True while the packet's regions are in a memory map.
+    pub(crate) fn is_installed(&self) -> bool {
+        self.installed.is_some()
+    }
+
+    /// Inserts the packet and metadata regions (non-empty ones) if direct access is allowed.
+    ///
+    /// # Safety
+    /// The regions point into `self.buf`: they must be removed (with [`Packet::uninstall`] or
+    /// [`Packet::move_bounds`] on the same map) before this packet is dropped.
+    pub(crate) unsafe fn install(&mut self, mem: &mut MemoryMap) -> Result<(), AccessError> {
+        let mut inst = Installed::default();
+        if self.direct == Direct::ReadWrite {
+            if self.data_end > self.data {
+                let r = self.region(RegionKind::Packet, self.data, self.data_end);
+                // SAFETY: the range is inside `self.buf` (data <= data_end <= buf.len()), which stays
+                // allocated until the caller removes the region (this function's contract).
+                unsafe { mem.insert(r)? };
+                inst.packet = Some(self.addr(self.data));
+            }
+            if self.data > self.data_meta {
+                let r = self.region(RegionKind::PacketMeta, self.data_meta, self.data);
+                // SAFETY: as above, for [data_meta, data).
+                if let Err(e) = unsafe { mem.insert(r) } {
+                    if let Some(p) = inst.packet {
+                        mem.remove(p);
+                    }
+                    return Err(e);
+                }
+                inst.meta = Some(self.addr(self.data_meta));
+            }
+        }
+        self.installed = Some(inst);
+        Ok(())
+    }
+
+    /// Removes the regions [`Packet::install`] inserted.
+    pub(crate) fn uninstall(&mut self, mem: &mut MemoryMap) {
+        if let Some(inst) = self.installed.take() {
+            remove_if(mem, inst.packet, RegionKind::Packet);
+            remove_if(mem, inst.meta, RegionKind::PacketMeta);
+        }
+    }
+
+    /// True if `mem` holds exactly the regions this packet installed.
+    pub(crate) fn installed_in(&self, mem: &MemoryMap) -> bool {
+        let Some(inst) = self.installed else {
+            return false;
+        };
+        let has = |start: Option<u64>, kind| match start {
+            Some(s) => mem
+                .region_at(s)
+                .is_some_and(|r| r.start == s && r.kind == kind),
+            None => true,
+        };
+        has(inst.packet, RegionKind::Packet) && has(inst.meta, RegionKind::PacketMeta)
+    }
+
+    /// Moves `data` and `data_meta` to new offsets and, if installed, re-installs the regions in
+    /// `mem` (which must be the map they are installed in: see [`Packet::installed_in`]).
+    pub(crate) fn move_bounds(
+        &mut self,
+        mem: &mut MemoryMap,
+        data: usize,
+        data_meta: usize,
+    ) -> Result<(), AccessError> {
+        debug_assert!(data_meta <= data && data <= self.data_end);
+        let was_installed = self.is_installed();
+        self.uninstall(mem);
+        self.data = data;
+        self.data_meta = data_meta;
+        if was_installed {
+            // SAFETY: the regions were installed under `install`'s contract by the owner of this
+            // packet, and replacing them keeps that contract: the owner still removes them (via
+            // `uninstall`, which uses the updated record) before dropping the buffer.
+            unsafe { self.install(mem)? };
+        }
+        Ok(())
+    }
+
+    fn region(&self, kind: RegionKind, from: usize, to: usize) -> Region {
+        Region {
+            start: self.addr(from),
+            len: (to - from) as u64,
+            kind,
+            writable: true,
+            elements: None,
+        }
+    }
+}
+
+fn remove_if(mem: &mut MemoryMap, start: Option<u64>, kind: RegionKind) {
+    if let Some(s) = start
+        && mem
+            .region_at(s)
+            .is_some_and(|r| r.start == s && r.kind == kind)
+    {
+        mem.remove(s);
+    }
+}
+
+/// Everything one prepared run owns: the context image and the packet.
+#[derive(Debug)]
+pub(crate) struct RunState {
+    /// The program type.
+    pub prog_type: ProgType,
+    /// The context image (UAPI layout; pointer fields are materialised on load, not stored).
+    pub ctx: RawBuf,
+    /// The packet, for packet program types.
+    pub packet: Option<Packet>,
+}
+
+/// Shared handle to a run's state.
+pub(crate) type Shared = Rc<RefCell<RunState>>;
+
+thread_local! {
+    /// Runs installed on this thread, by context address.
+    static ACTIVE: RefCell<Vec<(u64, Weak<RefCell<RunState>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes `state` findable by helpers through its context address.
+pub(crate) fn register(ctx_addr: u64, state: &Shared) {
+    ACTIVE.with(|a| {
+        let mut a = a.borrow_mut();
+        a.retain(|(addr, w)| *addr != ctx_addr && w.strong_count() > 0);
+        a.push((ctx_addr, Rc::downgrade(state)));
+    });
+}
+
+/// Forgets the run with this context address.
+pub(crate) fn unregister(ctx_addr: u64) {
+    ACTIVE.with(|a| a.borrow_mut().retain(|(addr, _)| *addr != ctx_addr));
+}
+
+/// The installed run whose context is at `ctx_addr`, if any.
+pub(crate) fn lookup(ctx_addr: u64) -> Option<Shared> {
+    ACTIVE.with(|a| {
+        a.borrow()
+            .iter()
+            .find(|(addr, _)| *addr == ctx_addr)
+            .and_then(|(_, w)| w.upgrade())
+    })
+}

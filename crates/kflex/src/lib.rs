@@ -1,1 +1,41 @@
-//! kflex: embedding API (work in progress).
+//! kflex: run eBPF extensions inside any Rust host.
+//!
+//! The embedding API: load an ELF object compiled by clang (`Extension::load`), which creates its
+//! maps and links and decodes its programs; test-run a program like Linux `BPF_PROG_TEST_RUN`
+//! (`Extension::test_run`); read and write its maps from the host (`Extension::map`); offer the
+//! extension host helpers with typed signatures (`ExtensionOptions::helpers`).
+//!
+//! ```no_run
+//! use kflex::{Extension, ExtensionOptions, TestRunOptions};
+//!
+//! let ext = Extension::load_file("xdp_firewall.o", ExtensionOptions::default())?;
+//! let frame = kflex::packet::udp4_frame([10, 0, 0, 1], [10, 0, 0, 2], 1234, 53, b"hi");
+//! let result = ext.test_run("xdp_firewall", &TestRunOptions::packet(frame))?;
+//! println!("verdict {} in {} ns", result.retval, result.ns_per_run);
+//! # Ok::<(), kflex::Error>(())
+//! ```
+//!
+//! Modules: [`extension`] (loading), [`link`] (map reference resolution and decoding),
+//! [`test_run`], [`maps`] (host map access), [`conformance`] (the bpf_conformance suite),
+//! [`packet`] (test frame builders), [`hex`] (hex text).
+
+#![warn(missing_docs)]
+
+pub mod conformance;
+pub mod error;
+pub mod extension;
+pub mod hex;
+pub mod link;
+pub mod maps;
+pub mod packet;
+pub mod test_run;
+
+pub use error::{Error, Rejection, Result, RunFault};
+pub use extension::{Extension, ExtensionOptions, RAW_PROGRAM_NAME};
+pub use link::LoadedProgram;
+pub use maps::MapRef;
+pub use test_run::{TestRunOptions, TestRunResult};
+
+pub use kflex_interp::Limits;
+pub use kflex_object::{MapSpec, MapType, ProgType};
+pub use kflex_runtime::helpers::{ArgKind, HelperCall, HelperDef, HelperError, RetKind, Signature};

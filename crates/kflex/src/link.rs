@@ -1,0 +1,235 @@
+//! Loading one program: resolve the object's map references into plain 64-bit immediates, then
+//! decode. Errors name the program, the instruction, its text and the C source line.
+
+use kflex_isa::Insn;
+use kflex_isa::decode::Program;
+use kflex_isa::op;
+use kflex_object::ProgType;
+use kflex_runtime::maps::MapTable;
+
+use crate::error::Rejection;
+
+/// A program ready to run: map references resolved against one map table, decoded.
+#[derive(Debug)]
+pub struct LoadedProgram {
+    /// Program name (the C function name; `main` for bare bytecode).
+    pub name: String,
+    /// ELF section it came from (empty for bare bytecode).
+    pub section: String,
+    /// Program type, if the section (or the caller) names one kflex supports.
+    pub prog_type: Option<ProgType>,
+    /// Whether the program may sleep.
+    pub sleepable: bool,
+    /// The decoded, linked code.
+    pub code: Program,
+    /// Indices (into the extension's maps) of every map the program references, sorted.
+    pub maps_used: Vec<usize>,
+    /// The program as the object declared it (original instructions, line and function info).
+    pub meta: Option<kflex_object::Program>,
+}
+
+impl LoadedProgram {
+    /// Number of instruction slots.
+    pub fn len(&self) -> usize {
+        self.code.len()
+    }
+
+    /// True if the program has no instructions (never the case for a loaded program).
+    pub fn is_empty(&self) -> bool {
+        self.code.len() == 0
+    }
+
+    /// The C source line for instruction `pc`, as `file:line: text`, when line info has one.
+    pub fn source_line(&self, pc: usize) -> Option<String> {
+        let meta = self.meta.as_ref()?;
+        let li = meta.line_at(pc)?;
+        Some(format!("{}:{}: {}", li.file, li.line, li.source.trim()))
+    }
+}
+
+/// The text of a raw slot that may not decode: its fields.
+pub(crate) fn raw_slot_text(insn: &Insn) -> String {
+    format!(
+        "opcode {:#04x} dst r{} src r{} off {} imm {}",
+        insn.opcode, insn.dst, insn.src, insn.off, insn.imm
+    )
+}
+
+/// Loads an object program: links map references against `maps`, then decodes.
+pub fn load_object_program(
+    meta: &kflex_object::Program,
+    maps: &MapTable,
+) -> Result<LoadedProgram, Rejection> {
+    let source_of = |pc: usize| {
+        meta.line_at(pc)
+            .map(|li| format!("{}:{}: {}", li.file, li.line, li.source.trim()))
+    };
+    let (slots, maps_used) = link(&meta.name, &meta.insns, Some(maps)).map_err(|mut r| {
+        r.source = r.pc.and_then(source_of);
+        r
+    })?;
+    let code = decode(&meta.name, &slots).map_err(|mut r| {
+        r.source = r.pc.and_then(source_of);
+        r
+    })?;
+    Ok(LoadedProgram {
+        name: meta.name.clone(),
+        section: meta.section.clone(),
+        prog_type: meta.prog_type,
+        sleepable: meta.sleepable,
+        code,
+        maps_used,
+        meta: Some(meta.clone()),
+    })
+}
+
+/// Loads bare bytecode (no maps, no line info).
+pub fn load_raw_program(
+    name: &str,
+    insns: &[Insn],
+    prog_type: Option<ProgType>,
+) -> Result<LoadedProgram, Rejection> {
+    let (slots, maps_used) = link(name, insns, None)?;
+    let code = decode(name, &slots)?;
+    Ok(LoadedProgram {
+        name: name.to_string(),
+        section: String::new(),
+        prog_type,
+        sleepable: prog_type == Some(ProgType::Syscall),
+        code,
+        maps_used,
+        meta: None,
+    })
+}
+
+fn decode(name: &str, slots: &[Insn]) -> Result<Program, Rejection> {
+    Program::decode(slots).map_err(|e| Rejection {
+        program: name.to_string(),
+        pc: Some(e.pc),
+        insn: slots.get(e.pc).map(raw_slot_text),
+        source: None,
+        reason: e.reason.clone(),
+    })
+}
+
+/// Rewrites every `lddw` with a map pseudo source into a plain immediate load. `PSEUDO_FUNC` is left
+/// for the interpreter. A `lddw` without a second slot is left for the decoder to report.
+fn link(
+    name: &str,
+    insns: &[Insn],
+    maps: Option<&MapTable>,
+) -> Result<(Vec<Insn>, Vec<usize>), Rejection> {
+    let mut slots = insns.to_vec();
+    let mut used = Vec::new();
+    let mut pc = 0usize;
+    while pc < slots.len() {
+        let insn = slots[pc];
+        if !insn.is_lddw() || pc + 1 >= slots.len() {
+            pc += 1;
+            continue;
+        }
+        let reject = |reason: String| Rejection {
+            program: name.to_string(),
+            pc: Some(pc),
+            insn: Some(raw_slot_text(&insn)),
+            source: None,
+            reason,
+        };
+        let index = insn.imm as u32 as usize;
+        let offset = slots[pc + 1].imm as u32;
+        let value = match insn.src {
+            op::PSEUDO_MAP_FD | op::PSEUDO_MAP_IDX => {
+                let table = maps.ok_or_else(|| {
+                    reject("map reference in a program that has no maps".to_string())
+                })?;
+                if index >= table.len() {
+                    return Err(reject(format!(
+                        "reference to map #{index}, but the object has {} maps",
+                        table.len()
+                    )));
+                }
+                used.push(index);
+                Some(table.handle(index))
+            }
+            op::PSEUDO_MAP_VALUE | op::PSEUDO_MAP_IDX_VALUE => {
+                let table = maps.ok_or_else(|| {
+                    reject("map value reference in a program that has no maps".to_string())
+                })?;
+                if index >= table.len() {
+                    return Err(reject(format!(
+                        "reference to a value of map #{index}, but the object has {} maps",
+                        table.len()
+                    )));
+                }
+                let addr = table
+                    .value_address(index, u64::from(offset))
+                    .ok_or_else(|| {
+                        reject(format!(
+                            "offset {offset} is outside the value of map #{index} ({})",
+                            table.spec(index).map(|s| s.name.as_str()).unwrap_or("?")
+                        ))
+                    })?;
+                used.push(index);
+                Some(addr)
+            }
+            op::PSEUDO_BTF_ID => {
+                return Err(reject(
+                    "kernel variables (lddw src=3, ksym) are not supported".to_string(),
+                ));
+            }
+            _ => None,
+        };
+        if let Some(v) = value {
+            slots[pc].src = 0;
+            slots[pc].imm = v as u32 as i32;
+            slots[pc + 1].imm = (v >> 32) as u32 as i32;
+        }
+        pc += 2;
+    }
+    used.sort_unstable();
+    used.dedup();
+    Ok((slots, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lddw(dst: u8, src: u8, imm: i32, imm2: i32) -> [Insn; 2] {
+        [
+            Insn::new(op::LD | op::IMM | op::DW, dst, src, 0, imm),
+            Insn::new(0, 0, 0, 0, imm2),
+        ]
+    }
+
+    const EXIT: Insn = Insn::new(op::JMP | op::EXIT, 0, 0, 0, 0);
+
+    #[test]
+    fn raw_program_without_maps_loads() {
+        let [a, b] = lddw(0, 0, 0x5566_7788, 0x1122_3344);
+        let p = load_raw_program("main", &[a, b, EXIT], None).unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p.maps_used.is_empty());
+    }
+
+    #[test]
+    fn map_reference_without_maps_is_rejected_with_location() {
+        let mov = Insn::new(op::ALU64 | op::MOV | op::K, 0, 0, 0, 0);
+        let [a, b] = lddw(1, op::PSEUDO_MAP_FD, 0, 0);
+        let err = load_raw_program("p", &[mov, a, b, EXIT], None).unwrap_err();
+        assert_eq!(err.pc, Some(1));
+        assert!(err.reason.contains("no maps"), "{}", err.reason);
+        assert!(
+            err.to_string()
+                .contains("program p rejected at instruction 1")
+        );
+    }
+
+    #[test]
+    fn decode_errors_name_the_instruction() {
+        let bad = Insn::new(0xff, 0, 0, 0, 0);
+        let err = load_raw_program("p", &[bad, EXIT], None).unwrap_err();
+        assert_eq!(err.pc, Some(0));
+        assert!(err.insn.unwrap().contains("0xff"));
+    }
+}

@@ -1,0 +1,220 @@
+//! Test-runs modelled on Linux `BPF_PROG_TEST_RUN`: prepare the program type's context and packet,
+//! run the program `repeat` times (each time from a fresh copy of the input), and report the return
+//! value, the output packet and context, timing and trace output.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kflex_hooks::{TestRunInput, TestRunOutput};
+use kflex_interp::Vm;
+use kflex_object::ProgType;
+use kflex_runtime::helpers::HelperRegistry;
+use kflex_runtime::maps::MapTable;
+use kflex_runtime::{ExecEnv, MemoryMap, Region};
+
+use crate::error::{Error, Result, RunFault};
+use crate::extension::Extension;
+use crate::link::LoadedProgram;
+
+/// Trace lines kept per test-run (later lines are counted in `trace_dropped`).
+pub const MAX_TRACE_LINES: usize = 10_000;
+
+/// Input and options of one test-run.
+#[derive(Clone, Debug)]
+pub struct TestRunOptions {
+    /// Packet data (an Ethernet frame for packet program types; ignored by `syscall`).
+    pub data_in: Vec<u8>,
+    /// Context input (`struct xdp_md`, `struct __sk_buff`, or the raw `syscall` context).
+    pub ctx_in: Option<Vec<u8>>,
+    /// Number of runs (at least 1; 0 is treated as 1, as Linux does).
+    pub repeat: u32,
+    /// CPU number the runs are considered to execute on (selects per-CPU map slots).
+    pub cpu: u32,
+}
+
+impl Default for TestRunOptions {
+    fn default() -> Self {
+        TestRunOptions {
+            data_in: Vec::new(),
+            ctx_in: None,
+            repeat: 1,
+            cpu: 0,
+        }
+    }
+}
+
+impl TestRunOptions {
+    /// Options for one run over `data_in`.
+    pub fn packet(data_in: Vec<u8>) -> Self {
+        TestRunOptions {
+            data_in,
+            ..Self::default()
+        }
+    }
+
+    /// Options for one run with context `ctx_in` and no packet.
+    pub fn context(ctx_in: Vec<u8>) -> Self {
+        TestRunOptions {
+            ctx_in: Some(ctx_in),
+            ..Self::default()
+        }
+    }
+}
+
+/// What a test-run produced (outputs are those of the last run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRunResult {
+    /// r0 at exit.
+    pub retval: u64,
+    /// The packet after the run.
+    pub data_out: Vec<u8>,
+    /// The context after the run, for program types that return one.
+    pub ctx_out: Option<Vec<u8>>,
+    /// Mean wall-clock time of one run of the program, in nanoseconds.
+    pub ns_per_run: u64,
+    /// Instructions executed by one run (the last one).
+    pub instructions_per_run: u64,
+    /// Lines written by `bpf_trace_printk`, over all runs (at most [`MAX_TRACE_LINES`]).
+    pub trace: Vec<String>,
+    /// Trace lines beyond [`MAX_TRACE_LINES`] that were dropped.
+    pub trace_dropped: u64,
+    /// Resources (ringbuf reservations, locks, ...) the program still held at exit and the runtime
+    /// released, over all runs.
+    pub resources_released: u64,
+}
+
+impl Extension {
+    /// Test-runs program `program` (see [`TestRunOptions`]). Map contents persist across runs and
+    /// calls, as in Linux.
+    pub fn test_run(&self, program: &str, options: &TestRunOptions) -> Result<TestRunResult> {
+        let prog = self.program(program)?;
+        let prog_type = prog.prog_type.ok_or_else(|| {
+            Error::Input(format!(
+                "program {} (section {:?}) has no program type kflex can run",
+                prog.name, prog.section
+            ))
+        })?;
+        let registry = self.registry(prog_type)?;
+        let map_regions = self.maps.regions();
+        let input = TestRunInput {
+            data_in: options.data_in.clone(),
+            ctx_in: options.ctx_in.clone(),
+        };
+        let mut env = new_env(Arc::clone(&self.maps), options.cpu);
+        let repeat = options.repeat.max(1);
+        let mut elapsed = Duration::ZERO;
+        let mut trace = Vec::new();
+        let mut trace_dropped = 0u64;
+        let mut released = 0u64;
+        let mut last = None;
+        for _ in 0..repeat {
+            let run = run_once(
+                prog,
+                prog_type,
+                &input,
+                &map_regions,
+                &registry,
+                &mut env,
+                self,
+            );
+            for line in env.take_trace() {
+                if trace.len() < MAX_TRACE_LINES {
+                    trace.push(line);
+                } else {
+                    trace_dropped += 1;
+                }
+            }
+            let (retval, instructions, output, took, freed) = run?;
+            released += freed;
+            elapsed += took;
+            last = Some((retval, instructions, output));
+        }
+        let Some((retval, instructions, output)) = last else {
+            return Err(Error::Input("repeat count produced no run".to_string()));
+        };
+        let ns_per_run = (elapsed.as_nanos() / u128::from(repeat)) as u64;
+        Ok(TestRunResult {
+            retval,
+            data_out: output.data_out,
+            ctx_out: output.ctx_out,
+            ns_per_run,
+            instructions_per_run: instructions,
+            trace,
+            trace_dropped,
+            resources_released: released,
+        })
+    }
+
+    /// The helper registry a program of `prog_type` runs with: Linux helpers, the program type's
+    /// helpers, then the host's helpers.
+    pub fn registry(&self, prog_type: ProgType) -> Result<HelperRegistry> {
+        let mut registry = HelperRegistry::linux_default();
+        for h in kflex_hooks::extra_helpers(prog_type) {
+            registry.register(h)?;
+        }
+        for h in &self.helpers {
+            registry.register(h.clone())?;
+        }
+        Ok(registry)
+    }
+}
+
+/// A fresh execution environment over `maps` on `cpu`.
+fn new_env(maps: Arc<MapTable>, cpu: u32) -> ExecEnv {
+    let mut env = ExecEnv::with_maps(maps);
+    env.cpu = cpu;
+    env
+}
+
+/// r0, instructions, outputs, time spent in the interpreter, resources released.
+type RunOutput = (u64, u64, TestRunOutput, Duration, u64);
+
+/// One run from a fresh copy of the input.
+fn run_once(
+    prog: &LoadedProgram,
+    prog_type: ProgType,
+    input: &TestRunInput,
+    map_regions: &[Region],
+    registry: &HelperRegistry,
+    env: &mut ExecEnv,
+    ext: &Extension,
+) -> Result<RunOutput> {
+    let mut prepared =
+        kflex_hooks::prepare(prog_type, input).map_err(|e| Error::Input(e.to_string()))?;
+    let mut mem = MemoryMap::new();
+    for region in map_regions {
+        // SAFETY: map regions describe value memory owned by the extension's `MapTable`, which is
+        // allocated outside Rust references, never moves, and outlives this run (the table is held
+        // by `ext` and by `env` through an `Arc`).
+        unsafe { mem.insert(region.clone()) }
+            .map_err(|e| Error::Input(format!("map memory layout: {e}")))?;
+    }
+    // SAFETY: `prepared` owns the packet and context buffers its regions describe, keeps them alive
+    // and unmoved until `finish`, and we uninstall them from `mem` before that.
+    unsafe { prepared.install(&mut mem) }.map_err(|e| Error::Input(e.to_string()))?;
+    let ctx_addr = prepared.ctx_address();
+    let start = Instant::now();
+    let outcome = {
+        let mut vm = Vm {
+            mem: &mut mem,
+            ctx: Some(prepared.context_access()),
+            helpers: registry,
+            env: &mut *env,
+            limits: ext.limits,
+        };
+        kflex_interp::run(&prog.code, [ctx_addr, 0, 0, 0, 0], &mut vm)
+    };
+    let took = start.elapsed();
+    let freed = env.release_all_in(&mut mem) as u64;
+    prepared.uninstall(&mut mem);
+    let outcome = outcome.map_err(|f| {
+        Error::Fault(RunFault {
+            program: prog.name.clone(),
+            pc: f.pc,
+            message: f.to_string(),
+            source: prog.source_line(f.pc),
+        })
+    })?;
+    let output = prepared.finish();
+    Ok((outcome.retval, outcome.instructions, output, took, freed))
+}

@@ -8,7 +8,8 @@
  * UDP datagram whose destination port is 53, and 0 (drop) for anything else, including packets too
  * short to hold the headers. `filter_stats` counts kept (index 0) and dropped (index 1) packets.
  *
- * Expected test-run results (return value of the program):
+ * Expected test-run results (return value of the program; N = skb->len, the length from the IP
+ * header on: Linux's BPF_PROG_TEST_RUN takes an Ethernet frame and strips its 14-byte header):
  *   IPv4/UDP packet to port 53, N bytes long   -> N
  *   IPv4/UDP packet to port 123                -> 0
  *   IPv4/TCP packet to port 53                 -> 0

@@ -20,6 +20,7 @@
  *   IPv4/TCP to port 80 with SYN only                           -> XDP_PASS (2)
  *   ARP frame                                                   -> XDP_PASS (2)
  *   frame shorter than 14 bytes, or IPv4 header cut short       -> XDP_DROP (1), malformed += 1
+ * (Linux's BPF_PROG_TEST_RUN refuses XDP input shorter than 14 bytes, so check that case on kflex.)
  */
 #include <kflex/helpers.h>
 #include <kflex/net.h>

@@ -1,6 +1,10 @@
 //! The typed helper registry: every function an extension may call, with its signature and its
 //! implementation. The verifier checks calls against the signatures; engines dispatch through it.
 
+pub mod builtin;
+mod map_helpers;
+pub mod printk;
+mod ringbuf_helpers;
 pub mod signature;
 
 use std::collections::BTreeMap;
@@ -10,6 +14,7 @@ use thiserror::Error;
 
 use crate::env::ExecEnv;
 use crate::memory::{AccessError, MemoryMap};
+pub use builtin::{ids, linux_helpers};
 pub use signature::{ArgKind, ResourceKind, RetKind, Signature};
 
 /// Everything a helper implementation can see during one call.
@@ -152,16 +157,18 @@ fn validate_signature(def: &HelperDef) -> Result<(), RegistryError> {
         }
     }
     if let Some(r) = def.sig.releases
-        && !matches!(args.get(r as usize), Some(ArgKind::Ref(_))) {
-            return Err(bad(format!(
-                "releases argument {r}, which is not a reference"
-            )));
-        }
+        && !matches!(args.get(r as usize), Some(ArgKind::Ref(_)))
+    {
+        return Err(bad(format!(
+            "releases argument {r}, which is not a reference"
+        )));
+    }
     if let RetKind::MemOrNull { size_arg } = def.sig.ret
-        && args.get(size_arg as usize).is_none() {
-            return Err(bad(format!(
-                "return size argument {size_arg} does not exist"
-            )));
-        }
+        && args.get(size_arg as usize).is_none()
+    {
+        return Err(bad(format!(
+            "return size argument {size_arg} does not exist"
+        )));
+    }
     Ok(())
 }

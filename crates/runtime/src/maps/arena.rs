@@ -42,12 +42,13 @@ impl Arena {
             )));
         }
         if let Some(init) = init
-            && init.len() as u64 > len {
-                return Err(bad(format!(
-                    "initial image of {} bytes is larger than the arena ({len} bytes)",
-                    init.len()
-                )));
-            }
+            && init.len() as u64 > len
+        {
+            return Err(bad(format!(
+                "initial image of {} bytes is larger than the arena ({len} bytes)",
+                init.len()
+            )));
+        }
         let mem = Mapping::anonymous(len, spec.map_extra).map_err(|reason| MapError::NoMemory {
             name: spec.name.clone(),
             reason,

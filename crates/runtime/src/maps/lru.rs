@@ -38,10 +38,11 @@ impl LruOrder {
     /// Removes `slot` from the order.
     pub(crate) fn remove(&mut self, slot: u32) {
         if let Some(s) = self.stamp.get_mut(slot as usize)
-            && *s != 0 {
-                self.by_time.remove(s);
-                *s = 0;
-            }
+            && *s != 0
+        {
+            self.by_time.remove(s);
+            *s = 0;
+        }
     }
 
     /// The least recently used slot.

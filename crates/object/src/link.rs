@@ -173,6 +173,9 @@ fn decode_section(elf: &Elf<'_>, s: &crate::elf::Section<'_>) -> Result<CodeSect
 /// A function identified by (code section position, function position).
 type FuncKey = (usize, usize);
 
+/// Where each function of a linked program starts, in placement order.
+type Layout = Vec<(FuncKey, usize)>;
+
 struct Linker<'l, 'a> {
     elf: &'l Elf<'a>,
     maps: &'l LoadedMaps,
@@ -182,8 +185,8 @@ struct Linker<'l, 'a> {
 
 impl Linker<'_, '_> {
     /// Links the entry function `entry`; returns the instructions and where each function landed.
-    fn link(&self, entry: FuncKey) -> Result<(Vec<Insn>, Vec<(FuncKey, usize)>), LoadError> {
-        let mut placed: Vec<(FuncKey, usize)> = vec![(entry, 0)];
+    fn link(&self, entry: FuncKey) -> Result<(Vec<Insn>, Layout), LoadError> {
+        let mut placed: Layout = vec![(entry, 0)];
         let mut at: HashMap<FuncKey, usize> = HashMap::from([(entry, 0)]);
         let mut next_free = self.func(entry).len;
         let mut out: Vec<Insn> = Vec::new();
@@ -199,29 +202,7 @@ impl Linker<'_, '_> {
                 let pc = start + j;
                 let insn = sec.insns[abs];
                 j += 1;
-                let target = match sec.rels.get(&abs) {
-                    Some(rel) => Some(reloc::resolve(
-                        self.elf, self.maps, &sec.name, abs, insn, rel,
-                    )?),
-                    None if insn.opcode == op::JMP | op::CALL && insn.src == op::PSEUDO_CALL => {
-                        let t = (abs as i64).checked_add(i64::from(insn.imm) + 1);
-                        let t = t
-                            .and_then(|t| usize::try_from(t).ok())
-                            .filter(|&t| t < sec.insns.len());
-                        let t = t.ok_or_else(|| {
-                            LoadError::at_insn(
-                                &sec.name,
-                                abs,
-                                format!("call target {:+} leaves the section", insn.imm),
-                            )
-                        })?;
-                        Some(Target::Code {
-                            section: sec.index,
-                            insn: t,
-                        })
-                    }
-                    None => None,
-                };
+                let target = self.target_of(sec, abs, insn)?;
                 if insn.is_lddw() {
                     if j >= f.len {
                         return Err(LoadError::at_insn(
@@ -283,6 +264,37 @@ impl Linker<'_, '_> {
             }
         }
         Ok((out, placed))
+    }
+
+    /// What instruction `abs` of `sec` refers to: through its relocation, or, for a call
+    /// without one, the pc-relative target in the same section.
+    fn target_of(
+        &self,
+        sec: &CodeSection,
+        abs: usize,
+        insn: Insn,
+    ) -> Result<Option<Target>, LoadError> {
+        if let Some(rel) = sec.rels.get(&abs) {
+            return reloc::resolve(self.elf, self.maps, &sec.name, abs, insn, rel).map(Some);
+        }
+        if insn.opcode != op::JMP | op::CALL || insn.src != op::PSEUDO_CALL {
+            return Ok(None);
+        }
+        let t = (abs as i64)
+            .checked_add(i64::from(insn.imm) + 1)
+            .and_then(|t| usize::try_from(t).ok())
+            .filter(|&t| t < sec.insns.len())
+            .ok_or_else(|| {
+                LoadError::at_insn(
+                    &sec.name,
+                    abs,
+                    format!("call target {:+} leaves the section", insn.imm),
+                )
+            })?;
+        Ok(Some(Target::Code {
+            section: sec.index,
+            insn: t,
+        }))
     }
 
     fn func(&self, key: FuncKey) -> &Func {

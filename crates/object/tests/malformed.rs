@@ -23,7 +23,11 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 /// Offset of the section header of the section named `name` (independent ELF parsing).
 fn shdr(b: &[u8], name: &str) -> usize {
     let shoff = u64_at(b, 0x28) as usize;
-    let (entsize, num, strndx) = (u16_at(b, 0x3a) as usize, u16_at(b, 0x3c) as usize, u16_at(b, 0x3e) as usize);
+    let (entsize, num, strndx) = (
+        u16_at(b, 0x3a) as usize,
+        u16_at(b, 0x3c) as usize,
+        u16_at(b, 0x3e) as usize,
+    );
     let strtab = u64_at(b, shoff + strndx * entsize + 24) as usize;
     (0..num)
         .map(|i| shoff + i * entsize)
@@ -42,21 +46,36 @@ fn contents(b: &[u8], name: &str) -> usize {
 
 #[test]
 fn truncated_elf() {
-    let Some(bytes) = compile("programs") else { return };
+    let Some(bytes) = compile("programs") else {
+        return;
+    };
     let e = Object::parse("t", &bytes[..10]).unwrap_err();
-    assert_eq!(e.to_string(), "truncated ELF file: 10 bytes, shorter than the ELF header");
+    assert_eq!(
+        e.to_string(),
+        "truncated ELF file: 10 bytes, shorter than the ELF header"
+    );
     // Cut inside the section header table: object reports the problem, we do not panic.
     let e = Object::parse("t", &bytes[..bytes.len() - 100]).unwrap_err();
     assert!(e.to_string().starts_with("malformed ELF file:"), "{e}");
-    assert!(Object::parse("t", b"not an elf file at all").unwrap_err().to_string().contains("bad magic"));
+    assert!(
+        Object::parse("t", b"not an elf file at all")
+            .unwrap_err()
+            .to_string()
+            .contains("bad magic")
+    );
 }
 
 #[test]
 fn wrong_machine() {
-    let Some(mut bytes) = compile("programs") else { return };
+    let Some(mut bytes) = compile("programs") else {
+        return;
+    };
     bytes[0x12..0x14].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
     let e = Object::parse("t", &bytes).unwrap_err();
-    assert_eq!(e.to_string(), "not a BPF object: ELF machine is 62, expected EM_BPF (247)");
+    assert_eq!(
+        e.to_string(),
+        "not a BPF object: ELF machine is 62, expected EM_BPF (247)"
+    );
     bytes[5] = 2;
     assert_eq!(
         Object::parse("t", &bytes).unwrap_err().to_string(),
@@ -66,25 +85,35 @@ fn wrong_machine() {
 
 #[test]
 fn bad_btf_header() {
-    let Some(mut bytes) = compile("programs") else { return };
+    let Some(mut bytes) = compile("programs") else {
+        return;
+    };
     let btf = contents(&bytes, ".BTF");
     bytes[btf] = 0x12;
     bytes[btf + 1] = 0x34;
     let e = Object::parse("t", &bytes).unwrap_err();
     assert_eq!(e.section.as_deref(), Some(".BTF"));
-    assert_eq!(e.to_string(), "section .BTF: bad BTF header: magic 0x3412, expected 0xeb9f");
+    assert_eq!(
+        e.to_string(),
+        "section .BTF: bad BTF header: magic 0x3412, expected 0xeb9f"
+    );
 }
 
 #[test]
 fn btf_string_offset_out_of_range() {
-    let Some(mut bytes) = compile("programs") else { return };
+    let Some(mut bytes) = compile("programs") else {
+        return;
+    };
     let btf = contents(&bytes, ".BTF");
     // Shrink the string section to its leading NUL: every name now points outside it.
     bytes[btf + 20..btf + 24].copy_from_slice(&1u32.to_le_bytes());
     let e = Object::parse("t", &bytes).unwrap_err();
     let s = e.to_string();
     assert!(s.starts_with("section .BTF: type "), "{s}");
-    assert!(s.contains("out of range (string section has 1 bytes)"), "{s}");
+    assert!(
+        s.contains("out of range (string section has 1 bytes)"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -92,27 +121,40 @@ fn relocation_to_missing_symbol() {
     let Some(e) = err("extern_var") else { return };
     assert_eq!(e.section.as_deref(), Some("xdp"));
     assert_eq!(e.insn, Some(0));
-    assert_eq!(e.to_string(), "section xdp, instruction 0: relocation against unknown symbol missing_value");
+    assert_eq!(
+        e.to_string(),
+        "section xdp, instruction 0: relocation against unknown symbol missing_value"
+    );
 
-    let Some(mut bytes) = compile("programs") else { return };
+    let Some(mut bytes) = compile("programs") else {
+        return;
+    };
     // Point the first relocation of xdp (prog_a's call, instruction 1) at symbol index 999.
     let rel = contents(&bytes, ".relxdp");
     let r_type = u32_at(&bytes, rel + 8);
     bytes[rel + 8..rel + 16].copy_from_slice(&((999u64 << 32) | u64::from(r_type)).to_le_bytes());
     let e = Object::parse("t", &bytes).unwrap_err();
-    assert_eq!(e.to_string(), "section xdp, instruction 1: relocation against unknown symbol index 999");
+    assert_eq!(
+        e.to_string(),
+        "section xdp, instruction 1: relocation against unknown symbol index 999"
+    );
 }
 
 #[test]
 fn code_size_not_multiple_of_eight() {
-    let Some(mut bytes) = compile("programs") else { return };
+    let Some(mut bytes) = compile("programs") else {
+        return;
+    };
     let h = shdr(&bytes, "tc");
     let size = u64_at(&bytes, h + 32);
     bytes[h + 32..h + 40].copy_from_slice(&(size - 3).to_le_bytes());
     let e = Object::parse("t", &bytes).unwrap_err();
     assert_eq!(
         e.to_string(),
-        format!("section tc: size {} is not a multiple of the 8-byte instruction size", size - 3)
+        format!(
+            "section tc: size {} is not a multiple of the 8-byte instruction size",
+            size - 3
+        )
     );
 }
 
@@ -120,19 +162,28 @@ fn code_size_not_multiple_of_eight() {
 fn legacy_maps_are_rejected() {
     let Some(e) = err("legacy_maps") else { return };
     assert_eq!(e.section.as_deref(), Some("maps"));
-    assert!(e.reason.contains("legacy struct bpf_map_def maps are not supported"), "{e}");
+    assert!(
+        e.reason
+            .contains("legacy struct bpf_map_def maps are not supported"),
+        "{e}"
+    );
     assert!(e.reason.contains("SEC(\".maps\")"), "{e}");
 }
 
 #[test]
 fn unsupported_map_type_names_the_map() {
     let Some(e) = err("bad_map_type") else { return };
-    assert_eq!(e.to_string(), "section .maps: map jumps: unsupported map type 3");
+    assert_eq!(
+        e.to_string(),
+        "section .maps: map jumps: unsupported map type 3"
+    );
 }
 
 #[test]
 fn arena_globals_need_an_arena() {
-    let Some(e) = err("arena_without_map") else { return };
+    let Some(e) = err("arena_without_map") else {
+        return;
+    };
     assert_eq!(
         e.to_string(),
         "section .addr_space.1: __arena globals need an arena map (BPF_MAP_TYPE_ARENA) in the object"

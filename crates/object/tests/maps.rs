@@ -57,7 +57,11 @@ fn map_references_become_pseudo_map_fd() {
         assert_eq!(b.imm, 0);
         let name = &obj.maps[a.imm as usize].name;
         let line = p.line_at(pc).unwrap().line;
-        assert_eq!(line, line_of(&src, &format!("(&{name},")), "lddw at {pc} for {name}");
+        assert_eq!(
+            line,
+            line_of(&src, &format!("(&{name},")),
+            "lddw at {pc} for {name}"
+        );
         seen.push(a.imm);
     }
     assert_eq!(seen, [0, 1, 2, 3, 4]);
@@ -72,7 +76,13 @@ fn arena_globals_become_heap_offsets() {
     let src = source("maps");
     let vals: Vec<(i32, i32, u32)> = lddws(p, op::PSEUDO_MAP_VALUE)
         .into_iter()
-        .map(|pc| (p.insns[pc].imm, p.insns[pc + 1].imm, p.line_at(pc).unwrap().line))
+        .map(|pc| {
+            (
+                p.insns[pc].imm,
+                p.insns[pc + 1].imm,
+                p.line_at(pc).unwrap().line,
+            )
+        })
         .collect();
     assert_eq!(
         vals,
@@ -84,7 +94,10 @@ fn arena_globals_become_heap_offsets() {
     // Each is followed by addr_space_cast.
     for pc in lddws(p, op::PSEUDO_MAP_VALUE) {
         let cast = p.insns[pc + 2];
-        assert_eq!((cast.opcode, cast.off), (op::ALU64 | op::MOV | op::X, op::ADDR_SPACE_CAST));
+        assert_eq!(
+            (cast.opcode, cast.off),
+            (op::ALU64 | op::MOV | op::X, op::ADDR_SPACE_CAST)
+        );
     }
 }
 
@@ -92,9 +105,17 @@ fn arena_globals_become_heap_offsets() {
 fn every_global_section_becomes_an_array() {
     let Some(obj) = load("globals") else { return };
     let names: Vec<&str> = obj.maps.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, [".data", ".rodata", ".data.custom", ".rodata.str1.1", ".bss"]);
+    assert_eq!(
+        names,
+        [".data", ".rodata", ".data.custom", ".rodata.str1.1", ".bss"]
+    );
     for m in &obj.maps {
-        assert_eq!((m.map_type, m.key_size, m.max_entries), (MapType::Array, 4, 1), "{}", m.name);
+        assert_eq!(
+            (m.map_type, m.key_size, m.max_entries),
+            (MapType::Array, 4, 1),
+            "{}",
+            m.name
+        );
         let init = m.initial_value.as_ref().unwrap();
         assert_eq!(init.len(), m.value_size as usize, "{}", m.name);
         let ro = m.global == Some(GlobalKind::Rodata);
@@ -102,9 +123,15 @@ fn every_global_section_becomes_an_array() {
     }
     let by = |n: &str| &obj.maps[obj.map_index(n).unwrap()];
     assert_eq!(by(".data").global, Some(GlobalKind::Data));
-    assert_eq!(by(".data").initial_value.as_deref(), Some(&7u32.to_le_bytes()[..]));
+    assert_eq!(
+        by(".data").initial_value.as_deref(),
+        Some(&7u32.to_le_bytes()[..])
+    );
     assert_eq!(by(".data.custom").global, Some(GlobalKind::Data));
-    assert_eq!(by(".data.custom").initial_value.as_deref(), Some(&3u32.to_le_bytes()[..]));
+    assert_eq!(
+        by(".data.custom").initial_value.as_deref(),
+        Some(&3u32.to_le_bytes()[..])
+    );
     assert_eq!(by(".bss").global, Some(GlobalKind::Bss));
     assert_eq!(by(".bss").initial_value.as_deref(), Some(&[0u8; 32][..]));
     let rodata = by(".rodata").initial_value.clone().unwrap();
@@ -112,7 +139,13 @@ fn every_global_section_becomes_an_array() {
     assert!(rodata.windows(9).any(|w| w == b"hi there\0"));
     let strs = by(".rodata.str1.1");
     assert_eq!(strs.global, Some(GlobalKind::Rodata));
-    assert!(strs.initial_value.as_ref().unwrap().windows(15).any(|w| w == b"literal string\0"));
+    assert!(
+        strs.initial_value
+            .as_ref()
+            .unwrap()
+            .windows(15)
+            .any(|w| w == b"literal string\0")
+    );
 }
 
 #[test]
@@ -123,7 +156,11 @@ fn global_references_become_pseudo_map_value() {
     for pc in lddws(p, op::PSEUDO_MAP_VALUE) {
         let m = &obj.maps[p.insns[pc].imm as usize];
         let off = p.insns[pc + 1].imm;
-        assert!(off >= 0 && (off as u32) < m.value_size, "{} offset {off}", m.name);
+        assert!(
+            off >= 0 && (off as u32) < m.value_size,
+            "{} offset {off}",
+            m.name
+        );
         let init = m.initial_value.as_ref().unwrap();
         match m.name.as_str() {
             ".rodata.str1.1" => assert!(init[off as usize..].starts_with(b"literal string\0")),
@@ -134,7 +171,10 @@ fn global_references_become_pseudo_map_value() {
     }
     maps_used.sort();
     maps_used.dedup();
-    assert_eq!(maps_used, [".bss", ".data", ".data.custom", ".rodata", ".rodata.str1.1"]);
+    assert_eq!(
+        maps_used,
+        [".bss", ".data", ".data.custom", ".rodata", ".rodata.str1.1"]
+    );
     assert!(lddws(p, op::PSEUDO_MAP_FD).is_empty());
     assert_eq!(obj.license, None);
 }

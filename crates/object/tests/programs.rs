@@ -12,7 +12,14 @@ fn finds_every_program_with_type_and_sleepability() {
     let got: Vec<(&str, &str, Option<ProgType>, bool)> = obj
         .programs
         .iter()
-        .map(|p| (p.name.as_str(), p.section.as_str(), p.prog_type, p.sleepable))
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.section.as_str(),
+                p.prog_type,
+                p.sleepable,
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -22,7 +29,12 @@ fn finds_every_program_with_type_and_sleepability() {
             ("prog_tc", "tc", Some(ProgType::SchedCls), false),
             ("prog_sock", "socket", Some(ProgType::SocketFilter), false),
             ("prog_sys", "syscall", Some(ProgType::Syscall), true),
-            ("prog_verdict", "sk_skb/stream_verdict", Some(ProgType::SkSkb), false),
+            (
+                "prog_verdict",
+                "sk_skb/stream_verdict",
+                Some(ProgType::SkSkb),
+                false
+            ),
             ("prog_sleepy", "fentry.s/do_nothing", None, true),
         ]
     );
@@ -40,13 +52,23 @@ fn check_calls(p: &kflex_object::Program) {
     for (pc, i) in local_calls(p) {
         assert_eq!(i.src, op::PSEUDO_CALL);
         let t = target(p, pc);
-        assert!(func_starting_at(p, t).is_some(), "{}: call at {pc} lands on {t}, not a function start", p.name);
+        assert!(
+            func_starting_at(p, t).is_some(),
+            "{}: call at {pc} lands on {t}, not a function start",
+            p.name
+        );
     }
     let mut names: Vec<&str> = p.func_info.iter().map(|f| f.name.as_str()).collect();
     let n = names.len();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), n, "{}: duplicated function in {:?}", p.name, p.func_info);
+    assert_eq!(
+        names.len(),
+        n,
+        "{}: duplicated function in {:?}",
+        p.name,
+        p.func_info
+    );
     assert_eq!(p.func_info[0].insn, 0);
     assert_eq!(p.func_info[0].name, p.name);
 }
@@ -88,7 +110,10 @@ fn links_nested_static_and_global_subprograms() {
     // `w0 = w1; w0 *= 3; w0 += 1; exit`.
     let leaf = a.func_info[3].insn;
     assert_eq!(a.insns.len(), leaf + 4);
-    assert_eq!((a.insns[leaf + 1].opcode, a.insns[leaf + 1].imm), (op::ALU | op::MUL | op::K, 3));
+    assert_eq!(
+        (a.insns[leaf + 1].opcode, a.insns[leaf + 1].imm),
+        (op::ALU | op::MUL | op::K, 3)
+    );
 
     // shared_global is linked into both xdp programs; only_b only into prog_b.
     let b = obj.program("prog_b").unwrap();
@@ -98,7 +123,10 @@ fn links_nested_static_and_global_subprograms() {
     assert!(callees(b).contains(&("prog_b".into(), "only_b".into())));
 
     let sock = obj.program("prog_sock").unwrap();
-    assert_eq!(callees(sock), [("prog_sock".to_string(), "leaf".to_string())]);
+    assert_eq!(
+        callees(sock),
+        [("prog_sock".to_string(), "leaf".to_string())]
+    );
     let v = obj.program("prog_verdict").unwrap();
     assert_eq!(v.func_info.len(), 1);
     assert_eq!(v.insns.len(), 2);
@@ -135,7 +163,11 @@ fn callback_becomes_pseudo_func() {
     let t = target(p, pc);
     assert_eq!(func_starting_at(p, t), Some("loop_cb"));
     // The helper call itself is untouched.
-    assert!(p.insns.iter().any(|i| i.opcode == op::JMP | op::CALL && i.src == 0 && i.imm == 181));
+    assert!(
+        p.insns
+            .iter()
+            .any(|i| i.opcode == op::JMP | op::CALL && i.src == 0 && i.imm == 181)
+    );
 }
 
 #[test]
@@ -145,18 +177,27 @@ fn line_info_maps_to_linked_indices() {
     let a = obj.program("prog_a").unwrap();
     let l = a.line_at(1).unwrap();
     assert!(l.file.ends_with("programs.c"), "{}", l.file);
-    assert_eq!(l.line, line_of(&src, "return shared_global(ctx->ingress_ifindex)"));
+    assert_eq!(
+        l.line,
+        line_of(&src, "return shared_global(ctx->ingress_ifindex)")
+    );
     assert!(l.source.contains("shared_global(ctx->ingress_ifindex)"));
     assert!(l.column > 0);
     // Lines inside appended subprograms point at their own source.
     let sg = a.func_info[1].insn;
-    assert_eq!(a.line_at(sg).unwrap().line, line_of(&src, "return mid(x) ^ 5;"));
+    assert_eq!(
+        a.line_at(sg).unwrap().line,
+        line_of(&src, "return mid(x) ^ 5;")
+    );
     let leaf = a.func_info[3].insn;
     let leaf_line = a.line_at(leaf + 1).unwrap().line;
     assert_eq!(leaf_line, line_of(&src, "return x * 3 + 1;"));
     // The same subprogram at another position in another program has the same lines.
     let sock = obj.program("prog_sock").unwrap();
-    assert_eq!(sock.line_at(sock.func_info[1].insn + 1).unwrap().line, leaf_line);
+    assert_eq!(
+        sock.line_at(sock.func_info[1].insn + 1).unwrap().line,
+        leaf_line
+    );
     // Records are sorted and in range.
     for p in &obj.programs {
         assert!(p.line_info.windows(2).all(|w| w[0].insn <= w[1].insn));

@@ -33,8 +33,11 @@ pub fn compile(name: &str) -> Option<Vec<u8>> {
         return None;
     }
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/include");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("kflex-object-{name}-{}-{}.o", std::process::id(), unique()));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "kflex-object-{name}-{}-{}.o",
+        std::process::id(),
+        unique()
+    ));
     let res = Command::new("clang-19")
         .args(["-O2", "-g", "-target", "bpf", "-mcpu=v4", "-c"])
         .arg("-I")
@@ -62,7 +65,10 @@ pub fn load(name: &str) -> Option<Object> {
 
 /// The 1-based line number of the first source line containing `needle`.
 pub fn line_of(src: &str, needle: &str) -> u32 {
-    let idx = src.lines().position(|l| l.contains(needle)).expect("needle in source");
+    let idx = src
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in source");
     idx as u32 + 1
 }
 
@@ -101,5 +107,8 @@ pub fn target(p: &Program, pc: usize) -> usize {
 
 /// The name of the function starting exactly at `pc`.
 pub fn func_starting_at(p: &Program, pc: usize) -> Option<&str> {
-    p.func_info.iter().find(|f| f.insn == pc).map(|f| f.name.as_str())
+    p.func_info
+        .iter()
+        .find(|f| f.insn == pc)
+        .map(|f| f.name.as_str())
 }

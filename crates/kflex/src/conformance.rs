@@ -115,7 +115,7 @@ pub fn run_test_text(text: &str) -> (bool, String) {
         Ok(t) => t,
         Err(e) => return (false, format!("cannot parse test file: {e}")),
     };
-    let expects_error = test.error.is_some();
+    let expects_error = test.other.iter().any(|(name, _)| name == "error");
     let insns = match &test.raw {
         Some(raw) => Ok(raw.clone()),
         None => kflex_isa::asm::assemble(&test.asm).map_err(|e| format!("assembly failed: {e}")),

@@ -41,7 +41,8 @@ impl<'a> MapRef<'a> {
         }
     }
 
-    /// The value stored under `key` (for per-CPU maps: CPU 0's value), if any.
+    /// The value stored under `key`, if any. Per-CPU arrays return every CPU's value in Linux's
+    /// user-space layout (one value per CPU, each padded to 8 bytes, concatenated).
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.ext
             .maps
@@ -58,6 +59,7 @@ impl<'a> MapRef<'a> {
     }
 
     /// Stores `value` under `key` with Linux flags (`BPF_ANY` 0, `BPF_NOEXIST` 1, `BPF_EXIST` 2).
+    /// Per-CPU arrays take every CPU's value in the layout [`MapRef::lookup`] returns.
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<()> {
         self.ext
             .maps
@@ -90,6 +92,22 @@ impl<'a> MapRef<'a> {
         self.ext
             .maps
             .ringbuf_consume(self.index)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Reads `len` bytes at `offset` from the start of an arena map's heap.
+    pub fn heap_read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.ext
+            .maps
+            .heap_read(self.index, offset, len)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes `data` at `offset` from the start of an arena map's heap.
+    pub fn heap_write(&self, offset: u64, data: &[u8]) -> Result<()> {
+        self.ext
+            .maps
+            .heap_write(self.index, offset, data)
             .map_err(|e| self.err(e))
     }
 

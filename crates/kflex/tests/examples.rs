@@ -24,7 +24,7 @@ fn every_example_loads_and_every_program_decodes() {
         assert!(!ext.program_names().is_empty(), "{} has programs", ex.name);
         for p in ext.programs() {
             let p = p.unwrap_or_else(|r| panic!("{}: {r}", ex.name));
-            assert!(p.len() > 0);
+            assert!(!p.is_empty());
             assert!(p.prog_type.is_some(), "{} has a runnable type", p.name);
         }
     }
@@ -147,7 +147,10 @@ fn xdp_cases() -> Vec<(&'static str, Vec<u8>)> {
             "arp",
             packet::ethernet(packet::DST_MAC, packet::SRC_MAC, ETH_P_ARP, &[0u8; 28]),
         ),
-        ("short frame", vec![0xff; 10]),
+        (
+            "vlan tag cut short",
+            packet::ethernet(packet::DST_MAC, packet::SRC_MAC, packet::ETH_P_8021Q, &[]),
+        ),
         ("short ipv4 header", short_ip),
     ]
 }
@@ -186,7 +189,7 @@ fn xdp_firewall_verdicts_counters_and_trace() {
         expected_stats[verdict as usize].0 += 1;
         expected_stats[verdict as usize].1 += frame.len() as u64;
         expected_malformed += u64::from(malformed);
-        if &frame.get(26..30).unwrap_or(&[]) == &ATTACKER.as_slice() {
+        if frame.get(26..30) == Some(ATTACKER.as_slice()) {
             expected_hits += 1;
         }
     }
@@ -222,6 +225,16 @@ fn xdp_firewall_verdicts_counters_and_trace() {
     assert_eq!(expected_malformed, 2);
     let bss = ext.map(".bss").unwrap().lookup_u64(0, 0).unwrap();
     assert_eq!(bss, Some(expected_malformed));
+}
+
+#[test]
+fn xdp_test_run_needs_an_ethernet_header_like_linux() {
+    let ext = load("xdp_firewall");
+    let e = ext
+        .test_run("xdp_firewall", &TestRunOptions::packet(vec![0xff; 10]))
+        .unwrap_err();
+    assert!(matches!(e, kflex::Error::Input(_)), "{e}");
+    assert!(!e.is_program_error());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use kflex::{Extension, ExtensionOptions, MapType, TestRunOptions};
 
 use super::CliError;
 use super::disasm::describe_map;
-use super::run::verdict_name;
+use super::run::{signed_retval, verdict_name};
 
 /// One demo input.
 struct Scenario {
@@ -151,6 +151,16 @@ fn describe_ctx(example: &str, ctx: &[u8]) -> Option<String> {
     }
 }
 
+/// Hex of at most 32 bytes, with the total length when longer.
+fn short_hex(bytes: &[u8]) -> String {
+    match bytes.get(..32) {
+        Some(head) if bytes.len() > 32 => {
+            format!("{}... ({} bytes)", kflex::hex::encode(head), bytes.len())
+        }
+        _ => kflex::hex::encode(bytes),
+    }
+}
+
 fn show_maps(ext: &Extension, out: &mut String) -> Result<(), kflex::Error> {
     for m in ext.maps() {
         let spec = m.spec();
@@ -186,12 +196,7 @@ fn show_maps(ext: &Extension, out: &mut String) -> Result<(), kflex::Error> {
                     if nonzero.len() == 1 { "y" } else { "ies" }
                 );
                 for (k, v) in nonzero.iter().take(6) {
-                    let _ = writeln!(
-                        out,
-                        "      {} => {}",
-                        kflex::hex::encode(k),
-                        kflex::hex::encode(v)
-                    );
+                    let _ = writeln!(out, "      {} => {}", kflex::hex::encode(k), short_hex(v));
                 }
             }
         }
@@ -239,7 +244,10 @@ fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kf
         let _ = write!(
             out,
             "  {}: r0 = {}{}, {} instructions",
-            case.what, r.retval as i64, verdict, r.instructions_per_run
+            case.what,
+            signed_retval(r.retval),
+            verdict,
+            r.instructions_per_run
         );
         if let Some(d) = r
             .ctx_out

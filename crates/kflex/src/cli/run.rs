@@ -109,8 +109,11 @@ pub fn parse_prog_type(name: &str) -> Result<ProgType, CliError> {
     })
 }
 
+/// Ring-buffer records by map name.
+pub type RingbufRecords = Vec<(String, Vec<Vec<u8>>)>;
+
 /// Every ring buffer's pending records, by map name.
-pub fn drain_ringbufs(ext: &Extension) -> Result<Vec<(String, Vec<Vec<u8>>)>, CliError> {
+pub fn drain_ringbufs(ext: &Extension) -> Result<RingbufRecords, CliError> {
     let mut out = Vec::new();
     for m in ext.maps() {
         if m.spec().map_type == kflex::MapType::Ringbuf {
@@ -118,6 +121,15 @@ pub fn drain_ringbufs(ext: &Extension) -> Result<Vec<(String, Vec<Vec<u8>>)>, Cl
         }
     }
     Ok(out)
+}
+
+/// r0 as a signed number: programs return `int`, so a value that fits in 32 bits is read as an
+/// `i32` (Linux reports test-run return values as 32-bit too); wider values as an `i64`.
+pub fn signed_retval(retval: u64) -> i64 {
+    match u32::try_from(retval) {
+        Ok(v) => i64::from(v as i32),
+        Err(_) => retval as i64,
+    }
 }
 
 /// The meaning of a return value for a program type (`XDP_PASS`, `TC_ACT_SHOT`, ...).
@@ -154,12 +166,7 @@ pub fn verdict_name(prog_type: Option<ProgType>, retval: u64) -> Option<&'static
         .copied()
 }
 
-fn to_json(
-    program: &str,
-    r: &TestRunResult,
-    repeat: u32,
-    ringbufs: &[(String, Vec<Vec<u8>>)],
-) -> Value {
+fn to_json(program: &str, r: &TestRunResult, repeat: u32, ringbufs: &RingbufRecords) -> Value {
     let rb: serde_json::Map<String, Value> = ringbufs
         .iter()
         .map(|(name, recs)| {
@@ -187,13 +194,14 @@ fn to_text(
     prog_type: Option<ProgType>,
     r: &TestRunResult,
     repeat: u32,
-    ringbufs: &[(String, Vec<Vec<u8>>)],
+    ringbufs: &RingbufRecords,
 ) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
         "program {program}: r0 = {} ({:#x})",
-        r.retval as i64, r.retval
+        signed_retval(r.retval),
+        r.retval
     );
     if let Some(v) = verdict_name(prog_type, r.retval) {
         let _ = write!(s, " {v}");

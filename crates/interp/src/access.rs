@@ -111,7 +111,7 @@ fn check_atomic(mem: &MemoryMap, addr: u64, size: u8) -> Result<(), FaultKind> {
             kind: region.kind,
         }));
     }
-    if addr % u64::from(size) != 0 {
+    if !addr.is_multiple_of(u64::from(size)) {
         return Err(FaultKind::MisalignedAtomic { addr, size });
     }
     Ok(())
@@ -175,7 +175,7 @@ pub(crate) fn load_acquire(
     if region.kind == RegionKind::Context {
         return load(mem, ctx, addr, size);
     }
-    if addr % u64::from(size) != 0 {
+    if !addr.is_multiple_of(u64::from(size)) {
         return Err(FaultKind::MisalignedAtomic { addr, size });
     }
     let order = Ordering::Acquire;
@@ -205,7 +205,7 @@ pub(crate) fn store_release(
         return store(mem, ctx, addr, size, value);
     }
     mem.check(addr, u64::from(size), Access::Write)?;
-    if addr % u64::from(size) != 0 {
+    if !addr.is_multiple_of(u64::from(size)) {
         return Err(FaultKind::MisalignedAtomic { addr, size });
     }
     let order = Ordering::Release;

@@ -32,3 +32,36 @@ pub fn decode(value: u64, program: &Program) -> Option<usize> {
     let pc = usize::try_from((value & !TAG_MASK) >> 3).ok()?;
     program.get(pc).map(|_| pc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kflex_isa::decode::{Instruction, encode_all};
+
+    fn program() -> Program {
+        let insns = [
+            Instruction::LoadImm64 {
+                dst: 0,
+                pseudo: 0,
+                imm: 1,
+            },
+            Instruction::Exit,
+        ];
+        Program::decode(&encode_all(&insns)).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let p = program();
+        assert_eq!(decode(encode(0), &p), Some(0));
+        assert_eq!(decode(encode(2), &p), Some(2));
+        assert_eq!(decode(encode(1), &p), None, "second slot of lddw");
+        assert_eq!(decode(encode(3), &p), None, "past the end");
+        assert_eq!(decode(encode(2) + 1, &p), None, "not slot aligned");
+        assert_eq!(decode(5, &p), None, "helper numbers are not code");
+        assert!(is_code(encode(7)));
+        assert!(!is_code(u64::from(u32::MAX)));
+        // Far above every user-space address (x86-64 and aarch64 user space ends below 2^48).
+        assert!(encode(0) > 1 << 48);
+    }
+}

@@ -248,7 +248,7 @@ mod tests {
             "-5 18446744073709551615 abc"
         );
         assert_eq!(
-            f("%x %X %lX", [0x1_0000_00ff, 0xab, 0xdead_beef_0]).unwrap(),
+            f("%x %X %lX", [0x1_0000_00ff, 0xab, 0xd_eadb_eef0]).unwrap(),
             "ff AB DEADBEEF0"
         );
         assert_eq!(

@@ -14,6 +14,30 @@
 //!   pseudo sources must have been resolved by the loader and fault here.
 //! * Stack memory starts zeroed.
 //!
+//! ```
+//! use kflex_interp::{Vm, run};
+//! use kflex_isa::decode::{Instruction, Operand, Program, Width, encode_all};
+//! use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
+//!
+//! // r0 = r1 + 1
+//! let insns = [
+//!     Instruction::Mov { width: Width::W64, dst: 0, src: Operand::Reg(1) },
+//!     Instruction::Alu {
+//!         width: Width::W64,
+//!         op: kflex_isa::decode::AluOp::Add,
+//!         dst: 0,
+//!         src: Operand::Imm(1),
+//!     },
+//!     Instruction::Exit,
+//! ];
+//! let program = Program::decode(&encode_all(&insns)).unwrap();
+//! let (mut mem, helpers, mut env) = (MemoryMap::new(), HelperRegistry::empty(), ExecEnv::default());
+//! let mut vm = Vm::new(&mut mem, &helpers, &mut env);
+//! let out = run(&program, [41, 0, 0, 0, 0], &mut vm).unwrap();
+//! assert_eq!((out.retval, out.instructions), (42, 3));
+//! assert!(mem.regions().is_empty(), "stack frames are gone after the run");
+//! ```
+//!
 //! Modules: [`alu`] and [`cond`] hold the pure arithmetic, `access` the checked memory accesses,
 //! `stack` the frame buffer, `exec` the dispatch loop, [`fault`] the error types.
 
@@ -40,7 +64,7 @@ pub struct Limits {
     /// Instructions a run may execute before it is stopped (default `1 << 32`).
     pub max_instructions: u64,
     /// Stack frames a run may hold at once, frame 0 included (default 8, as Linux
-    /// `MAX_CALL_FRAMES`; at most 256 are honoured).
+    /// `MAX_CALL_FRAMES`; values are clamped to 1..=256).
     pub max_call_depth: usize,
 }
 

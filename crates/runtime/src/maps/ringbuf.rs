@@ -94,11 +94,9 @@ impl RingBuf {
 
     fn header(&self, pos: u64) -> &AtomicU32 {
         let addr = self.data.addr() + (pos & self.mask);
-        // SAFETY: `pos & mask` is inside the first copy of the data area, which is mapped for the
-        // ring's lifetime; headers are 8-aligned; header words are only accessed atomically by
-        // the ring (programs write the record body after the header, never the header itself
-        // unless they corrupt their own sample, which is a race on plain memory, not UB for us
-        // since we only use atomic accesses on it).
+        // SAFETY: `pos & mask` is 8-aligned and inside the first copy of the data area, mapped for
+        // the ring's lifetime. Header words lie outside every sample region handed to programs and
+        // the host accesses them only atomically.
         unsafe { AtomicU32::from_ptr(addr as *mut u32) }
     }
 

@@ -17,7 +17,7 @@ mod ringbuf;
 mod table;
 
 pub use error::MapError;
-pub use ringbuf::RingBuf;
+pub use ringbuf::{BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ, RingBuf};
 pub use table::MapTable;
 
 /// `BPF_ANY`: create a new element or update an existing one.

@@ -10,14 +10,29 @@
 //! * [`extra_helpers`]: `bpf_skb_load_bytes`, `bpf_skb_store_bytes`, `bpf_xdp_adjust_head`,
 //!   `bpf_xdp_adjust_meta`.
 //!
-//! Typical use by an engine:
-//! ```ignore
-//! let mut run = kflex_hooks::prepare(ProgType::Xdp, &input)?;
-//! unsafe { run.install(&mut mem)? };          // regions point into `run`'s buffers
+//! Typical use by an engine (here without one: the context hook is called directly):
+//! ```
+//! use kflex_hooks::{TestRunInput, prepare};
+//! use kflex_object::ProgType;
+//! use kflex_runtime::MemoryMap;
+//!
+//! let frame = vec![0u8; 64];
+//! let input = TestRunInput { data_in: frame.clone(), ctx_in: None };
+//! let mut run = prepare(ProgType::Xdp, &input).unwrap();
+//! let mut mem = MemoryMap::new();
+//! // SAFETY: the regions are removed by `uninstall` before `run` is finished.
+//! unsafe { run.install(&mut mem).unwrap() };
 //! let r1 = run.ctx_address();
-//! // ... execute with `ctx = Some(run.context_access())` and helpers incl. extra_helpers(..)
+//! // An engine runs the program here with r1 = ctx_address(), the hook from
+//! // `run.context_access()` and a registry extended with `extra_helpers(ProgType::Xdp)`.
+//! let data = run.context_access().load(0, 4).unwrap();
+//! let data_end = run.context_access().load(4, 4).unwrap();
+//! assert_eq!(data_end - data, 64);
+//! mem.store(data, 1, 0xff).unwrap();
 //! run.uninstall(&mut mem);
 //! let out = run.finish();
+//! assert_eq!(out.data_out[0], 0xff);
+//! # let _ = r1;
 //! ```
 
 #![warn(missing_docs)]

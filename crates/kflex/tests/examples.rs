@@ -542,3 +542,36 @@ fn malformed_object_is_a_load_error() {
     assert!(matches!(e, kflex::Error::Object(_)), "{e}");
     assert!(!e.is_program_error());
 }
+
+#[test]
+fn corrupted_instruction_is_rejected_with_its_c_source_line() {
+    let object = kflex_examples::get("xdp_firewall").unwrap().object;
+    let parsed = kflex_object::Object::parse("fw", object).unwrap();
+    let prog = parsed.program("xdp_firewall").unwrap();
+    // The first three instructions load from the context and are not relocated: find them in the
+    // ELF and give the first one an unknown opcode.
+    let pattern = kflex_isa::Insn::slice_to_bytes(&prog.insns[..3]);
+    let at = object
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .expect("program text is in the object");
+    let mut bytes = object.to_vec();
+    bytes[at] = 0xff;
+    let ext = Extension::load("fw", &bytes, ExtensionOptions::default()).unwrap();
+    let e = ext.program("xdp_firewall").unwrap_err();
+    let kflex::Error::Rejected(r) = &e else {
+        panic!("expected a rejection, got {e}");
+    };
+    assert_eq!(r.pc, Some(0));
+    assert!(r.insn.as_deref().unwrap().contains("0xff"), "{e}");
+    let expected_line = prog.line_at(0).expect("line info for instruction 0");
+    let src = r.source.as_deref().expect("source line from line info");
+    assert!(src.contains(expected_line.source.trim()), "{src}");
+    assert!(src.contains(&format!(":{}:", expected_line.line)), "{src}");
+    assert!(e.is_program_error());
+    // Test-running it reports the same rejection.
+    let e = ext
+        .test_run("xdp_firewall", &TestRunOptions::packet(vec![0; 64]))
+        .unwrap_err();
+    assert!(e.to_string().contains("rejected at instruction 0"), "{e}");
+}

@@ -38,7 +38,8 @@ fn execute(args: &[String]) -> Result<u64, String> {
             code.len()
         )
     })?;
-    let mem = match args.last() {
+    // The memory is the last argument; runner options (`--...`) before it are ignored.
+    let mem = match args.last().filter(|a| !a.starts_with('-')) {
         Some(arg) => kflex::hex::decode(arg).map_err(|e| format!("memory: {e}"))?,
         None => Vec::new(),
     };

@@ -1,0 +1,64 @@
+//! Resources a program still holds at exit are released after every test-run.
+
+use std::path::Path;
+use std::process::Command;
+
+use kflex::{Extension, ExtensionOptions, TestRunOptions};
+
+/// Compiles `tests/c/NAME.c` with clang-19, or returns `None` (after saying so) if clang is absent.
+fn compile(name: &str) -> Option<Vec<u8>> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = manifest.join("tests/c").join(format!("{name}.c"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.o"));
+    let include = manifest.join("../../sdk/include");
+    let status = Command::new("clang-19")
+        .args(["-O2", "-g", "-target", "bpf", "-mcpu=v4", "-Wall", "-c"])
+        .arg("-I")
+        .arg(&include)
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(std::fs::read(&out).expect("compiled object")),
+        Ok(s) => panic!("clang-19 failed on {}: {s}", src.display()),
+        Err(_) => {
+            println!("SKIPPED: clang-19 not found");
+            None
+        }
+    }
+}
+
+#[test]
+fn leaked_ringbuf_reservations_are_released_after_each_run() {
+    let Some(object) = compile("leak") else {
+        return;
+    };
+    let ext = Extension::load("leak.o", &object, ExtensionOptions::default()).unwrap();
+    let run = || ext.test_run("leak", &TestRunOptions::default()).unwrap();
+    // Each run reserves 2 KiB + header of a 4 KiB ring and never submits.
+    let r = run();
+    assert_eq!(r.retval, 1, "first reservation succeeds");
+    assert_eq!(
+        r.resources_released, 1,
+        "the runtime released the held sample"
+    );
+    // As in Linux, a discarded record keeps its space until the consumer passes it.
+    let r = run();
+    assert_eq!(r.retval, 0, "no room until the consumer advances");
+    assert_eq!(r.resources_released, 0, "nothing held when reserve failed");
+    // Discarded records are invisible to the consumer, which still moves past them...
+    assert!(ext.map("rb").unwrap().ringbuf_records().unwrap().is_empty());
+    // ...so the space is free again.
+    let r = ext
+        .test_run(
+            "leak",
+            &TestRunOptions {
+                repeat: 1,
+                ..TestRunOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.retval, 1);
+    assert_eq!(r.resources_released, 1);
+}

@@ -235,3 +235,97 @@ fn xdp_adjust_meta() -> HelperDef {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{TestRunInput, prepare};
+    use kflex_runtime::{ExecEnv, MemoryMap};
+
+    fn call_helper(
+        def: &HelperDef,
+        args: [u64; 5],
+        mem: &mut MemoryMap,
+    ) -> Result<u64, HelperError> {
+        let mut env = ExecEnv::default();
+        let mut call = HelperCall {
+            args,
+            mem,
+            env: &mut env,
+        };
+        (def.func)(&mut call)
+    }
+
+    #[test]
+    fn registrations_follow_the_program_type() {
+        let ids = |t| extra_helpers(t).iter().map(|d| d.id).collect::<Vec<_>>();
+        assert_eq!(ids(ProgType::SocketFilter), vec![26]);
+        assert_eq!(ids(ProgType::SchedCls), vec![26, 9]);
+        assert_eq!(ids(ProgType::SkSkb), vec![26, 9]);
+        assert_eq!(ids(ProgType::Xdp), vec![44, 54]);
+        assert!(ids(ProgType::Syscall).is_empty());
+        let mut reg = HelperRegistry::empty();
+        register_extra_helpers(&mut reg, ProgType::SchedCls).unwrap();
+        assert_eq!(reg.get(26).unwrap().name, "bpf_skb_load_bytes");
+        assert!(
+            register_extra_helpers(&mut reg, ProgType::SchedCls).is_err(),
+            "duplicates"
+        );
+    }
+
+    #[test]
+    fn helpers_need_an_installed_context_of_their_type() {
+        let mut mem = MemoryMap::new();
+        let load = skb_load_bytes();
+        let err = call_helper(&load, [0x1234, 0, 0, 4, 0], &mut mem).unwrap_err();
+        assert!(
+            matches!(err, HelperError::BadArgument { arg: 1, .. }),
+            "{err}"
+        );
+
+        let input = TestRunInput {
+            data_in: vec![0; 20],
+            ctx_in: None,
+        };
+        let mut run = prepare(ProgType::Xdp, &input).unwrap();
+        // SAFETY: uninstalled below.
+        unsafe { run.install(&mut mem).unwrap() };
+        let ctx = run.ctx_address();
+        let err = call_helper(&load, [ctx, 0, 0, 4, 0], &mut mem).unwrap_err();
+        assert!(matches!(err, HelperError::Unavailable(_)), "{err}");
+        // adjust_head against a different memory map than the one the packet is installed in.
+        let mut other = MemoryMap::new();
+        let err = call_helper(&xdp_adjust_head(), [ctx, 4, 0, 0, 0], &mut other).unwrap_err();
+        assert!(matches!(err, HelperError::Unavailable(_)), "{err}");
+        run.uninstall(&mut mem);
+        // After uninstalling, the context is no longer reachable.
+        let err = call_helper(&xdp_adjust_head(), [ctx, 4, 0, 0, 0], &mut mem).unwrap_err();
+        assert!(matches!(err, HelperError::BadArgument { .. }), "{err}");
+    }
+
+    #[test]
+    fn load_bytes_checks_the_destination() {
+        let input = TestRunInput {
+            data_in: vec![7; 30],
+            ctx_in: None,
+        };
+        let mut run = prepare(ProgType::SchedCls, &input).unwrap();
+        let mut mem = MemoryMap::new();
+        // SAFETY: uninstalled below.
+        unsafe { run.install(&mut mem).unwrap() };
+        let ctx = run.ctx_address();
+        // Destination not in any region: the call stops the program.
+        let err = call_helper(&skb_load_bytes(), [ctx, 0, 0x10, 4, 0], &mut mem).unwrap_err();
+        assert!(matches!(err, HelperError::Memory(_)), "{err}");
+        // Destination inside the packet itself (overlapping copy) works.
+        let data = run.context_access().load(76, 4).unwrap();
+        assert!(mem.store(data, 4, 0x0403_0201).is_ok());
+        let r = call_helper(&skb_load_bytes(), [ctx, 0, data + 2, 4, 0], &mut mem).unwrap();
+        assert_eq!(r, 0);
+        assert_eq!(mem.read_bytes(data, 6).unwrap(), vec![1, 2, 1, 2, 3, 4]);
+        // Unknown store flags.
+        let r = call_helper(&skb_store_bytes(), [ctx, 0, data, 1, 4], &mut mem).unwrap();
+        assert_eq!(r as i64, -22);
+        run.uninstall(&mut mem);
+    }
+}

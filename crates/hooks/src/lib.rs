@@ -10,6 +10,19 @@
 //! * [`extra_helpers`]: `bpf_skb_load_bytes`, `bpf_skb_store_bytes`, `bpf_xdp_adjust_head`,
 //!   `bpf_xdp_adjust_meta`.
 //!
+//! Test-run semantics follow `net/bpf/test_run.c`; where kflex differs it is because it has no
+//! kernel objects behind the context:
+//! * no network devices: any `ingress_ifindex`/`ifindex` is accepted (Linux looks the device up),
+//!   and `ifindex` 0 or 1 reads as the loopback's 1;
+//! * `__sk_buff.sk` always reads as NULL; `xdp_md.egress_ifindex` is readable (Linux allows it only
+//!   for devmap programs) and reads 0;
+//! * `sk_skb`, which Linux cannot test-run, takes the stream payload as `data_in`;
+//! * as in Linux, XDP `data_out` starts at `data_meta` (it includes metadata), `socket_filter`
+//!   `data_out` has its Ethernet header zeroed, and `ctx_out` carries only the fields Linux copies
+//!   back. `ctx_out` is `Some` for `__sk_buff` types always, for XDP and syscall when `ctx_in` was.
+//! * Prog-type helpers find their run through a per-thread table keyed by the context address, so
+//!   a run must execute on the thread that installed it.
+//!
 //! Typical use by an engine (here without one: the context hook is called directly):
 //! ```
 //! use kflex_hooks::{TestRunInput, prepare};

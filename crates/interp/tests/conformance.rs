@@ -14,13 +14,6 @@ use kflex_runtime::{ExecEnv, HelperDef, HelperRegistry, MemoryMap, Region, Regio
 /// Number of tests in the suite; every one must pass.
 const SUITE_SIZE: usize = 313;
 
-fn suite_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KFLEX_CONFORMANCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/tests")
-}
-
 /// The upstream suite calls helper 5 and expects execution to continue.
 fn registry() -> HelperRegistry {
     let mut r = HelperRegistry::empty();
@@ -70,11 +63,10 @@ fn run_one(text: &str, helpers: &HelperRegistry) -> Result<(), String> {
 
 #[test]
 fn bpf_conformance_suite() {
-    let dir = suite_dir();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!("SKIPPED: ../shared/conformance not found");
+    let Some(dir) = kflex_testutil::conformance_dir() else {
         return;
     };
+    let entries = std::fs::read_dir(&dir).expect("read the conformance directory");
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "data"))

@@ -6,18 +6,11 @@ use kflex_isa::conformance::ConformanceTest;
 use kflex_isa::decode::Program;
 use kflex_isa::disasm::listing;
 
-fn conformance_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("KFLEX_CONFORMANCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/tests"),
-    };
-    dir.is_dir().then_some(dir)
-}
+use kflex_testutil::conformance_dir;
 
 #[test]
 fn all_conformance_programs_assemble_and_decode() {
     let Some(dir) = conformance_dir() else {
-        println!("SKIPPED: ../shared/conformance not found");
         return;
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

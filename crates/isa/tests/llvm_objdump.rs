@@ -86,7 +86,7 @@ fn compare(obj: &Path, dir: &Path) -> usize {
 #[test]
 fn disassembly_matches_llvm_objdump() {
     if !tool_available("llvm-mc-19") || !tool_available("llvm-objdump-19") {
-        println!("SKIPPED: llvm-mc-19 not found");
+        kflex_testutil::skip("llvm-mc-19 not found");
         return;
     }
     let dir = scratch_dir("mc");
@@ -104,7 +104,7 @@ fn disassembly_matches_llvm_objdump() {
 #[test]
 fn disassembly_matches_llvm_objdump_on_clang_output() {
     if !tool_available("clang-19") || !tool_available("llvm-objdump-19") {
-        println!("SKIPPED: clang-19 not found");
+        kflex_testutil::skip("clang-19 not found");
         return;
     }
     let dir = scratch_dir("cc");

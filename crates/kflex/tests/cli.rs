@@ -141,11 +141,9 @@ fn disasm_lists_sections_maps_and_source_lines() {
 
 #[test]
 fn conformance_suite_passes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/tests");
-    if !dir.is_dir() {
-        println!("SKIPPED: ../shared/conformance not found");
+    let Some(dir) = kflex_testutil::conformance_dir() else {
         return;
-    }
+    };
     let o = kflex(&["conformance", dir.to_str().unwrap()]);
     let text = stdout(&o);
     assert!(text.contains("313 passed, 0 failed"), "{text}");

@@ -1,32 +1,15 @@
 //! Resources a program still holds at exit are released after every test-run.
 
 use std::path::Path;
-use std::process::Command;
 
 use kflex::{Extension, ExtensionOptions, TestRunOptions};
 
 /// Compiles `tests/c/NAME.c` with clang-19, or returns `None` (after saying so) if clang is absent.
 fn compile(name: &str) -> Option<Vec<u8>> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let src = manifest.join("tests/c").join(format!("{name}.c"));
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.o"));
-    let include = manifest.join("../../sdk/include");
-    let status = Command::new("clang-19")
-        .args(["-O2", "-g", "-target", "bpf", "-mcpu=v4", "-Wall", "-c"])
-        .arg("-I")
-        .arg(&include)
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status();
-    match status {
-        Ok(s) if s.success() => Some(std::fs::read(&out).expect("compiled object")),
-        Ok(s) => panic!("clang-19 failed on {}: {s}", src.display()),
-        Err(_) => {
-            println!("SKIPPED: clang-19 not found");
-            None
-        }
-    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/c")
+        .join(format!("{name}.c"));
+    kflex_testutil::compile_c(&src)
 }
 
 #[test]

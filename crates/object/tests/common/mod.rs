@@ -28,8 +28,7 @@ fn unique() -> usize {
 /// Compiles `tests/c/<name>.c` and returns the object bytes, or `None` (after printing
 /// `SKIPPED`) when clang-19 is not installed.
 pub fn compile(name: &str) -> Option<Vec<u8>> {
-    if Command::new("clang-19").arg("--version").output().is_err() {
-        println!("SKIPPED: clang-19 not found");
+    if !kflex_testutil::have_clang() {
         return None;
     }
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/include");

@@ -101,6 +101,8 @@ fn registry_has_linux_numbers_names_and_signatures() {
         (6, "bpf_trace_printk"),
         (7, "bpf_get_prandom_u32"),
         (8, "bpf_get_smp_processor_id"),
+        (93, "bpf_spin_lock"),
+        (94, "bpf_spin_unlock"),
         (125, "bpf_ktime_get_boot_ns"),
         (130, "bpf_ringbuf_output"),
         (131, "bpf_ringbuf_reserve"),

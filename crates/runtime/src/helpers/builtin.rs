@@ -7,6 +7,7 @@ use super::printk::{self, MAX_ARGS, MAX_OUTPUT};
 use super::ringbuf_helpers::{
     ringbuf_discard, ringbuf_output, ringbuf_query, ringbuf_reserve, ringbuf_submit,
 };
+use super::spin_lock::{spin_lock, spin_unlock};
 use super::{
     ArgKind, HelperCall, HelperDef, HelperError, HelperRegistry, ResourceKind, RetKind, Signature,
 };
@@ -28,6 +29,10 @@ pub mod ids {
     pub const GET_PRANDOM_U32: u32 = 7;
     /// `bpf_get_smp_processor_id`.
     pub const GET_SMP_PROCESSOR_ID: u32 = 8;
+    /// `bpf_spin_lock`.
+    pub const SPIN_LOCK: u32 = 93;
+    /// `bpf_spin_unlock`.
+    pub const SPIN_UNLOCK: u32 = 94;
     /// `bpf_ktime_get_boot_ns`.
     pub const KTIME_GET_BOOT_NS: u32 = 125;
     /// `bpf_ringbuf_output`.
@@ -103,6 +108,18 @@ pub fn linux_helpers() -> Vec<HelperDef> {
             "bpf_get_smp_processor_id",
             scalar(&[]),
             |c| Ok(c.env.cpu as u64),
+        ),
+        def(
+            ids::SPIN_LOCK,
+            "bpf_spin_lock",
+            Signature::new(&[SpinLock], RetKind::Void).under_lock(),
+            spin_lock,
+        ),
+        def(
+            ids::SPIN_UNLOCK,
+            "bpf_spin_unlock",
+            Signature::new(&[SpinLock], RetKind::Void).under_lock(),
+            spin_unlock,
         ),
         def(
             ids::KTIME_GET_BOOT_NS,

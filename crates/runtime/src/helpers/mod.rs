@@ -6,6 +6,7 @@ mod map_helpers;
 pub mod printk;
 mod ringbuf_helpers;
 pub mod signature;
+pub mod spin_lock;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -114,6 +115,30 @@ impl HelperRegistry {
     /// All helpers, by number.
     pub fn iter(&self) -> impl Iterator<Item = &HelperDef> {
         self.helpers.values()
+    }
+
+    /// The helper that releases a resource of `kind` when the extension is cancelled holding it:
+    /// `bpf_spin_unlock` for locks, `bpf_ringbuf_discard` for ringbuf samples (a cancelled
+    /// extension must not publish a half-written record), and for other kinds the lowest-numbered
+    /// helper whose signature releases a `Ref(kind)` argument (e.g. a host's release helper).
+    pub fn release_helper(&self, kind: ResourceKind) -> Option<u32> {
+        let preferred = match kind {
+            ResourceKind::Lock => Some(ids::SPIN_UNLOCK),
+            ResourceKind::RingbufSample => Some(ids::RINGBUF_DISCARD),
+            ResourceKind::Host(_) => None,
+        };
+        if let Some(id) = preferred.filter(|id| self.helpers.contains_key(id)) {
+            return Some(id);
+        }
+        self.helpers
+            .values()
+            .find(|h| {
+                h.sig
+                    .releases
+                    .and_then(|r| h.sig.args.get(r as usize))
+                    .is_some_and(|a| *a == ArgKind::Ref(kind))
+            })
+            .map(|h| h.id)
     }
 
     /// Registers a helper after checking its signature is well formed.

@@ -48,6 +48,8 @@ pub enum ArgKind {
     Ref(ResourceKind),
     /// A pointer to a NUL-terminated constant string in read-only memory.
     ConstStr,
+    /// A pointer to a 4-byte `struct bpf_spin_lock` inside a map value or the heap.
+    SpinLock,
     /// Anything at all (unused argument slots are simply absent).
     Any,
 }

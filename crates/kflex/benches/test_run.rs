@@ -1,0 +1,162 @@
+//! Fixed cost of a test-run.
+//!
+//! Reproduce with `cargo bench -p kflex --bench test_run`.
+//!
+//! For every bundled example this measures `Extension::test_run` with `repeat = 1` on a realistic
+//! input (criterion: wall-clock time of the whole call, preparation of the context and packet
+//! included), and prints the time the call itself reports per run (`ns_per_run`: the interpreter
+//! call only) with the instructions per second that implies, for `repeat = 1` and `repeat = 1000`.
+//! `interp/tiny5` runs a 5-instruction program directly through `kflex_interp::run` to expose the
+//! interpreter's own entry/exit cost.
+//!
+//! RESULTS
+//! (same machine, same session; 2 shared cores, so expect some noise)
+//!
+//! ```text
+//! before
+//! after
+//! ```
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use kflex::packet;
+use kflex::{Extension, ExtensionOptions, TestRunOptions};
+use kflex_interp::{Vm, run};
+use kflex_isa::decode::{AluOp, Instruction as I, Operand, Program, Width, encode_all};
+use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
+
+const CLIENT: [u8; 4] = [192, 168, 1, 10];
+const SERVER: [u8; 4] = [10, 0, 0, 53];
+
+/// The `syscall_events` context: `n`, `seed`, and the result slot.
+fn collatz_ctx(n: u64, seed: u64) -> Vec<u8> {
+    [n, seed, 0].iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
+/// A realistic input for each bundled example.
+fn input(example: &str) -> Option<TestRunOptions> {
+    Some(match example {
+        "xdp_firewall" | "socket_udp_filter" => TestRunOptions::packet(packet::udp4_frame(
+            CLIENT,
+            SERVER,
+            40000,
+            53,
+            b"\x12\x34\x01\x00",
+        )),
+        "tc_classifier" => TestRunOptions::packet(packet::tcp4_frame(
+            CLIENT, SERVER, 40000, 80, 0xb8, b"voice",
+        )),
+        "sk_skb_verdict" => TestRunOptions::packet(packet::ethernet(
+            packet::DST_MAC,
+            packet::SRC_MAC,
+            0x0800,
+            &[0u8; 86],
+        )),
+        "syscall_events" => TestRunOptions::context(collatz_ctx(10, 27)),
+        _ => return None,
+    })
+}
+
+/// Mean `ns_per_run` reported over `calls` test-runs of `repeat` runs each, and the
+/// instructions of one run.
+fn reported(ext: &Extension, prog: &str, options: &TestRunOptions, calls: u32) -> (f64, u64) {
+    let mut total = 0u64;
+    let mut insns = 0;
+    for _ in 0..calls {
+        let r = ext.test_run(prog, options).expect("benchmark input runs");
+        total += r.ns_per_run;
+        insns = r.instructions_per_run;
+    }
+    (total as f64 / f64::from(calls), insns)
+}
+
+fn bench_examples(c: &mut Criterion) {
+    let mut group = c.benchmark_group("test_run");
+    for example in kflex_examples::all() {
+        let Some(options) = input(example.name) else {
+            continue;
+        };
+        let ext = Extension::load(example.name, example.object, ExtensionOptions::default())
+            .expect("bundled example loads");
+        let prog = ext.program_names().first().cloned().expect("a program");
+        let (single, insns) = reported(&ext, &prog, &options, 2000);
+        let many = TestRunOptions {
+            repeat: 1000,
+            ..options.clone()
+        };
+        let (looped, _) = reported(&ext, &prog, &many, 5);
+        let start = Instant::now();
+        let calls = 2000u32;
+        for _ in 0..calls {
+            black_box(ext.test_run(&prog, black_box(&options)).expect("runs"));
+        }
+        let call_ns = start.elapsed().as_nanos() as f64 / f64::from(calls);
+        println!(
+            "test_run/{}: {insns} insns; call {call_ns:.0} ns; ns_per_run {single:.0} (repeat=1) \
+             {looped:.0} (repeat=1000); {:.1} / {:.1} M insns/s",
+            example.name,
+            insns as f64 * 1e3 / single.max(1.0),
+            insns as f64 * 1e3 / looped.max(1.0),
+        );
+        group.bench_function(example.name, |b| {
+            b.iter(|| ext.test_run(&prog, black_box(&options)).expect("runs"))
+        });
+    }
+    group.finish();
+}
+
+/// `r0 = r1; r0 += 1; r0 *= 3; r0 ^= 5; exit`.
+fn tiny() -> Program {
+    let alu = |op, imm| I::Alu {
+        width: Width::W64,
+        op,
+        dst: 0,
+        src: Operand::Imm(imm),
+    };
+    let insns = [
+        I::Mov {
+            width: Width::W64,
+            dst: 0,
+            src: Operand::Reg(1),
+        },
+        alu(AluOp::Add, 1),
+        alu(AluOp::Mul, 3),
+        alu(AluOp::Xor, 5),
+        I::Exit,
+    ];
+    Program::decode(&encode_all(&insns)).expect("tiny program decodes")
+}
+
+fn bench_interp(c: &mut Criterion) {
+    let program = tiny();
+    let helpers = HelperRegistry::empty();
+    let mut mem = MemoryMap::new();
+    let mut env = ExecEnv::default();
+    let mut once = || {
+        let mut vm = Vm::new(&mut mem, &helpers, &mut env);
+        run(&program, [black_box(1), 0, 0, 0, 0], &mut vm)
+            .expect("tiny program runs")
+            .retval
+    };
+    assert_eq!(once(), ((1 + 1) * 3) ^ 5);
+    let rounds = 200_000u32;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        black_box(once());
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds);
+    println!(
+        "interp/tiny5: {ns:.0} ns per run, {:.1} M insns/s",
+        5e3 / ns
+    );
+    c.bench_function("interp/tiny5", |b| b.iter(&mut once));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench_interp, bench_examples
+}
+criterion_main!(benches);

@@ -10,6 +10,7 @@ use crate::alu;
 use crate::code_addr;
 use crate::cond;
 use crate::fault::FaultKind;
+use crate::scratch;
 use crate::stack::StackBuffer;
 use crate::{Outcome, Vm};
 
@@ -18,7 +19,7 @@ pub const MAY_GOTO_BUDGET: u64 = 8 * 1024 * 1024;
 
 /// What a BPF-to-BPF call saved in its caller's frame.
 #[derive(Clone, Copy)]
-struct Frame {
+pub(crate) struct Frame {
     /// Where `exit` resumes the caller.
     return_pc: usize,
     /// The caller's r6..r10.
@@ -32,9 +33,10 @@ pub(crate) struct Machine<'r, 'v, 'a> {
     program: &'r Program,
     vm: &'v mut Vm<'a>,
     stack: &'r mut StackBuffer,
+    /// Return records of the calls in progress (empty at the start of a run).
+    callers: &'r mut Vec<Frame>,
     /// r0..r10; indexed with `reg & 15` so a register number can never index out of bounds.
     regs: [u64; 16],
-    callers: Vec<Frame>,
     may_goto: u64,
     executed: u64,
 }
@@ -72,8 +74,10 @@ impl<'r, 'v, 'a> Machine<'r, 'v, 'a> {
         program: &'r Program,
         vm: &'v mut Vm<'a>,
         stack: &'r mut StackBuffer,
+        callers: &'r mut Vec<Frame>,
         args: [u64; 5],
     ) -> Result<Self, FaultKind> {
+        callers.clear();
         let mut regs = [0u64; 16];
         regs[1..6].copy_from_slice(&args);
         regs[10] = stack.push(vm.mem)?;
@@ -82,7 +86,7 @@ impl<'r, 'v, 'a> Machine<'r, 'v, 'a> {
             vm,
             stack,
             regs,
-            callers: Vec::with_capacity(8),
+            callers,
             may_goto: MAY_GOTO_BUDGET,
             executed: 0,
         })
@@ -356,18 +360,20 @@ impl<'r, 'v, 'a> Machine<'r, 'v, 'a> {
     }
 }
 
-/// Runs `program` on a fresh set of stack frames and removes every frame region afterwards.
+/// Runs `program` on zeroed stack frames (from the thread's scratch cache, see [`scratch`]) and
+/// removes every frame region afterwards.
 pub(crate) fn run_with_frames(
     program: &Program,
     args: [u64; 5],
     vm: &mut Vm<'_>,
     frames: usize,
 ) -> Result<Outcome, (usize, FaultKind)> {
-    let mut stack = StackBuffer::new(frames);
-    let result = match Machine::new(program, vm, &mut stack, args) {
+    let mut scratch = scratch::take(frames);
+    let space = &mut *scratch;
+    let result = match Machine::new(program, vm, &mut space.stack, &mut space.callers, args) {
         Ok(mut machine) => machine.execute(),
         Err(kind) => Err((0, kind)),
     };
-    stack.pop_all(vm.mem);
+    space.stack.pop_all(vm.mem);
     result
 }

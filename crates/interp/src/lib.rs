@@ -39,7 +39,8 @@
 //! ```
 //!
 //! Modules: [`alu`] and [`cond`] hold the pure arithmetic, `access` the checked memory accesses,
-//! `stack` the frame buffer, `exec` the dispatch loop, [`fault`] the error types.
+//! `stack` the frame buffer, `scratch` the per-thread cache of ready frame buffers, `exec` the
+//! dispatch loop, [`fault`] the error types.
 
 #![warn(missing_docs)]
 
@@ -49,6 +50,7 @@ pub mod code_addr;
 pub mod cond;
 mod exec;
 pub mod fault;
+mod scratch;
 mod stack;
 
 use kflex_isa::decode::Program;

@@ -1,10 +1,15 @@
-//! Stack frames of one run: one zeroed buffer holding every frame, each frame registered in the
-//! memory map only while it is live.
+//! Stack frames of one run: one buffer holding every frame, each frame registered in the memory
+//! map only while it is live.
 //!
 //! Layout (addresses grow to the right): `[gap][frame n-1][gap] ... [frame 1][gap][frame 0][gap]`.
 //! Every frame is flanked by unregistered gaps of [`STACK_SIZE`] bytes and deeper frames lie at
 //! lower addresses, so an access that runs off the running frame (below `r10 - 512` or at or above
 //! `r10`) never lands in another registered frame: it faults like any other out-of-region access.
+//!
+//! A buffer is reused by later runs (see [`crate::scratch`]), so it remembers which frames earlier
+//! runs may have written: a frame is zeroed when a run pushes it for the first time, and only if an
+//! earlier run used it. Within one run a frame that is popped and pushed again keeps its bytes, as
+//! it did when every run had a fresh buffer. Gaps are never registered, so nobody writes them.
 
 use kflex_runtime::{MemoryMap, Region, RegionKind};
 
@@ -16,7 +21,7 @@ pub const STACK_SIZE: usize = 512;
 /// Distance between the starts of two consecutive frames (frame plus guard gap).
 const STRIDE: usize = 2 * STACK_SIZE;
 
-/// The stack buffer of one run.
+/// The stack buffer of a run.
 ///
 /// Frames are pushed and popped strictly in order; `live` counts the frames currently
 /// registered in the memory map. If the buffer is dropped while frames are still registered (a
@@ -25,12 +30,21 @@ const STRIDE: usize = 2 * STACK_SIZE;
 pub(crate) struct StackBuffer {
     base: *mut u8,
     total: usize,
+    /// Frame slots in the allocation.
     frames: usize,
+    /// Frames the current run may hold at once (at most `frames`).
+    limit: usize,
+    /// Frames currently registered.
     live: usize,
+    /// Frames the current run has pushed at least once (and zeroed if needed); frames are pushed
+    /// in order, so these are frames `0..fresh`.
+    fresh: usize,
+    /// Frames `0..dirty` may hold bytes written by earlier runs.
+    dirty: usize,
 }
 
 impl StackBuffer {
-    /// Allocates room for `frames` frames (at least one).
+    /// Allocates room for `frames` frames (at least one), all zero.
     pub(crate) fn new(frames: usize) -> Self {
         let frames = frames.max(1);
         let total = frames * STRIDE + STACK_SIZE;
@@ -39,8 +53,31 @@ impl StackBuffer {
             base: Box::into_raw(buf).cast::<u8>(),
             total,
             frames,
+            limit: frames,
             live: 0,
+            fresh: 0,
+            dirty: 0,
         }
+    }
+
+    /// Frame slots of the allocation.
+    pub(crate) fn capacity(&self) -> usize {
+        self.frames
+    }
+
+    /// Frames currently registered in a memory map.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Prepares the buffer for a new run that may hold up to `limit` frames (clamped to the
+    /// capacity, at least 1): frames used by earlier runs will be zeroed when first pushed.
+    /// Must only be called with no frame registered.
+    pub(crate) fn begin_run(&mut self, limit: usize) {
+        debug_assert_eq!(self.live, 0, "begin_run with registered frames");
+        self.dirty = self.dirty.max(self.fresh);
+        self.fresh = 0;
+        self.limit = limit.clamp(1, self.frames);
     }
 
     fn frame_start(&self, frame: usize) -> u64 {
@@ -51,13 +88,22 @@ impl StackBuffer {
     /// Registers the next frame and returns its top address (the frame's `r10`).
     pub(crate) fn push(&mut self, mem: &mut MemoryMap) -> Result<u64, FaultKind> {
         let frame = self.live;
-        let limit = self.frames;
+        let limit = self.limit;
         let kind = u8::try_from(frame)
             .ok()
             .filter(|_| frame < limit)
             .map(RegionKind::Stack)
             .ok_or(FaultKind::CallDepth { limit })?;
         let start = self.frame_start(frame);
+        if frame == self.fresh {
+            if frame < self.dirty {
+                // SAFETY: `[start, start + STACK_SIZE)` lies inside the allocation this value owns
+                // (frame < limit <= frames); the frame is not registered in any memory map yet,
+                // and the buffer is only ever accessed through raw pointers.
+                unsafe { std::ptr::write_bytes(start as *mut u8, 0, STACK_SIZE) };
+            }
+            self.fresh += 1;
+        }
         let region = Region {
             start,
             len: STACK_SIZE as u64,
@@ -150,5 +196,59 @@ mod tests {
             .unwrap();
         assert!(bytes.iter().all(|&b| b == 0));
         stack.pop_all(&mut mem);
+    }
+
+    #[test]
+    fn a_reused_buffer_hands_out_zeroed_frames() {
+        let mut mem = MemoryMap::new();
+        let mut stack = StackBuffer::new(3);
+        stack.begin_run(3);
+        let top0 = stack.push(&mut mem).unwrap();
+        let top1 = stack.push(&mut mem).unwrap();
+        mem.store(top0 - 8, 8, u64::MAX).unwrap();
+        mem.store(top1 - 512, 8, u64::MAX).unwrap();
+        stack.pop_all(&mut mem);
+
+        stack.begin_run(3);
+        assert_eq!(stack.push(&mut mem).unwrap(), top0);
+        assert_eq!(stack.push(&mut mem).unwrap(), top1);
+        let frame = |top: u64| mem.read_bytes(top - STACK_SIZE as u64, STACK_SIZE as u64);
+        assert!(frame(top0).unwrap().iter().all(|&b| b == 0));
+        assert!(frame(top1).unwrap().iter().all(|&b| b == 0));
+        stack.pop_all(&mut mem);
+    }
+
+    #[test]
+    fn a_frame_pushed_again_in_the_same_run_keeps_its_bytes() {
+        let mut mem = MemoryMap::new();
+        let mut stack = StackBuffer::new(2);
+        stack.begin_run(2);
+        stack.push(&mut mem).unwrap();
+        let top1 = stack.push(&mut mem).unwrap();
+        mem.store(top1 - 16, 8, 0xabcd).unwrap();
+        stack.pop(&mut mem);
+        assert_eq!(stack.push(&mut mem).unwrap(), top1);
+        assert_eq!(mem.load(top1 - 16, 8).unwrap(), 0xabcd);
+        stack.pop_all(&mut mem);
+
+        // The next run sees it zeroed again.
+        stack.begin_run(2);
+        stack.push(&mut mem).unwrap();
+        stack.push(&mut mem).unwrap();
+        assert_eq!(mem.load(top1 - 16, 8).unwrap(), 0);
+        stack.pop_all(&mut mem);
+    }
+
+    #[test]
+    fn a_run_limit_below_the_capacity_bounds_the_depth() {
+        let mut mem = MemoryMap::new();
+        let mut stack = StackBuffer::new(8);
+        stack.begin_run(2);
+        stack.push(&mut mem).unwrap();
+        stack.push(&mut mem).unwrap();
+        assert_eq!(stack.push(&mut mem), Err(FaultKind::CallDepth { limit: 2 }));
+        stack.pop_all(&mut mem);
+        assert_eq!((stack.live(), stack.capacity()), (0, 8));
+        assert!(mem.regions().is_empty());
     }
 }

@@ -1,8 +1,15 @@
 //! Test-runs modelled on Linux `BPF_PROG_TEST_RUN`: prepare the program type's context and packet,
 //! run the program `repeat` times (each time from a fresh copy of the input), and report the return
 //! value, the output packet and context, timing and trace output.
+//!
+//! Fixed costs are paid once, not per run: the helper registry of each program type is built once
+//! per process (and shared by every extension without host helpers), and the memory map holding
+//! the map regions, the execution environment and the interpreter's stack buffers are set up once
+//! per call and reused by every run of a `repeat` loop. Each run still gets a fresh copy of the
+//! packet and context and zeroed stack frames.
 
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kflex_hooks::{TestRunInput, TestRunOutput};
@@ -94,8 +101,9 @@ impl Extension {
                 prog.name, prog.section
             ))
         })?;
-        let registry = self.registry(prog_type)?;
+        let registry = self.run_registry(prog_type)?;
         let map_regions = self.maps.regions();
+        let mut mem = map_memory(&map_regions)?;
         let input = TestRunInput {
             data_in: options.data_in.clone(),
             ctx_in: options.ctx_in.clone(),
@@ -108,15 +116,11 @@ impl Extension {
         let mut released = 0u64;
         let mut last = None;
         for _ in 0..repeat {
-            let run = run_once(
-                prog,
-                prog_type,
-                &input,
-                &map_regions,
-                &registry,
-                &mut env,
-                self,
-            );
+            if mem.regions().len() != map_regions.len() {
+                // Something outlived the previous run in the map: start again from the maps.
+                mem = map_memory(&map_regions)?;
+            }
+            let run = run_once(prog, prog_type, &input, &mut mem, &registry, &mut env, self);
             for line in env.take_trace() {
                 if trace.len() < MAX_TRACE_LINES {
                     trace.push(line);
@@ -148,15 +152,57 @@ impl Extension {
     /// The helper registry a program of `prog_type` runs with: Linux helpers, the program type's
     /// helpers, then the host's helpers.
     pub fn registry(&self, prog_type: ProgType) -> Result<HelperRegistry> {
-        let mut registry = HelperRegistry::linux_default();
-        for h in kflex_hooks::extra_helpers(prog_type) {
-            registry.register(h)?;
-        }
+        let mut registry = base_registry(prog_type)?.clone();
         for h in &self.helpers {
             registry.register(h.clone())?;
         }
         Ok(registry)
     }
+
+    /// [`Extension::registry`], borrowed from the shared per-type registry when the extension
+    /// offers no host helpers.
+    fn run_registry(&self, prog_type: ProgType) -> Result<Cow<'static, HelperRegistry>> {
+        if self.helpers.is_empty() {
+            return Ok(Cow::Borrowed(base_registry(prog_type)?));
+        }
+        self.registry(prog_type).map(Cow::Owned)
+    }
+}
+
+/// The Linux helpers plus the helpers of `prog_type`, built on first use and shared by every
+/// test-run of the process (helper implementations keep no state of their own: everything a
+/// helper changes lives in the run's `ExecEnv` or memory).
+fn base_registry(prog_type: ProgType) -> Result<&'static HelperRegistry> {
+    static BASE: [OnceLock<HelperRegistry>; ProgType::ALL.len()] =
+        [const { OnceLock::new() }; ProgType::ALL.len()];
+    let slot = ProgType::ALL
+        .iter()
+        .position(|t| *t == prog_type)
+        .and_then(|i| BASE.get(i))
+        .ok_or_else(|| Error::Input(format!("no helper set for program type {prog_type:?}")))?;
+    if let Some(registry) = slot.get() {
+        return Ok(registry);
+    }
+    let mut registry = HelperRegistry::linux_default();
+    for h in kflex_hooks::extra_helpers(prog_type) {
+        registry.register(h)?;
+    }
+    // Another thread may have won the race; either value is the same set of helpers.
+    Ok(slot.get_or_init(|| registry))
+}
+
+/// A memory map holding the extension's map regions.
+fn map_memory(map_regions: &[Region]) -> Result<MemoryMap> {
+    let mut mem = MemoryMap::new();
+    for region in map_regions {
+        // SAFETY: map regions describe value memory owned by the extension's `MapTable`, which is
+        // allocated outside Rust references, never moves, and outlives every run of the test-run
+        // that owns `mem` (the table is held by the extension and by the run's `ExecEnv` through
+        // an `Arc`).
+        unsafe { mem.insert(region.clone()) }
+            .map_err(|e| Error::Input(format!("map memory layout: {e}")))?;
+    }
+    Ok(mem)
 }
 
 /// A fresh execution environment over `maps` on `cpu`.
@@ -169,34 +215,28 @@ fn new_env(maps: Arc<MapTable>, cpu: u32) -> ExecEnv {
 /// r0, instructions, outputs, time spent in the interpreter, resources released.
 type RunOutput = (u64, u64, TestRunOutput, Duration, u64);
 
-/// One run from a fresh copy of the input.
+/// One run from a fresh copy of the input, in `mem` (which holds the map regions and gets back to
+/// exactly those before this returns: the run's packet, context, ringbuf samples and stack frames
+/// are removed).
 fn run_once(
     prog: &LoadedProgram,
     prog_type: ProgType,
     input: &TestRunInput,
-    map_regions: &[Region],
+    mem: &mut MemoryMap,
     registry: &HelperRegistry,
     env: &mut ExecEnv,
     ext: &Extension,
 ) -> Result<RunOutput> {
     let mut prepared =
         kflex_hooks::prepare(prog_type, input).map_err(|e| Error::Input(e.to_string()))?;
-    let mut mem = MemoryMap::new();
-    for region in map_regions {
-        // SAFETY: map regions describe value memory owned by the extension's `MapTable`, which is
-        // allocated outside Rust references, never moves, and outlives this run (the table is held
-        // by `ext` and by `env` through an `Arc`).
-        unsafe { mem.insert(region.clone()) }
-            .map_err(|e| Error::Input(format!("map memory layout: {e}")))?;
-    }
     // SAFETY: `prepared` owns the packet and context buffers its regions describe, keeps them alive
     // and unmoved until `finish`, and we uninstall them from `mem` before that.
-    unsafe { prepared.install(&mut mem) }.map_err(|e| Error::Input(e.to_string()))?;
+    unsafe { prepared.install(mem) }.map_err(|e| Error::Input(e.to_string()))?;
     let ctx_addr = prepared.ctx_address();
     let start = Instant::now();
     let outcome = {
         let mut vm = Vm {
-            mem: &mut mem,
+            mem: &mut *mem,
             ctx: Some(prepared.context_access()),
             helpers: registry,
             env: &mut *env,
@@ -205,8 +245,8 @@ fn run_once(
         kflex_interp::run(&prog.code, [ctx_addr, 0, 0, 0, 0], &mut vm)
     };
     let took = start.elapsed();
-    let freed = env.release_all_in(&mut mem) as u64;
-    prepared.uninstall(&mut mem);
+    let freed = env.release_all_in(mem) as u64;
+    prepared.uninstall(mem);
     let outcome = outcome.map_err(|f| {
         Error::Fault(RunFault {
             program: prog.name.clone(),

@@ -162,6 +162,9 @@ pub trait ContextAccess {
     fn store(&mut self, offset: u64, size: u8, value: u64) -> Result<(), String>;
 }
 
+/// Regions room is made for when the first region is inserted.
+const INITIAL_REGIONS: usize = 16;
+
 /// The table of regions an invocation may touch.
 #[derive(Default, Debug)]
 pub struct MemoryMap {
@@ -181,6 +184,11 @@ impl MemoryMap {
     /// `[start, start+len)` must be valid host memory (writable if `writable`) that stays allocated
     /// and is not accessed through Rust references while the region is in the table.
     pub unsafe fn insert(&mut self, region: Region) -> Result<(), AccessError> {
+        if self.regions.capacity() == 0 {
+            // An invocation typically holds a handful of regions (maps, context, packet, stack
+            // frames): allocate once for them instead of growing one region at a time.
+            self.regions.reserve(INITIAL_REGIONS);
+        }
         let pos = self.regions.partition_point(|r| r.start < region.start);
         let overlaps_prev = pos > 0 && self.regions[pos - 1].end() > region.start;
         let overlaps_next = pos < self.regions.len() && region.end() > self.regions[pos].start;

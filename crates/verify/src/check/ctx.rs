@@ -1,0 +1,109 @@
+//! Context accesses: allowed offsets, sizes and directions per program type (through
+//! `kflex_hooks::check_ctx_access`), and the pointer kinds some fields produce (`data` gives a
+//! packet pointer, `data_end` the packet end, `data_meta` the metadata pointer).
+
+use kflex_hooks::PointerKind;
+use kflex_runtime::memory::Access as Dir;
+
+use super::mem::{Access, Site, loaded};
+use super::{CheckResult, Cx};
+use crate::domains::Scalar;
+use crate::state::{RegState, State};
+use crate::{CtxAccess, hints};
+
+/// A load from or store to the context through a context pointer at offset `ctx_off`.
+pub fn access(
+    cx: &mut Cx<'_>,
+    state: &mut State,
+    site: Site,
+    ctx_off: i32,
+    acc: &Access,
+) -> CheckResult<RegState> {
+    if ctx_off != 0 {
+        return Err(cx.error(
+            site.pc,
+            state,
+            format!(
+                "dereference of modified ctx ptr R{} off={ctx_off} disallowed",
+                site.base
+            ),
+            "access context fields through the original context pointer with a constant offset \
+             (`ctx->field`), not through a moved copy",
+        ));
+    }
+    let write = match acc {
+        Access::Read { .. } => false,
+        Access::Write(v) => {
+            if v.is_pointer() {
+                return Err(cx.error(
+                    site.pc,
+                    state,
+                    format!("R{} leaks addr into ctx", site.base),
+                    "store only scalars into context fields",
+                ));
+            }
+            true
+        }
+        Access::Atomic(_) => {
+            return Err(cx.error(
+                site.pc,
+                state,
+                format!("BPF_ATOMIC stores into R{} ctx is not allowed", site.base),
+                "load the field, update it and store it back",
+            ));
+        }
+    };
+    let offset = i64::from(site.off);
+    let field = u64::try_from(offset)
+        .map_err(|_| format!("{}-byte access at negative offset {offset}", site.size))
+        .and_then(|off| {
+            kflex_hooks::check_ctx_access(
+                cx.input.prog_type,
+                off,
+                site.size,
+                if write { Dir::Write } else { Dir::Read },
+            )
+            .map_err(|e| e.what)
+        });
+    let field = match field {
+        Ok(f) => f,
+        Err(what) => {
+            return Err(cx.error(
+                site.pc,
+                state,
+                format!(
+                    "invalid bpf_context access off={offset} size={}: {what}",
+                    site.size
+                ),
+                hints::invalid_ctx_field(cx.input.prog_type),
+            ));
+        }
+    };
+    cx.facts.ctx_access(
+        site.pc,
+        CtxAccess {
+            offset: offset as u32,
+            size: site.size,
+            write,
+        },
+    );
+    if write {
+        return Ok(RegState::unknown());
+    }
+    Ok(match field.and_then(|f| f.pointer) {
+        Some(PointerKind::Packet) => RegState::Packet {
+            id: 0,
+            off: Scalar::constant(0),
+            fixed: 0,
+            range: 0,
+        },
+        Some(PointerKind::PacketEnd) => RegState::PacketEnd,
+        Some(PointerKind::PacketMeta) => RegState::PacketMeta {
+            off: Scalar::constant(0),
+            range: 0,
+        },
+        // kflex has no socket objects behind the context: the field reads as NULL.
+        Some(PointerKind::SockCommonOrNull) => RegState::constant(0),
+        None => loaded(site, acc),
+    })
+}

@@ -1,0 +1,217 @@
+//! Per-instruction facts merged over every state that reaches an instruction, and the
+//! construction of the [`VerifiedProgram`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::{
+    CancellationTable, CtxAccess, HeapAccess, InsnFacts, LiveResource, Stats, TerminationKind,
+    TerminationPoint, VerifiedProgram,
+};
+
+/// What kind of memory a load/store instruction was seen accessing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseKind {
+    /// The program context (rewritten by the JIT).
+    Ctx,
+    /// The heap (guarded or elided).
+    Heap,
+    /// Any other memory (stack, map values, packet, helper memory).
+    Other,
+}
+
+impl BaseKind {
+    /// A word for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseKind::Ctx => "context",
+            BaseKind::Heap => "heap",
+            BaseKind::Other => "non-heap, non-context",
+        }
+    }
+}
+
+/// Facts collected during exploration.
+#[derive(Clone, Debug, Default)]
+pub struct FactsBuilder {
+    insns: Vec<InsnFacts>,
+    bases: Vec<Option<BaseKind>>,
+    terminations: BTreeSet<TerminationPoint>,
+    cancellation: BTreeMap<usize, Vec<LiveResource>>,
+}
+
+impl FactsBuilder {
+    /// Facts for a program of `len` slots, nothing known yet.
+    pub fn new(len: usize) -> Self {
+        FactsBuilder {
+            insns: vec![InsnFacts::default(); len],
+            bases: vec![None; len],
+            ..FactsBuilder::default()
+        }
+    }
+
+    /// Marks `pc` reachable.
+    pub fn reached(&mut self, pc: usize) {
+        if let Some(f) = self.insns.get_mut(pc) {
+            f.reachable = true;
+        }
+    }
+
+    /// Records the kind of memory the access at `pc` goes to; returns the kind seen before when
+    /// it differs (the same instruction may not access context, heap and other memory on
+    /// different paths: each needs different code).
+    pub fn base_kind(&mut self, pc: usize, kind: BaseKind) -> Result<(), BaseKind> {
+        match self.bases.get_mut(pc) {
+            Some(slot @ None) => {
+                *slot = Some(kind);
+                Ok(())
+            }
+            Some(Some(prev)) if *prev != kind => Err(*prev),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a context access at `pc`.
+    pub fn ctx_access(&mut self, pc: usize, access: CtxAccess) {
+        if let Some(f) = self.insns.get_mut(pc) {
+            f.ctx = Some(access);
+        }
+    }
+
+    /// Records a heap access at `pc` in one state, merging with the others: elided only if
+    /// elided in every state, with the largest offset.
+    pub fn heap_access(&mut self, pc: usize, access: HeapAccess, live: Vec<LiveResource>) {
+        if let Some(f) = self.insns.get_mut(pc) {
+            f.heap = Some(match (f.heap, access) {
+                (None, a) => a,
+                (Some(HeapAccess::Guard { reg }), _) | (_, HeapAccess::Guard { reg }) => {
+                    HeapAccess::Guard { reg }
+                }
+                (
+                    Some(HeapAccess::Elided { reg, max_offset: a }),
+                    HeapAccess::Elided { max_offset: b, .. },
+                ) => HeapAccess::Elided {
+                    reg,
+                    max_offset: a.max(b),
+                },
+            });
+        }
+        self.add_live(pc, live);
+    }
+
+    /// Records a termination point and what is live there in one state.
+    pub fn termination(&mut self, pc: usize, kind: TerminationKind, live: Vec<LiveResource>) {
+        self.terminations.insert(TerminationPoint { pc, kind });
+        self.add_live(pc, live);
+    }
+
+    fn add_live(&mut self, pc: usize, live: Vec<LiveResource>) {
+        let entry = self.cancellation.entry(pc).or_default();
+        for l in live {
+            if !entry.contains(&l) {
+                entry.push(l);
+            }
+        }
+    }
+
+    /// The number of termination points that are back-edges so far.
+    pub fn back_edges(&self) -> u64 {
+        self.terminations
+            .iter()
+            .filter(|t| matches!(t.kind, TerminationKind::BackEdge { .. }))
+            .count() as u64
+    }
+
+    /// The verified program, with guard counts filled into `stats`.
+    pub fn finish(self, mut stats: Stats, log: String) -> VerifiedProgram {
+        stats.guards_emitted = 0;
+        stats.guards_elided = 0;
+        for f in &self.insns {
+            match f.heap {
+                Some(HeapAccess::Guard { .. }) => stats.guards_emitted += 1,
+                Some(HeapAccess::Elided { .. }) => stats.guards_elided += 1,
+                None => {}
+            }
+        }
+        stats.back_edges = self.back_edges();
+        let mut cancellation = self.cancellation;
+        for entry in cancellation.values_mut() {
+            entry.sort_by_key(|l| (l.ref_id, l.location));
+        }
+        VerifiedProgram {
+            insns: self.insns,
+            termination_points: self.terminations.into_iter().collect(),
+            cancellation: CancellationTable {
+                entries: cancellation,
+            },
+            stats,
+            log,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_access_is_elided_only_if_elided_everywhere() {
+        let mut f = FactsBuilder::new(4);
+        f.heap_access(
+            1,
+            HeapAccess::Elided {
+                reg: 1,
+                max_offset: 8,
+            },
+            vec![],
+        );
+        f.heap_access(
+            1,
+            HeapAccess::Elided {
+                reg: 1,
+                max_offset: 16,
+            },
+            vec![],
+        );
+        f.heap_access(
+            2,
+            HeapAccess::Elided {
+                reg: 2,
+                max_offset: 0,
+            },
+            vec![],
+        );
+        f.heap_access(2, HeapAccess::Guard { reg: 2 }, vec![]);
+        let p = f.finish(Stats::default(), String::new());
+        assert_eq!(
+            p.insns[1].heap,
+            Some(HeapAccess::Elided {
+                reg: 1,
+                max_offset: 16
+            })
+        );
+        assert_eq!(p.insns[2].heap, Some(HeapAccess::Guard { reg: 2 }));
+        assert_eq!((p.stats.guards_emitted, p.stats.guards_elided), (1, 1));
+        assert!(p.cancellation.entries.contains_key(&1));
+        assert!(p.cancellation.entries[&2].is_empty());
+    }
+
+    #[test]
+    fn base_kinds_must_agree() {
+        let mut f = FactsBuilder::new(2);
+        assert_eq!(f.base_kind(0, BaseKind::Ctx), Ok(()));
+        assert_eq!(f.base_kind(0, BaseKind::Ctx), Ok(()));
+        assert_eq!(f.base_kind(0, BaseKind::Heap), Err(BaseKind::Ctx));
+    }
+
+    #[test]
+    fn terminations_are_sorted_and_counted() {
+        let mut f = FactsBuilder::new(10);
+        f.termination(7, TerminationKind::BackEdge { target: 2 }, vec![]);
+        f.termination(3, TerminationKind::MayGoto, vec![]);
+        f.termination(7, TerminationKind::BackEdge { target: 2 }, vec![]);
+        let p = f.finish(Stats::default(), String::new());
+        assert_eq!(p.termination_points.len(), 2);
+        assert_eq!(p.termination_points[0].pc, 3);
+        assert_eq!(p.stats.back_edges, 1);
+    }
+}

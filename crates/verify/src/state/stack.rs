@@ -1,0 +1,395 @@
+//! One frame's 512-byte stack, tracked per byte, with spilled registers in 8-byte slots.
+
+use std::fmt;
+
+use crate::domains::Scalar;
+
+use super::ids::IdMap;
+use super::reg::RegState;
+
+/// Bytes of stack per frame.
+pub const STACK_SIZE: usize = 512;
+/// Number of 8-byte slots per frame.
+pub const SLOTS: usize = STACK_SIZE / 8;
+
+/// What is known about one stack byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackByte {
+    /// Never written: reading it is an error.
+    Invalid,
+    /// Some initialised scalar byte.
+    Misc,
+    /// Known to be zero.
+    Zero,
+    /// Part of a spilled register (the slot's spill holds its full state).
+    Spill,
+}
+
+impl StackByte {
+    fn symbol(self) -> char {
+        match self {
+            StackByte::Invalid => '?',
+            StackByte::Misc => 'm',
+            StackByte::Zero => '0',
+            StackByte::Spill => 'r',
+        }
+    }
+}
+
+/// What a fixed-offset stack read yields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StackRead {
+    /// A full 8-byte spilled register, restored with its state.
+    Fill(RegState),
+    /// Initialised bytes that are all zero.
+    Zero,
+    /// Initialised bytes of unknown value.
+    Unknown,
+}
+
+/// Why a stack access is not allowed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StackError {
+    /// The byte at this offset (from r10) is uninitialised.
+    Uninit {
+        /// Offset of the first uninitialised byte.
+        off: i64,
+    },
+    /// A part of a spilled pointer is read.
+    PartialFill {
+        /// Offset of the slot holding the pointer.
+        slot_off: i64,
+    },
+}
+
+/// One frame's stack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stack {
+    bytes: Vec<StackByte>,
+    spills: Vec<Option<RegState>>,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Stack {
+            bytes: vec![StackByte::Invalid; STACK_SIZE],
+            spills: vec![None; SLOTS],
+        }
+    }
+}
+
+/// Index of the byte at `off` (from r10), which the caller has checked is in `[-512, 0)`.
+fn index(off: i64) -> usize {
+    usize::try_from(off + STACK_SIZE as i64)
+        .unwrap_or(0)
+        .min(STACK_SIZE - 1)
+}
+
+impl Stack {
+    /// An all-uninitialised stack.
+    pub fn new() -> Self {
+        Stack::default()
+    }
+
+    /// The byte at `off` (from r10), if it is inside the stack.
+    pub fn byte(&self, off: i64) -> Option<StackByte> {
+        if (-(STACK_SIZE as i64)..0).contains(&off) {
+            self.bytes.get(index(off)).copied()
+        } else {
+            None
+        }
+    }
+
+    /// The register spilled in the 8-byte slot starting at `off`, if any.
+    pub fn spill(&self, off: i64) -> Option<&RegState> {
+        if off % 8 != 0 || self.byte(off) != Some(StackByte::Spill) {
+            return None;
+        }
+        self.spills.get(index(off) / 8).and_then(Option::as_ref)
+    }
+
+    /// Every spilled register with the offset of its slot.
+    pub fn spills(&self) -> impl Iterator<Item = (i64, &RegState)> + '_ {
+        self.spills.iter().enumerate().filter_map(|(i, s)| {
+            let off = (i * 8) as i64 - STACK_SIZE as i64;
+            s.as_ref()
+                .filter(|_| self.bytes.get(i * 8) == Some(&StackByte::Spill))
+                .map(|r| (off, r))
+        })
+    }
+
+    /// Mutable access to every spilled register.
+    pub fn spills_mut(&mut self) -> impl Iterator<Item = &mut RegState> + '_ {
+        self.spills.iter_mut().filter_map(Option::as_mut)
+    }
+
+    /// Turns the spill of every slot overlapping `[lo, hi)` into plain bytes: a spilled scalar's
+    /// bytes become `Misc` (or `Zero` when it was the constant 0), a pointer's become `Misc`.
+    fn break_spills(&mut self, lo: i64, hi: i64) {
+        let first = index(lo) / 8;
+        let last = index(hi - 1) / 8;
+        for slot in first..=last {
+            let Some(spilled) = self.spills.get_mut(slot).and_then(Option::take) else {
+                continue;
+            };
+            let fill = if spilled.const_value() == Some(0) {
+                StackByte::Zero
+            } else {
+                StackByte::Misc
+            };
+            for b in self.bytes.iter_mut().skip(slot * 8).take(8) {
+                if *b == StackByte::Spill {
+                    *b = fill;
+                }
+            }
+        }
+    }
+
+    /// Records a `size`-byte store at constant offset `off` (inside the stack, checked by the
+    /// caller). An aligned 8-byte store of an initialised register spills it with its full
+    /// state; a smaller store of the constant 0 writes zero bytes; anything else writes
+    /// initialised scalar bytes.
+    pub fn write(&mut self, off: i64, size: u8, value: &RegState) {
+        let hi = off + i64::from(size);
+        self.break_spills(off, hi);
+        let start = index(off);
+        if size == 8 && off % 8 == 0 && !matches!(value, RegState::Uninit) {
+            if let Some(slot) = self.spills.get_mut(start / 8) {
+                *slot = Some(value.clone());
+            }
+            for b in self.bytes.iter_mut().skip(start).take(8) {
+                *b = StackByte::Spill;
+            }
+            return;
+        }
+        let fill = if value.const_value() == Some(0) {
+            StackByte::Zero
+        } else {
+            StackByte::Misc
+        };
+        for b in self.bytes.iter_mut().skip(start).take(usize::from(size)) {
+            *b = fill;
+        }
+    }
+
+    /// Marks `[lo, hi)` as initialised unknown bytes (a store at a variable offset, or memory a
+    /// helper writes), destroying any spill it touches.
+    pub fn write_unknown(&mut self, lo: i64, hi: i64) {
+        if lo >= hi {
+            return;
+        }
+        self.break_spills(lo, hi);
+        let start = index(lo);
+        let len = usize::try_from(hi - lo).unwrap_or(0);
+        for b in self.bytes.iter_mut().skip(start).take(len) {
+            *b = StackByte::Misc;
+        }
+    }
+
+    /// The first uninitialised byte in `[lo, hi)`, if any.
+    pub fn first_uninit(&self, lo: i64, hi: i64) -> Option<i64> {
+        (lo..hi).find(|&o| {
+            self.byte(o) != Some(StackByte::Misc)
+                && self.byte(o) != Some(StackByte::Zero)
+                && self.byte(o) != Some(StackByte::Spill)
+        })
+    }
+
+    /// Reads `size` bytes at constant offset `off` (inside the stack, checked by the caller).
+    pub fn read(&self, off: i64, size: u8) -> Result<StackRead, StackError> {
+        let hi = off + i64::from(size);
+        if let Some(u) = self.first_uninit(off, hi) {
+            return Err(StackError::Uninit { off: u });
+        }
+        if size == 8
+            && off % 8 == 0
+            && let Some(r) = self.spill(off)
+        {
+            return Ok(StackRead::Fill(r.clone()));
+        }
+        let mut all_zero = true;
+        for o in off..hi {
+            match self.byte(o) {
+                Some(StackByte::Spill) => {
+                    let slot_off = o.div_euclid(8) * 8;
+                    match self.spill(slot_off) {
+                        Some(r) if r.is_pointer() => {
+                            return Err(StackError::PartialFill { slot_off });
+                        }
+                        Some(r) if r.const_value() == Some(0) => {}
+                        _ => all_zero = false,
+                    }
+                }
+                Some(StackByte::Zero) => {}
+                _ => all_zero = false,
+            }
+        }
+        Ok(if all_zero {
+            StackRead::Zero
+        } else {
+            StackRead::Unknown
+        })
+    }
+
+    /// Whether `self` (an old, safely explored stack) covers `cur`.
+    pub fn covers(&self, cur: &Stack, ids: &mut IdMap) -> bool {
+        for slot in 0..SLOTS {
+            let range = slot * 8..slot * 8 + 8;
+            let (Some(ob), Some(cb)) = (self.bytes.get(range.clone()), cur.bytes.get(range)) else {
+                return false;
+            };
+            let old_spill = self.spills.get(slot).and_then(Option::as_ref);
+            let cur_spill = cur.spills.get(slot).and_then(Option::as_ref);
+            if ob[0] == StackByte::Spill && cb[0] == StackByte::Spill {
+                match (old_spill, cur_spill) {
+                    (Some(o), Some(c)) if o.covers(c, ids) => continue,
+                    _ => return false,
+                }
+            }
+            for (o, c) in ob.iter().zip(cb) {
+                let ok = match (o, c) {
+                    (StackByte::Invalid, _) => true,
+                    (StackByte::Misc, StackByte::Misc | StackByte::Zero) => true,
+                    (StackByte::Misc, StackByte::Spill) => {
+                        cur_spill.is_some_and(|r| !r.is_pointer())
+                    }
+                    (StackByte::Zero, StackByte::Zero) => true,
+                    (StackByte::Zero, StackByte::Spill) => {
+                        cur_spill.is_some_and(|r| r.const_value() == Some(0))
+                    }
+                    (StackByte::Spill, StackByte::Misc | StackByte::Zero) => {
+                        old_spill.and_then(RegState::as_scalar).is_some_and(|s| {
+                            s.subsumes(&Scalar::unknown())
+                                || (*c == StackByte::Zero && s.contains(0))
+                        })
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The widening of `self` (older) by `cur`, or `None` if a spill cannot be combined.
+    pub fn widen(&self, cur: &Stack) -> Option<Stack> {
+        let mut out = Stack::new();
+        for slot in 0..SLOTS {
+            let lo = slot * 8;
+            let (ob, cb) = (self.bytes.get(lo..lo + 8)?, cur.bytes.get(lo..lo + 8)?);
+            let old_spill = self.spills.get(slot).and_then(Option::as_ref);
+            let cur_spill = cur.spills.get(slot).and_then(Option::as_ref);
+            if ob[0] == StackByte::Spill && cb[0] == StackByte::Spill {
+                let w = old_spill?.widen(cur_spill?)?;
+                *out.spills.get_mut(slot)? = Some(w);
+                out.bytes.get_mut(lo..lo + 8)?.fill(StackByte::Spill);
+                continue;
+            }
+            for (i, (o, c)) in ob.iter().zip(cb).enumerate() {
+                let spill_of = |b: StackByte, s: Option<&RegState>| match b {
+                    StackByte::Spill if s.is_some_and(RegState::is_pointer) => None,
+                    StackByte::Spill => Some(StackByte::Misc),
+                    other => Some(other),
+                };
+                let (o, c) = (spill_of(*o, old_spill)?, spill_of(*c, cur_spill)?);
+                *out.bytes.get_mut(lo + i)? = match (o, c) {
+                    (StackByte::Invalid, _) | (_, StackByte::Invalid) => StackByte::Invalid,
+                    (StackByte::Zero, StackByte::Zero) => StackByte::Zero,
+                    _ => StackByte::Misc,
+                };
+            }
+        }
+        Some(out)
+    }
+}
+
+impl fmt::Display for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for slot in (0..SLOTS).rev() {
+            let lo = slot * 8;
+            let Some(bytes) = self.bytes.get(lo..lo + 8) else {
+                continue;
+            };
+            if bytes.iter().all(|b| *b == StackByte::Invalid) {
+                continue;
+            }
+            let off = lo as i64 - STACK_SIZE as i64;
+            if !first {
+                write!(f, " ")?;
+            }
+            first = false;
+            match self.spills.get(slot).and_then(Option::as_ref) {
+                Some(r) if bytes.iter().all(|b| *b == StackByte::Spill) => {
+                    write!(f, "fp{off}={r}")?
+                }
+                _ => {
+                    write!(f, "fp{off}=")?;
+                    for b in bytes.iter().rev() {
+                        write!(f, "{}", b.symbol())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spill_and_fill_keep_the_register_state() {
+        let mut s = Stack::new();
+        s.write(-8, 8, &RegState::Ctx { off: 0 });
+        assert_eq!(s.read(-8, 8), Ok(StackRead::Fill(RegState::Ctx { off: 0 })));
+        assert_eq!(s.read(-8, 4), Err(StackError::PartialFill { slot_off: -8 }));
+        assert_eq!(s.to_string(), "fp-8=ctx()");
+    }
+
+    #[test]
+    fn uninitialised_bytes_are_reported() {
+        let mut s = Stack::new();
+        s.write(-16, 4, &RegState::unknown());
+        assert_eq!(s.read(-16, 4), Ok(StackRead::Unknown));
+        assert_eq!(s.read(-16, 8), Err(StackError::Uninit { off: -12 }));
+        assert_eq!(s.to_string(), "fp-16=????mmmm");
+    }
+
+    #[test]
+    fn zero_stores_read_back_as_zero() {
+        let mut s = Stack::new();
+        s.write(-8, 4, &RegState::constant(0));
+        s.write(-4, 4, &RegState::constant(0));
+        assert_eq!(s.read(-8, 8), Ok(StackRead::Zero));
+        s.write(-6, 1, &RegState::constant(3));
+        assert_eq!(s.read(-8, 8), Ok(StackRead::Unknown));
+    }
+
+    #[test]
+    fn partial_overwrite_breaks_a_pointer_spill() {
+        let mut s = Stack::new();
+        s.write(-8, 8, &RegState::Ctx { off: 0 });
+        s.write(-8, 2, &RegState::constant(7));
+        assert_eq!(s.spill(-8), None);
+        assert_eq!(s.read(-8, 8), Ok(StackRead::Unknown));
+    }
+
+    #[test]
+    fn old_invalid_covers_everything_but_not_the_reverse() {
+        let old = Stack::new();
+        let mut cur = Stack::new();
+        cur.write(-8, 8, &RegState::Ctx { off: 0 });
+        assert!(old.covers(&cur, &mut IdMap::new()));
+        assert!(!cur.covers(&old, &mut IdMap::new()));
+        let mut misc = Stack::new();
+        misc.write(-8, 8, &RegState::constant(5));
+        let mut unknown = Stack::new();
+        unknown.write(-8, 8, &RegState::unknown());
+        assert!(unknown.covers(&misc, &mut IdMap::new()));
+        assert!(!misc.covers(&unknown, &mut IdMap::new()));
+    }
+}

@@ -258,3 +258,82 @@ fn run_once(
     let output = prepared.finish();
     Ok((outcome.retval, outcome.instructions, output, took, freed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExtensionOptions;
+    use kflex_hooks::{BPF_FUNC_SKB_LOAD_BYTES, BPF_FUNC_XDP_ADJUST_HEAD};
+    use kflex_runtime::helpers::{ArgKind, HelperDef, RetKind, Signature};
+
+    fn example(name: &str) -> Extension {
+        let e = kflex_examples::get(name).expect("bundled example");
+        Extension::load(e.name, e.object, ExtensionOptions::default()).expect("example loads")
+    }
+
+    #[test]
+    fn base_registries_are_built_once_per_type_with_that_types_helpers() {
+        let xdp = base_registry(ProgType::Xdp).unwrap();
+        assert!(std::ptr::eq(xdp, base_registry(ProgType::Xdp).unwrap()));
+        assert!(xdp.get(BPF_FUNC_XDP_ADJUST_HEAD).is_some());
+        assert!(xdp.get(BPF_FUNC_SKB_LOAD_BYTES).is_none());
+        let skb = base_registry(ProgType::SocketFilter).unwrap();
+        assert!(skb.get(BPF_FUNC_SKB_LOAD_BYTES).is_some());
+        assert!(skb.get(BPF_FUNC_XDP_ADJUST_HEAD).is_none());
+        let syscall = base_registry(ProgType::Syscall).unwrap();
+        // The Linux helpers are in every set.
+        assert!(
+            syscall
+                .get(1)
+                .is_some_and(|h| h.name == "bpf_map_lookup_elem")
+        );
+    }
+
+    #[test]
+    fn host_helpers_get_their_own_registry() {
+        let mut ext = example("xdp_firewall");
+        assert!(matches!(
+            ext.run_registry(ProgType::Xdp).unwrap(),
+            Cow::Borrowed(_)
+        ));
+        ext.register_helper(HelperDef {
+            id: 1000,
+            name: "host_answer".into(),
+            sig: Signature::new(&[ArgKind::Scalar], RetKind::Scalar),
+            func: Arc::new(|_| Ok(42)),
+        })
+        .unwrap();
+        let own = ext.run_registry(ProgType::Xdp).unwrap();
+        assert!(matches!(own, Cow::Owned(_)));
+        assert!(own.get(1000).is_some());
+        assert!(own.get(BPF_FUNC_XDP_ADJUST_HEAD).is_some());
+        assert!(base_registry(ProgType::Xdp).unwrap().get(1000).is_none());
+    }
+
+    #[test]
+    fn repeated_runs_see_fresh_input_and_keep_map_state() {
+        let ext = example("sk_skb_verdict");
+        let frame = crate::packet::ethernet(
+            crate::packet::DST_MAC,
+            crate::packet::SRC_MAC,
+            0x0800,
+            &[0u8; 86],
+        );
+        let options = TestRunOptions {
+            repeat: 5,
+            ..TestRunOptions::packet(frame.clone())
+        };
+        let first = ext.test_run("sk_skb_verdict", &options).unwrap();
+        let second = ext.test_run("sk_skb_verdict", &options).unwrap();
+        assert_eq!((first.retval, second.retval), (1, 1));
+        assert_eq!(first.data_out, second.data_out);
+        // SK_PASS counted once per run over both calls.
+        let passed = ext
+            .map("verdicts")
+            .unwrap()
+            .lookup(&1u32.to_ne_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(passed, 10u64.to_ne_bytes());
+    }
+}

@@ -407,11 +407,11 @@ pub fn load_imm64(
     };
     let r = match pseudo {
         0 => RegState::constant(imm),
-        op::PSEUDO_MAP_FD => match map_at(imm & 0xffff_ffff) {
+        op::PSEUDO_MAP_FD | op::PSEUDO_MAP_IDX => match map_at(imm & 0xffff_ffff) {
             Some((map, _)) => RegState::MapPtr { map },
             None => return Err(bad_map(cx, pc, state, imm & 0xffff_ffff)),
         },
-        op::PSEUDO_MAP_VALUE => {
+        op::PSEUDO_MAP_VALUE | op::PSEUDO_MAP_IDX_VALUE => {
             let index = imm & 0xffff_ffff;
             let off = imm >> 32;
             let Some((map, spec)) = map_at(index) else {

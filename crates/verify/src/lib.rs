@@ -26,6 +26,7 @@ mod explore;
 mod facts;
 pub mod hints;
 pub mod log;
+pub mod progen;
 pub mod state;
 mod stats;
 

@@ -15,3 +15,6 @@ pub mod tnum;
 pub use bounds::View;
 pub use scalar::{Empty, Scalar};
 pub use tnum::Tnum;
+
+#[cfg(test)]
+mod tests;

@@ -383,9 +383,21 @@ fn widen_view(old: &View, newer: &View) -> View {
     } else {
         old.smax
     };
+    let mut tnum = old.tnum.union(newer.tnum);
+    let moved = (umin, umax, smin, smax) != (old.umin, old.umax, old.smin, old.smax);
+    if moved {
+        // Let the tnum follow the widened bounds, or normalisation would pull them back in.
+        tnum = tnum.union(Tnum::range(umin, umax));
+        if smin < 0 && smax >= 0 {
+            let top = umax_of(old.bits);
+            tnum = tnum
+                .union(Tnum::range(0, smax as u64))
+                .union(Tnum::range(smin as u64 & top, top));
+        }
+    }
     View {
         bits: old.bits,
-        tnum: old.tnum.union(newer.tnum),
+        tnum: tnum.cast((old.bits / 8) as u8),
         umin,
         umax,
         smin,
@@ -404,8 +416,9 @@ impl fmt::Display for Scalar {
     /// the components that carry information.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(c) = self.is_const() {
-            return if (c as i64) < 0 && (c as i64) > -4096 {
-                write!(f, "{}", c as i64)
+            let signed = c as i64;
+            return if c <= u64::from(u32::MAX) || signed >= i64::from(i32::MIN) && signed < 0 {
+                write!(f, "{signed}")
             } else {
                 write!(f, "{c:#x}")
             };

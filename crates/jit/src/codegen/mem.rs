@@ -1,0 +1,206 @@
+//! Loads, stores and atomics.
+//!
+//! Accesses are plain x86 memory operands `[reg + off]` (no checks: safety comes from the verifier
+//! and, later, SFI guards keyed on the reserved heap register). Accesses listed in the context
+//! rewrite table become calls to the context trampoline instead.
+
+use dynasmrt::{DynasmApi, DynasmLabelApi};
+use kflex_isa::decode::{AtomicOp, Operand, Size};
+
+use super::{ARG_REGS, Emitter, STATE_SLOT, reg, x64};
+use crate::state::{FAULT_CODE_OFF, reg_slot};
+use crate::trampoline;
+
+/// `dst = *(size *)(src + off)`, zero- or sign-extended.
+pub(super) fn load(
+    e: &mut Emitter<'_>,
+    pc: usize,
+    size: Size,
+    dst: u8,
+    src: u8,
+    off: i16,
+    sign_extend: bool,
+) {
+    let d = reg(dst);
+    if let Some((index, _)) = e.ctx_access(pc) {
+        context_call(e, pc, index, None);
+        extend_r11(e, size, sign_extend);
+        x64!(e.ops ; mov Rq(d), r11);
+        return;
+    }
+    let (s, off) = (reg(src), i32::from(off));
+    let o = &mut e.ops;
+    match (size, sign_extend) {
+        (Size::B, false) => x64!(o ; movzx Rd(d), BYTE [Rq(s) + off]),
+        (Size::H, false) => x64!(o ; movzx Rd(d), WORD [Rq(s) + off]),
+        (Size::W, false) => x64!(o ; mov Rd(d), DWORD [Rq(s) + off]),
+        (Size::B, true) => x64!(o ; movsx Rq(d), BYTE [Rq(s) + off]),
+        (Size::H, true) => x64!(o ; movsx Rq(d), WORD [Rq(s) + off]),
+        (Size::W, true) => x64!(o ; movsxd Rq(d), DWORD [Rq(s) + off]),
+        (Size::DW, _) => x64!(o ; mov Rq(d), QWORD [Rq(s) + off]),
+    }
+}
+
+/// Truncates (or sign-extends) the context value in r11 to the access size.
+fn extend_r11(e: &mut Emitter<'_>, size: Size, sign_extend: bool) {
+    let o = &mut e.ops;
+    match (size, sign_extend) {
+        (Size::B, false) => x64!(o ; movzx r11d, r11b),
+        (Size::H, false) => x64!(o ; movzx r11d, r11w),
+        (Size::W, false) => x64!(o ; mov r11d, r11d),
+        (Size::B, true) => x64!(o ; movsx r11, r11b),
+        (Size::H, true) => x64!(o ; movsx r11, r11w),
+        (Size::W, true) => x64!(o ; movsxd r11, r11d),
+        (Size::DW, _) => {}
+    }
+}
+
+/// `*(size *)(dst + off) = src`.
+pub(super) fn store(e: &mut Emitter<'_>, pc: usize, size: Size, dst: u8, off: i16, src: Operand) {
+    if let Some((index, _)) = e.ctx_access(pc) {
+        context_call(e, pc, index, Some(src));
+        return;
+    }
+    let (d, off) = (reg(dst), i32::from(off));
+    let o = &mut e.ops;
+    match (size, src) {
+        (Size::B, Operand::Reg(s)) => x64!(o ; mov BYTE [Rq(d) + off], Rb(reg(s))),
+        (Size::H, Operand::Reg(s)) => x64!(o ; mov WORD [Rq(d) + off], Rw(reg(s))),
+        (Size::W, Operand::Reg(s)) => x64!(o ; mov DWORD [Rq(d) + off], Rd(reg(s))),
+        (Size::DW, Operand::Reg(s)) => x64!(o ; mov QWORD [Rq(d) + off], Rq(reg(s))),
+        (Size::B, Operand::Imm(i)) => x64!(o ; mov BYTE [Rq(d) + off], i as i8),
+        (Size::H, Operand::Imm(i)) => x64!(o ; mov WORD [Rq(d) + off], i as i16),
+        (Size::W, Operand::Imm(i)) => x64!(o ; mov DWORD [Rq(d) + off], i),
+        (Size::DW, Operand::Imm(i)) => x64!(o ; mov QWORD [Rq(d) + off], i),
+    }
+}
+
+/// Calls the context trampoline for rewrite `index` at `pc`; for a store `value` is the operand.
+/// Leaves the loaded value in r11; r0..r5 keep their values.
+fn context_call(e: &mut Emitter<'_>, pc: usize, index: u64, value: Option<Operand>) {
+    save_r0_r5(e);
+    let o = &mut e.ops;
+    match value {
+        Some(Operand::Reg(s)) => x64!(o ; mov r11, Rq(reg(s))),
+        Some(Operand::Imm(i)) => x64!(o ; mov r11, i),
+        None => x64!(o ; xor r11d, r11d),
+    }
+    let f = trampoline::context as *const () as usize as i64;
+    let pc = i32::try_from(pc).unwrap_or(i32::MAX);
+    let index = i32::try_from(index).unwrap_or(i32::MAX);
+    let fault_exit = e.fault_exit;
+    x64!(e.ops
+        ; mov rdi, r9
+        ; mov esi, pc
+        ; mov edx, index
+        ; mov rcx, r11
+        ; mov rax, QWORD f
+        ; call rax
+        ; mov r11, rax
+        ; mov r9, [rsp + STATE_SLOT]
+        ; mov rax, [r9 + reg_slot(0)]
+    );
+    restore_r1_r5(e);
+    x64!(e.ops
+        ; cmp QWORD [r9 + FAULT_CODE_OFF], 0
+        ; jne =>fault_exit
+    );
+}
+
+/// Stores BPF r0..r5 into the state's save area.
+pub(super) fn save_r0_r5(e: &mut Emitter<'_>) {
+    x64!(e.ops ; mov [r9 + reg_slot(0)], rax);
+    save_r1_r5(e);
+}
+
+/// Stores BPF r1..r5 into the state's save area.
+pub(super) fn save_r1_r5(e: &mut Emitter<'_>) {
+    for (i, &r) in ARG_REGS.iter().enumerate() {
+        let slot = reg_slot(i as u8 + 1);
+        x64!(e.ops ; mov [r9 + slot], Rq(r));
+    }
+}
+
+/// Reloads BPF r1..r5 from the state's save area (r9 must hold the state pointer).
+pub(super) fn restore_r1_r5(e: &mut Emitter<'_>) {
+    for (i, &r) in ARG_REGS.iter().enumerate() {
+        let slot = reg_slot(i as u8 + 1);
+        x64!(e.ops ; mov Rq(r), [r9 + slot]);
+    }
+}
+
+/// Atomic read-modify-write of 4 or 8 bytes at `dst + off` with `lock`-prefixed instructions.
+pub(super) fn atomic(
+    e: &mut Emitter<'_>,
+    size: Size,
+    op: AtomicOp,
+    fetch: bool,
+    dst: u8,
+    src: u8,
+    off: i16,
+) {
+    let (d, s, off) = (reg(dst), reg(src), i32::from(off));
+    let wide = size == Size::DW;
+    let o = &mut e.ops;
+    match (op, fetch) {
+        (AtomicOp::Add, false) if wide => x64!(o ; lock add [Rq(d) + off], Rq(s)),
+        (AtomicOp::Add, false) => x64!(o ; lock add [Rq(d) + off], Rd(s)),
+        (AtomicOp::Or, false) if wide => x64!(o ; lock or [Rq(d) + off], Rq(s)),
+        (AtomicOp::Or, false) => x64!(o ; lock or [Rq(d) + off], Rd(s)),
+        (AtomicOp::And, false) if wide => x64!(o ; lock and [Rq(d) + off], Rq(s)),
+        (AtomicOp::And, false) => x64!(o ; lock and [Rq(d) + off], Rd(s)),
+        (AtomicOp::Xor, false) if wide => x64!(o ; lock xor [Rq(d) + off], Rq(s)),
+        (AtomicOp::Xor, false) => x64!(o ; lock xor [Rq(d) + off], Rd(s)),
+        (AtomicOp::Add, true) if wide => {
+            x64!(o ; mov r11, Rq(s) ; lock xadd [Rq(d) + off], r11 ; mov Rq(s), r11)
+        }
+        (AtomicOp::Add, true) => {
+            x64!(o ; mov r11, Rq(s) ; lock xadd [Rq(d) + off], r11d ; mov Rd(s), r11d)
+        }
+        (AtomicOp::Xchg, _) if wide => {
+            x64!(o ; mov r11, Rq(s) ; xchg [Rq(d) + off], r11 ; mov Rq(s), r11)
+        }
+        (AtomicOp::Xchg, _) => {
+            x64!(o ; mov r11, Rq(s) ; xchg [Rq(d) + off], r11d ; mov Rd(s), r11d)
+        }
+        // cmpxchg compares with rax = r0 and leaves the old value there.
+        (AtomicOp::Cmpxchg, _) if wide => x64!(o ; lock cmpxchg [Rq(d) + off], Rq(s)),
+        // A 32-bit cmpxchg that succeeds leaves rax's upper half alone: zero-extend explicitly.
+        (AtomicOp::Cmpxchg, _) => x64!(o ; lock cmpxchg [Rq(d) + off], Rd(s) ; mov eax, eax),
+        (op, true) => fetch_loop(e, wide, op, d, s, off),
+    }
+}
+
+/// `src = fetch_<op>(dst + off, src)` for and/or/xor, as a `lock cmpxchg` loop. rax (r0) is
+/// needed by cmpxchg, so r0 and the operand are parked on the native stack.
+fn fetch_loop(e: &mut Emitter<'_>, wide: bool, op: AtomicOp, d: u8, s: u8, off: i32) {
+    let o = &mut e.ops;
+    x64!(o
+        ; push rax
+        ; push Rq(s)
+        ; lea r10, [Rq(d) + off]
+    );
+    if wide {
+        x64!(o ; mov rax, [r10] ; retry: ; mov r11, rax);
+        match op {
+            AtomicOp::And => x64!(o ; and r11, [rsp]),
+            AtomicOp::Or => x64!(o ; or r11, [rsp]),
+            _ => x64!(o ; xor r11, [rsp]),
+        }
+        x64!(o ; lock cmpxchg [r10], r11 ; jne <retry ; mov r11, rax);
+    } else {
+        x64!(o ; mov eax, [r10] ; retry: ; mov r11d, eax);
+        match op {
+            AtomicOp::And => x64!(o ; and r11d, [rsp]),
+            AtomicOp::Or => x64!(o ; or r11d, [rsp]),
+            _ => x64!(o ; xor r11d, [rsp]),
+        }
+        x64!(o ; lock cmpxchg [r10], r11d ; jne <retry ; mov r11d, eax);
+    }
+    x64!(o ; add rsp, 8 ; pop rax);
+    if wide {
+        x64!(o ; mov Rq(s), r11);
+    } else {
+        x64!(o ; mov Rd(s), r11d);
+    }
+}

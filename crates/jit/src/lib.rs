@@ -1,0 +1,275 @@
+//! kflex-jit: the x86-64 JIT.
+//!
+//! [`JitProgram::compile`] translates a decoded [`Program`] into native code with exactly the
+//! reference interpreter's semantics (`kflex_interp`): the same 32-bit zero extension, shift
+//! masking, division edge cases, byte swaps, atomics (`lock`-prefixed instructions), `may_goto`
+//! budget per frame, helper calls, BPF-to-BPF calls with their own 512-byte frames, and `callx`
+//! with the interpreter's code-address encoding. [`JitProgram::run`] executes it.
+//!
+//! ```
+//! use kflex_isa::decode::{AluOp, Instruction, Operand, Program, Width, encode_all};
+//! use kflex_jit::{JitEnv, JitOptions, JitProgram};
+//! use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
+//!
+//! // r0 = r1 + 1
+//! let insns = [
+//!     Instruction::Mov { width: Width::W64, dst: 0, src: Operand::Reg(1) },
+//!     Instruction::Alu { width: Width::W64, op: AluOp::Add, dst: 0, src: Operand::Imm(1) },
+//!     Instruction::Exit,
+//! ];
+//! let program = Program::decode(&encode_all(&insns)).unwrap();
+//! let jit = JitProgram::compile(&program, &JitOptions::default()).unwrap();
+//! let (mut mem, helpers, mut env) = (MemoryMap::new(), HelperRegistry::empty(), ExecEnv::default());
+//! let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+//! assert_eq!(jit.run([41, 0, 0, 0, 0], &mut jenv), Ok(42));
+//! ```
+//!
+//! Design points the SFI, guarded-stack, termination and cancellation work builds on:
+//! * Register mapping as in the Linux x86-64 JIT (r0=rax, r1=rdi, r2=rsi, r3=rdx, r4=rcx, r5=r8,
+//!   r6=rbx, r7=r13, r8=r14, r9=r15, r10=rbp). x86 `r12` is reserved for the heap base
+//!   ([`JitEnv::heap_base`]) and x86 `r9` for the per-invocation state block, whose first field is
+//!   the terminate-word pointer; `r10`/`r11` are scratch.
+//! * Every instruction's code offset is recorded ([`JitProgram::pc_at`],
+//!   [`JitProgram::code_offset`]), so a faulting machine pc maps back to a BPF slot.
+//! * Host calls (helpers, context accesses) are plain function calls into `extern "sysv64"`
+//!   trampolines. Errors and panics never unwind through JIT frames: the trampoline records the
+//!   fault, the JIT code checks a flag after the call and leaves through a fault exit that
+//!   restores the host's stack pointer.
+//! * Code lives in W^X memory: written while read-write, then made read-execute.
+//!
+//! Differences from the interpreter (none observable by verified programs):
+//! * memory accesses are not checked against the [`MemoryMap`] (the verifier, and later SFI,
+//!   make them safe) and there is no instruction limit (termination checks come later);
+//! * all stack frames a run may use are registered in the memory map for the whole run, not
+//!   only while live;
+//! * `callx` accepts only code addresses of function entries (slot 0, call targets and
+//!   `PSEUDO_FUNC` targets), not of arbitrary instructions.
+
+#![warn(missing_docs)]
+
+mod codegen;
+pub mod error;
+mod exec_mem;
+mod stack;
+mod state;
+mod trampoline;
+
+use std::ffi::c_void;
+
+use kflex_isa::decode::Program;
+use kflex_runtime::{ContextAccess, ExecEnv, HelperRegistry, MemoryMap};
+
+pub use error::{JitError, JitFault, JitFaultKind};
+pub use stack::STACK_SIZE;
+
+use exec_mem::ExecutableMemory;
+use state::{RunState, code};
+
+/// Initial value of each frame's `may_goto` counter (Linux `BPF_MAX_LOOPS`).
+pub const MAY_GOTO_BUDGET: u64 = 8 * 1024 * 1024;
+
+/// Base of code addresses (`lddw PSEUDO_FUNC` values): the interpreter's encoding, base plus 8
+/// times the slot index, so values are interchangeable between the engines.
+pub const CODE_ADDRESS_BASE: u64 = 0xffff_c0de_0000_0000;
+
+/// Largest number of frames a run may use.
+pub const MAX_FRAMES: usize = 256;
+
+/// One context access to rewrite into a call of the context hook (from the verifier's facts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtxAccess {
+    /// Slot of the load or store.
+    pub pc: usize,
+    /// Offset into the context.
+    pub offset: u32,
+    /// Access size in bytes (1, 2, 4 or 8).
+    pub size: u8,
+    /// True for a store.
+    pub write: bool,
+}
+
+impl From<(usize, u32, u8, bool)> for CtxAccess {
+    fn from((pc, offset, size, write): (usize, u32, u8, bool)) -> Self {
+        CtxAccess {
+            pc,
+            offset,
+            size,
+            write,
+        }
+    }
+}
+
+/// Compilation options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JitOptions {
+    /// Loads and stores to turn into calls of the run's [`ContextAccess`] hook; all other
+    /// accesses are plain memory accesses.
+    pub ctx_accesses: Vec<CtxAccess>,
+}
+
+/// What a run executes against (the JIT counterpart of the interpreter's `Vm`).
+pub struct JitEnv<'a> {
+    /// Regions helpers may touch; the run's stack frames are added for its duration.
+    pub mem: &'a mut MemoryMap,
+    /// The helpers the program may call.
+    pub helpers: &'a HelperRegistry,
+    /// The environment helpers see.
+    pub env: &'a mut ExecEnv,
+    /// Serves the rewritten context accesses ([`JitOptions::ctx_accesses`]).
+    pub ctx: Option<&'a mut dyn ContextAccess>,
+    /// Frames a run may hold at once, frame 0 included (default 8; clamped to 1..=256).
+    pub max_call_depth: usize,
+    /// Base of the extension heap, kept in x86 `r12` while the program runs (default 0).
+    pub heap_base: u64,
+}
+
+impl<'a> JitEnv<'a> {
+    /// An environment without a context hook, with 8 frames and no heap.
+    pub fn new(mem: &'a mut MemoryMap, helpers: &'a HelperRegistry, env: &'a mut ExecEnv) -> Self {
+        JitEnv {
+            mem,
+            helpers,
+            env,
+            ctx: None,
+            max_call_depth: 8,
+            heap_base: 0,
+        }
+    }
+}
+
+/// A compiled program: native code in read-execute memory, freed on drop.
+pub struct JitProgram {
+    mem: ExecutableMemory,
+    /// Native address of each slot's function entry (0 where none starts).
+    entries: Box<[u64]>,
+    /// `(code offset, slot)` per instruction, ascending in both.
+    pc_map: Vec<(u32, u32)>,
+    static_faults: Vec<JitFaultKind>,
+    ctx_table: Box<[CtxAccess]>,
+}
+
+impl std::fmt::Debug for JitProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitProgram")
+            .field("code_addr", &format_args!("{:#x}", self.mem.addr()))
+            .field("code_len", &self.mem.code().len())
+            .field("instructions", &self.pc_map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Signature of the entry stub.
+type EntryFn = unsafe extern "sysv64" fn(*mut RunState) -> u64;
+
+impl JitProgram {
+    /// Compiles `program`; errors name the instruction that could not be compiled.
+    pub fn compile(program: &Program, options: &JitOptions) -> Result<JitProgram, JitError> {
+        let out = codegen::compile(program, options)?;
+        let mem = ExecutableMemory::new(&out.code)?;
+        let mut entries = vec![0u64; program.len()].into_boxed_slice();
+        for (pc, offset) in out.fn_entries {
+            if let Some(slot) = entries.get_mut(pc) {
+                *slot = (mem.addr() + offset) as u64;
+            }
+        }
+        Ok(JitProgram {
+            mem,
+            entries,
+            pc_map: out.pc_map,
+            static_faults: out.static_faults,
+            ctx_table: out.ctx_table.into_boxed_slice(),
+        })
+    }
+
+    /// The generated machine code (the entry stub is at offset 0).
+    pub fn code(&self) -> &[u8] {
+        self.mem.code()
+    }
+
+    /// Address the code is mapped at.
+    pub fn code_addr(&self) -> usize {
+        self.mem.addr()
+    }
+
+    /// The slot whose machine code contains code offset `offset` (for mapping a faulting
+    /// machine pc back to the program); `None` outside instruction bodies' range.
+    pub fn pc_at(&self, offset: usize) -> Option<usize> {
+        let offset = u32::try_from(offset).ok()?;
+        let i = self.pc_map.partition_point(|&(o, _)| o <= offset);
+        let (_, pc) = *self.pc_map.get(i.checked_sub(1)?)?;
+        Some(pc as usize)
+    }
+
+    /// Code offset of the first machine instruction of slot `pc`.
+    pub fn code_offset(&self, pc: usize) -> Option<usize> {
+        let pc = u32::try_from(pc).ok()?;
+        let i = self.pc_map.binary_search_by_key(&pc, |&(_, p)| p).ok()?;
+        Some(self.pc_map[i].0 as usize)
+    }
+
+    /// Runs the program with r1..r5 = `args` and r10 = the top of a zeroed 512-byte frame;
+    /// returns r0 at the final `exit`, or the fault that stopped the run.
+    pub fn run(&self, args: [u64; 5], env: &mut JitEnv<'_>) -> Result<u64, JitFault> {
+        let frames = env.max_call_depth.clamp(1, MAX_FRAMES);
+        let mut stack = stack::take(frames);
+        if let Err(reason) = stack.register(env.mem, frames) {
+            stack::give_back(stack);
+            return Err(JitFault {
+                pc: 0,
+                kind: JitFaultKind::StackSetup(reason),
+            });
+        }
+        let mut state = RunState {
+            terminate: std::ptr::null(),
+            regs: [0, args[0], args[1], args[2], args[3], args[4]],
+            saved_rsp: 0,
+            depth: 0,
+            max_depth: frames as u64,
+            frame_base: stack.top0() + stack::STRIDE as u64,
+            deepest: 0,
+            entries: self.entries.as_ptr(),
+            entries_len: self.entries.len() as u64,
+            fault_pc: 0,
+            fault_code: code::NONE,
+            fault_value: 0,
+            heap_base: env.heap_base,
+            env: (env as *mut JitEnv<'_>).cast::<c_void>(),
+            ctx_table: self.ctx_table.as_ptr(),
+            ctx_table_len: self.ctx_table.len() as u64,
+            host_fault: None,
+        };
+        // SAFETY: the code was generated by `codegen` with the entry stub at offset 0 following
+        // the `EntryFn` ABI, and lives (read-execute) as long as `self`.
+        let entry: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(self.mem.addr()) };
+        // SAFETY: `state` is a fully initialised state block for this program: its entry table
+        // and context table belong to `self`, `env` points at the caller's `JitEnv` (borrowed
+        // for this whole call), and the stack frames it addresses are registered and alive
+        // until after the call.
+        let r0 = unsafe { entry(&mut state) };
+        stack.unregister(env.mem, frames);
+        stack.clear(state.deepest as usize);
+        stack::give_back(stack);
+        self.outcome(r0, state, frames)
+    }
+
+    fn outcome(&self, r0: u64, state: RunState, frames: usize) -> Result<u64, JitFault> {
+        let pc = state.fault_pc as usize;
+        let kind = match state.fault_code {
+            code::NONE => return Ok(r0),
+            code::HOST => {
+                if let Some(f) = state.host_fault {
+                    return Err(f);
+                }
+                JitFaultKind::StackSetup("fault recorded without details".into())
+            }
+            code::BAD_CALLX => JitFaultKind::BadCallTarget(state.fault_value),
+            code::CALL_DEPTH => JitFaultKind::CallDepth { limit: frames },
+            c => c
+                .checked_sub(code::STATIC_BASE)
+                .and_then(|i| self.static_faults.get(i as usize))
+                .cloned()
+                .unwrap_or_else(|| JitFaultKind::StackSetup(format!("unknown fault code {c}"))),
+        };
+        Err(JitFault { pc, kind })
+    }
+}

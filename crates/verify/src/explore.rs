@@ -85,7 +85,7 @@ struct Engine<'a> {
 pub fn run(
     input: &VerifyInput<'_>,
     options: &VerifyOptions,
-) -> Result<VerifiedProgram, VerifyError> {
+) -> Result<VerifiedProgram, Box<VerifyError>> {
     let len = input.program.len();
     let mut engine = Engine {
         cx: Cx::new(input, options),
@@ -131,7 +131,7 @@ pub fn run(
             }
             e.log = std::mem::take(&mut engine.log);
             e.stats = engine.stats.clone();
-            Err(*e)
+            Err(e)
         }
     }
 }
@@ -201,14 +201,14 @@ impl Engine<'_> {
         let mut state = state;
         let loop_head = self.shape.loop_head.get(pc).copied().unwrap_or(false);
         let list = self.visited.get_mut(pc)?;
-        if loop_head && *visits > WIDEN_AFTER {
-            if let Some(i) = list.iter().rposition(|old| old.widen(&state).is_some())
-                && let Some(w) = list.get(i).and_then(|old| old.widen(&state))
-            {
-                state = w;
-                list.remove(i);
-                self.stored = self.stored.saturating_sub(1);
-            }
+        if loop_head
+            && *visits > WIDEN_AFTER
+            && let Some(i) = list.iter().rposition(|old| old.widen(&state).is_some())
+            && let Some(w) = list.get(i).and_then(|old| old.widen(&state))
+        {
+            state = w;
+            list.remove(i);
+            self.stored = self.stored.saturating_sub(1);
         }
         if list.len() < MAX_STATES_PER_INSN {
             list.push(state.clone());

@@ -75,11 +75,14 @@ impl Default for VerifyOptions {
 }
 
 /// Verifies a program: `Ok` with the facts later stages need, or the first rule it breaks.
+// The error type is part of the shared contract (callers match on its fields); it is returned
+// once per verification, so its size does not matter.
+#[allow(clippy::result_large_err)]
 pub fn verify(
     input: &VerifyInput<'_>,
     options: &VerifyOptions,
 ) -> Result<VerifiedProgram, VerifyError> {
-    explore::run(input, options)
+    explore::run(input, options).map_err(|e| *e)
 }
 
 /// A program the verifier accepted, with what it proved about each instruction.

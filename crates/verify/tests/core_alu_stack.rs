@@ -15,8 +15,18 @@ fn reading_an_uninitialised_register_is_rejected() {
 
 #[test]
 fn r10_is_read_only() {
-    reject("mov %r10, 0\nmov %r0, 0\nexit", Xdp, &[], "frame pointer is read only");
-    reject("add %r10, 8\nmov %r0, 0\nexit", Xdp, &[], "frame pointer is read only");
+    reject(
+        "mov %r10, 0\nmov %r0, 0\nexit",
+        Xdp,
+        &[],
+        "frame pointer is read only",
+    );
+    reject(
+        "add %r10, 8\nmov %r0, 0\nexit",
+        Xdp,
+        &[],
+        "frame pointer is read only",
+    );
     accept("mov %r1, %r10\nadd %r1, -8\nmov %r0, 0\nexit", Xdp, &[]);
 }
 
@@ -142,14 +152,33 @@ fn uninitialised_stack_reads_are_rejected() {
         "invalid read from stack",
     );
     assert!(e.rule.contains("fp-4"), "{e}");
-    accept("stw [%r10-8], 1\nstw [%r10-4], 2\nldxdw %r0, [%r10-8]\nexit", Xdp, &[]);
+    accept(
+        "stw [%r10-8], 1\nstw [%r10-4], 2\nldxdw %r0, [%r10-8]\nexit",
+        Xdp,
+        &[],
+    );
 }
 
 #[test]
 fn stack_bounds_and_alignment() {
-    reject("stdw [%r10-520], 0\nmov %r0, 0\nexit", Xdp, &[], "the stack is fp-512..fp0");
-    reject("stdw [%r10], 0\nmov %r0, 0\nexit", Xdp, &[], "the stack is fp-512..fp0");
-    reject("stw [%r10-6], 0\nmov %r0, 0\nexit", Xdp, &[], "misaligned stack access");
+    reject(
+        "stdw [%r10-520], 0\nmov %r0, 0\nexit",
+        Xdp,
+        &[],
+        "the stack is fp-512..fp0",
+    );
+    reject(
+        "stdw [%r10], 0\nmov %r0, 0\nexit",
+        Xdp,
+        &[],
+        "the stack is fp-512..fp0",
+    );
+    reject(
+        "stw [%r10-6], 0\nmov %r0, 0\nexit",
+        Xdp,
+        &[],
+        "misaligned stack access",
+    );
 }
 
 #[test]
@@ -157,7 +186,9 @@ fn variable_stack_offsets_within_bounds() {
     let zero_16 = "stdw [%r10-16], 0\nstdw [%r10-8], 0\n";
     // Variable read over initialised bytes.
     accept(
-        &format!("{zero_16}call 7\nand %r0, 8\nmov %r1, %r10\nadd %r1, -16\nadd %r1, %r0\nldxdw %r0, [%r1]\nexit"),
+        &format!(
+            "{zero_16}call 7\nand %r0, 8\nmov %r1, %r10\nadd %r1, -16\nadd %r1, %r0\nldxdw %r0, [%r1]\nexit"
+        ),
         SchedCls,
         &[],
     );

@@ -130,12 +130,7 @@ fn bpf_to_bpf_calls() {
         "cannot return stack pointer",
     );
     // The callee's r0 must be set.
-    reject(
-        "call local f\nexit\nf:\nexit",
-        Xdp,
-        &[],
-        "R0 !read_ok",
-    );
+    reject("call local f\nexit\nf:\nexit", Xdp, &[], "R0 !read_ok");
 }
 
 #[test]
@@ -163,11 +158,21 @@ fn callx_and_kfuncs_are_rejected() {
 #[test]
 fn exit_requires_an_initialised_r0() {
     reject("exit", Syscall, &[], "R0 !read_ok");
-    reject("mov %r1, 0\njeq %r1, 0, out\nmov %r0, 0\nout:\nexit", SchedCls, &[], "R0 !read_ok");
+    reject(
+        "mov %r1, 0\njeq %r1, 0, out\nmov %r0, 0\nout:\nexit",
+        SchedCls,
+        &[],
+        "R0 !read_ok",
+    );
     accept("mov %r0, 1\nexit", Syscall, &[]);
 }
 
 #[test]
 fn unknown_helpers_are_rejected() {
-    reject("call 99999\nmov %r0, 0\nexit", Xdp, &[], "unknown helper #99999");
+    reject(
+        "call 99999\nmov %r0, 0\nexit",
+        Xdp,
+        &[],
+        "unknown helper #99999",
+    );
 }

@@ -19,10 +19,19 @@ fn context_fields_per_program_type() {
             write: false
         })
     );
-    let e = reject("ldxw %r0, [%r1+64]\nexit", Xdp, &[], "invalid bpf_context access off=64");
+    let e = reject(
+        "ldxw %r0, [%r1+64]\nexit",
+        Xdp,
+        &[],
+        "invalid bpf_context access off=64",
+    );
     assert!(e.hint.contains("struct xdp_md"), "{e}");
     // __sk_buff.mark (offset 8) is writable by tc but not by socket filters.
-    let p = accept("mov %r2, 1\nstxw [%r1+8], %r2\nmov %r0, 0\nexit", SchedCls, &[]);
+    let p = accept(
+        "mov %r2, 1\nstxw [%r1+8], %r2\nmov %r0, 0\nexit",
+        SchedCls,
+        &[],
+    );
     assert_eq!(p.insns[1].ctx.map(|c| c.write), Some(true));
     reject(
         "mov %r2, 1\nstxw [%r1+8], %r2\nmov %r0, 0\nexit",
@@ -30,7 +39,12 @@ fn context_fields_per_program_type() {
         &[],
         "invalid bpf_context access",
     );
-    reject("stw [%r1+8], 1\nmov %r0, 0\nexit", SchedCls, &[], "BPF_ST stores into R1 ctx");
+    reject(
+        "stw [%r1+8], 1\nmov %r0, 0\nexit",
+        SchedCls,
+        &[],
+        "BPF_ST stores into R1 ctx",
+    );
     reject(
         "stxw [%r1+8], %r10\nmov %r0, 0\nexit",
         SchedCls,
@@ -141,7 +155,9 @@ fn map_lookup_results_must_be_null_checked() {
     assert!(e.hint.contains("NULL"), "{e}");
     // A copy made before the check is refined too (same id).
     accept(
-        &format!("{lookup}mov %r6, %r0\njeq %r0, 0, out\nldxdw %r0, [%r6+8]\nexit\nout:\nmov %r0, 0\nexit"),
+        &format!(
+            "{lookup}mov %r6, %r0\njeq %r0, 0, out\nldxdw %r0, [%r6+8]\nexit\nout:\nmov %r0, 0\nexit"
+        ),
         Xdp,
         &[hash(16)],
     );
@@ -164,7 +180,11 @@ fn map_lookup_results_must_be_null_checked() {
 #[test]
 fn map_value_accesses_stay_inside_the_value() {
     let lookup = "stw [%r10-4], 0\nmap_fd %r1, 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\nmov %r6, %r0\nmov %r0, 0\njeq %r6, 0, out\n";
-    accept(&format!("{lookup}ldxdw %r0, [%r6+8]\nout:\nexit"), Xdp, &[hash(16)]);
+    accept(
+        &format!("{lookup}ldxdw %r0, [%r6+8]\nout:\nexit"),
+        Xdp,
+        &[hash(16)],
+    );
     reject(
         &format!("{lookup}ldxdw %r0, [%r6+12]\nout:\nexit"),
         Xdp,
@@ -191,7 +211,7 @@ fn read_only_maps_and_constant_globals() {
     reject(
         "map_value %r1, 0, 0\nstw [%r1], 1\nmov %r0, 0\nexit",
         Xdp,
-        &[ro.clone()],
+        std::slice::from_ref(&ro),
         "marked BPF_F_RDONLY_PROG",
     );
     // The constant 7 read from .rodata bounds a stack offset exactly: fp-8 + 7 - 7 = fp-8.
@@ -212,7 +232,12 @@ fn read_only_maps_and_constant_globals() {
         &[array(16)],
         "past the 16-byte value",
     );
-    reject("map_fd %r1, 3\nmov %r0, 0\nexit", Xdp, &[], "refers to map #3");
+    reject(
+        "map_fd %r1, 3\nmov %r0, 0\nexit",
+        Xdp,
+        &[],
+        "refers to map #3",
+    );
 }
 
 #[test]
@@ -225,14 +250,19 @@ fn unprivileged_programs_cannot_leak_pointers_into_maps() {
 
 #[test]
 fn ringbuf_samples_are_memory_of_their_size() {
-    let reserve = "map_fd %r1, 0\nmov %r2, 16\nmov %r3, 0\ncall 131\nmov %r6, %r0\njeq %r6, 0, out\n";
+    let reserve =
+        "map_fd %r1, 0\nmov %r2, 16\nmov %r3, 0\ncall 131\nmov %r6, %r0\njeq %r6, 0, out\n";
     accept(
-        &format!("{reserve}stdw [%r6+8], 1\nmov %r1, %r6\nmov %r2, 0\ncall 132\nout:\nmov %r0, 0\nexit"),
+        &format!(
+            "{reserve}stdw [%r6+8], 1\nmov %r1, %r6\nmov %r2, 0\ncall 132\nout:\nmov %r0, 0\nexit"
+        ),
         Xdp,
         &[ringbuf()],
     );
     reject(
-        &format!("{reserve}stdw [%r6+12], 1\nmov %r1, %r6\nmov %r2, 0\ncall 132\nout:\nmov %r0, 0\nexit"),
+        &format!(
+            "{reserve}stdw [%r6+12], 1\nmov %r1, %r6\nmov %r2, 0\ncall 132\nout:\nmov %r0, 0\nexit"
+        ),
         Xdp,
         &[ringbuf()],
         "invalid access to mem",

@@ -1,6 +1,6 @@
 //! Shared helpers for the core verifier tests: assembly with a few kflex-specific pseudo
 //! mnemonics, map specs, and one-call verification.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)]
 
 use kflex_isa::asm::assemble;
 use kflex_isa::decode::Program;
@@ -75,7 +75,11 @@ enum Patch {
 }
 
 /// Verifies `src` as a program of `prog_type` with `maps` and default options.
-pub fn check(src: &str, prog_type: ProgType, maps: &[MapSpec]) -> Result<VerifiedProgram, VerifyError> {
+pub fn check(
+    src: &str,
+    prog_type: ProgType,
+    maps: &[MapSpec],
+) -> Result<VerifiedProgram, VerifyError> {
     check_with(src, prog_type, maps, &VerifyOptions::default())
 }
 
@@ -110,7 +114,11 @@ pub fn reject(src: &str, prog_type: ProgType, maps: &[MapSpec], needle: &str) ->
     match check(src, prog_type, maps) {
         Ok(_) => panic!("accepted, expected a rejection containing {needle:?}:\n{src}"),
         Err(e) => {
-            assert!(e.rule.contains(needle), "rule {:?} lacks {needle:?}\n{e}", e.rule);
+            assert!(
+                e.rule.contains(needle),
+                "rule {:?} lacks {needle:?}\n{e}",
+                e.rule
+            );
             e
         }
     }

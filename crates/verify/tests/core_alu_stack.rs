@@ -83,11 +83,18 @@ fn pointer_arithmetic_rules() {
     );
     // A variable amount on the context pointer is rejected; a constant is allowed but the
     // moved pointer may not be dereferenced.
+    let var_ctx = "mov %r6, %r1\ncall 7\nadd %r6, %r0\nmov %r0, 0\nexit";
+    let e = check_with(var_ctx, Xdp, &[], &unprivileged()).unwrap_err();
+    assert!(
+        e.rule
+            .contains("variable ctx pointer arithmetic prohibited"),
+        "{e}"
+    );
     reject(
-        "mov %r6, %r1\ncall 7\nadd %r6, %r0\nmov %r0, 0\nexit",
+        "mov %r6, %r1\ncall 7\nadd %r6, %r0\nldxw %r0, [%r6]\nexit",
         Xdp,
         &[],
-        "variable ctx pointer arithmetic prohibited",
+        "invalid mem access",
     );
     reject(
         "add %r1, 4\nldxw %r0, [%r1]\nexit",
@@ -95,6 +102,27 @@ fn pointer_arithmetic_rules() {
         &[],
         "dereference of modified ctx ptr",
     );
+}
+
+#[test]
+fn constant_division_by_zero_and_oversized_shifts_are_rejected_as_in_linux() {
+    reject("mov %r0, 1\ndiv %r0, 0\nexit", Xdp, &[], "div by zero");
+    reject("mov %r0, 1\nmod32 %r0, 0\nexit", Xdp, &[], "div by zero");
+    reject(
+        "mov %r0, 1\nlsh32 %r0, 32\nexit",
+        Xdp,
+        &[],
+        "invalid shift 32",
+    );
+    reject(
+        "mov %r0, 1\narsh %r0, 64\nexit",
+        Xdp,
+        &[],
+        "invalid shift 64",
+    );
+    accept("mov %r0, 1\nlsh %r0, 63\ndiv %r0, 3\nexit", Xdp, &[]);
+    // A register divisor of 0 is defined at run time (the result is 0).
+    accept("mov %r0, 1\nmov %r1, 0\ndiv %r0, %r1\nexit", Xdp, &[]);
 }
 
 #[test]

@@ -51,12 +51,46 @@ pub fn binary(
     let d = cx.read_reg(pc, state, dst)?.clone();
     let s = operand(cx, pc, state, src)?;
     cx.check_writable_reg(pc, state, dst)?;
+    if let Operand::Imm(imm) = src {
+        check_constant_operand(cx, pc, state, width, alu, imm)?;
+    }
     let result = match (&d, &s) {
         (RegState::Scalar(a), RegState::Scalar(b)) => RegState::Scalar(a.alu(alu, width, b)),
         _ => pointer_alu(cx, pc, state, width, alu, dst, &d, &s)?,
     };
     state.set_reg(dst, result);
     Ok(())
+}
+
+/// Linux rejects a constant divisor of 0 and constant shift amounts outside the operand width
+/// (`div by zero`, `invalid shift N`), although both have defined run-time semantics.
+fn check_constant_operand(
+    cx: &Cx<'_>,
+    pc: usize,
+    state: &State,
+    width: Width,
+    alu: AluOp,
+    imm: i32,
+) -> CheckResult {
+    let bits = match width {
+        Width::W32 => 32,
+        Width::W64 => 64,
+    };
+    match alu {
+        AluOp::Div | AluOp::SDiv | AluOp::Mod | AluOp::SMod if imm == 0 => Err(cx.error(
+            pc,
+            state,
+            "div by zero: the constant divisor is 0",
+            "divide by a non-zero constant, or by a register checked against 0",
+        )),
+        AluOp::Lsh | AluOp::Rsh | AluOp::Arsh if !(0..bits).contains(&imm) => Err(cx.error(
+            pc,
+            state,
+            format!("invalid shift {imm}: constant shift amounts must be 0..{bits}"),
+            "shift by less than the operand width",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// An ALU operation with at least one pointer operand.
@@ -159,6 +193,12 @@ fn offset_pointer(
     match ptr {
         RegState::Ctx { off: base } => {
             let Some(v) = off.is_const() else {
+                // Linux keeps a context pointer with a variable offset but rejects every use of
+                // it; for privileged programs (which may handle pointers as numbers) an unknown
+                // scalar behaves the same: it can be neither dereferenced nor passed as context.
+                if cx.options.privileged {
+                    return Ok(RegState::unknown());
+                }
                 return reject(
                     format!("R{dst} variable ctx pointer arithmetic prohibited"),
                     "access context fields through constant offsets only",

@@ -495,3 +495,59 @@ fn generator_yields_varied_members() {
         "samples too narrow: {total} members over {n} samples"
     );
 }
+
+/// A scalar with arbitrary (possibly contradictory, unnormalised) fields.
+fn raw_scalar() -> impl Strategy<Value = Scalar> {
+    (
+        (value(), value(), value(), value()),
+        (value(), value(), value(), value(), value()),
+    )
+        .prop_map(
+            |((v, m, umin, umax), (smin, smax, u32b, s32b, extra))| Scalar {
+                tnum: Tnum::new(v, m),
+                umin,
+                umax,
+                smin: smin as i64,
+                smax: smax as i64,
+                u32_min: u32b as u32,
+                u32_max: (u32b >> 32) as u32,
+                s32_min: s32b as i32,
+                s32_max: (extra >> 32) as i32,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(config(3000))]
+
+    /// Checks run on whatever a caller builds: no operation may panic (overflow checks are on
+    /// in test builds), and `normalize` either fails or yields something that contains every
+    /// value the raw fields allowed.
+    #[test]
+    fn operations_never_panic_on_raw_fields(a in raw_scalar(), b in raw_scalar(), probe in value()) {
+        let mut n = a;
+        if n.normalize().is_ok() {
+            if a.contains(probe) {
+                prop_assert!(n.contains(probe));
+            }
+        } else {
+            prop_assert!(!a.contains(probe), "normalize called {:?} empty but it holds {:#x}", a, probe);
+        }
+        for w in [Width::W32, Width::W64] {
+            for op in AluOp::ALL {
+                let _ = a.alu(op, w, &b);
+            }
+            for op in JmpOp::ALL {
+                let _ = Scalar::refine(op, w, &a, &b, true);
+                let _ = Scalar::refine(op, w, &a, &b, false);
+            }
+            let _ = (a.neg(w), a.mov(w), a.movsx(w, 8), a.movsx(w, 16), a.movsx(w, 32));
+        }
+        for kind in [EndianKind::ToLe, EndianKind::ToBe, EndianKind::Swap] {
+            for bits in [16, 32, 64] {
+                let _ = a.endian(kind, bits);
+            }
+        }
+        let _ = (a.join(&b), a.widen(&b), a.subsumes(&b), a.is_const(), a.to_string());
+    }
+}

@@ -411,10 +411,15 @@ impl Scalar {
         }
     }
 
-    /// The value of a byte-order conversion of the low `bits` (16, 32, 64), zero-extended.
+    /// The value of a byte-order conversion of the low `bits` (16, 32, 64; anything else is
+    /// treated as 64), zero-extended.
     /// `ToLe`/`ToBe` convert from the host's order (a truncation or a byte swap).
     pub fn endian(&self, kind: EndianKind, bits: u8) -> Scalar {
-        let n = u32::from(bits).clamp(16, 64);
+        let n = match bits {
+            16 => 16,
+            32 => 32,
+            _ => 64,
+        };
         let swap = match kind {
             EndianKind::Swap => true,
             EndianKind::ToLe => cfg!(target_endian = "big"),

@@ -127,6 +127,25 @@ pub(crate) fn tighten_by_low32(lo: u64, hi: u64, low_min: u64, low_max: u64) -> 
     (new_lo <= new_hi).then_some((new_lo, new_hi))
 }
 
+/// Like [`tighten_by_low32`], for a low-half range that may wrap: the low 32 bits lie on the
+/// circle from `a` to `b` (`a > b` means `a..=u32::MAX` together with `0..=b`). Rotating every
+/// value by `2^32 - a` makes the low range start at 0; when the rotation would overflow, a
+/// wrapping range gives no tightening (the input is returned unchanged).
+pub(crate) fn tighten_by_low32_circular(lo: u64, hi: u64, a: u64, b: u64) -> Option<(u64, u64)> {
+    if a <= b {
+        return tighten_by_low32(lo, hi, a, b);
+    }
+    let off = a.wrapping_neg() & LOW32;
+    let span = b.wrapping_sub(a) & LOW32;
+    match (lo.checked_add(off), hi.checked_add(off)) {
+        (Some(l), Some(h)) => {
+            let (l, h) = tighten_by_low32(l, h, 0, span)?;
+            Some((l - off, h - off))
+        }
+        _ => Some((lo, hi)),
+    }
+}
+
 /// A scalar seen at one width: tnum and unsigned/signed bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct View {
@@ -340,6 +359,19 @@ mod tests {
             Some(((4 << 32) + 10, (4 << 32) + 20))
         );
         assert_eq!(tighten_by_low32(hi + 30, hi + 40, 10, 20), None);
+        // Wrapping low range [-5, 5] as u32, values around 2^32: only -5..=5 around the block
+        // boundary qualify.
+        let (a, b) = (0xffff_fffb, 5);
+        assert_eq!(
+            tighten_by_low32_circular(hi - 1000, hi + 1000, a, b),
+            Some((hi - 5, hi + 5))
+        );
+        assert_eq!(tighten_by_low32_circular(hi + 6, hi + 100, a, b), None);
+        // Rotation overflow: no tightening, but nothing lost.
+        assert_eq!(
+            tighten_by_low32_circular(0, u64::MAX, a, b),
+            Some((0, u64::MAX))
+        );
     }
 
     #[test]

@@ -46,21 +46,22 @@ fn edge_condition(op: JmpOp, taken: bool) -> (Cond, bool) {
 }
 
 /// Removes the single value `c` from the ends of the intervals of `v` (an interval that has
-/// `c` strictly inside cannot express the hole).
-fn exclude(v: &mut View, c: u64) {
+/// `c` strictly inside cannot express the hole). `None` when nothing is left.
+fn exclude(v: &mut View, c: u64) -> Option<()> {
     let sc = sext(c, v.bits);
     if v.umin == c {
-        v.umin = v.umin.wrapping_add(1);
+        v.umin = c.checked_add(1)?;
     }
     if v.umax == c {
-        v.umax = v.umax.wrapping_sub(1);
+        v.umax = c.checked_sub(1)?;
     }
     if v.smin == sc {
-        v.smin = v.smin.wrapping_add(1);
+        v.smin = sc.checked_add(1)?;
     }
     if v.smax == sc {
-        v.smax = v.smax.wrapping_sub(1);
+        v.smax = sc.checked_sub(1)?;
     }
+    (v.umin <= v.umax && v.smin <= v.smax).then_some(())
 }
 
 /// Refines two views of the same width under `cond`; `None` if no pair satisfies it.
@@ -83,17 +84,12 @@ fn refine_views(cond: Cond, a: &View, b: &View) -> Option<(View, View)> {
             a = both;
             b = both;
         }
-        Cond::Ne => {
-            match (a.as_const(), b.as_const()) {
-                (Some(x), Some(y)) if x == y => return None,
-                (_, Some(c)) => exclude(&mut a, c),
-                (Some(c), _) => exclude(&mut b, c),
-                _ => {}
-            }
-            if a.umin > a.umax || a.smin > a.smax || b.umin > b.umax || b.smin > b.smax {
-                return None;
-            }
-        }
+        Cond::Ne => match (a.as_const(), b.as_const()) {
+            (Some(x), Some(y)) if x == y => return None,
+            (_, Some(c)) => exclude(&mut a, c)?,
+            (Some(c), _) => exclude(&mut b, c)?,
+            _ => {}
+        },
         Cond::Lt => {
             if b.umax == 0 || a.umin == umax_of(bits) {
                 return None;
@@ -127,11 +123,8 @@ fn refine_views(cond: Cond, a: &View, b: &View) -> Option<(View, View)> {
                 b.tnum = b.tnum.intersect(Tnum::new(common, !common))?;
             }
             // Both operands are non-zero.
-            exclude(&mut a, 0);
-            exclude(&mut b, 0);
-            if a.umin > a.umax || b.umin > b.umax {
-                return None;
-            }
+            exclude(&mut a, 0)?;
+            exclude(&mut b, 0)?;
         }
         Cond::NotSet => {
             if a.tnum.value & b.tnum.value != 0 {

@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use super::bounds::{LOW32, View, fit_s, fit_u, smax_of, smin_of, tighten_by_low32, umax_of};
+use super::bounds::{
+    LOW32, View, fit_s, fit_u, smax_of, smin_of, tighten_by_low32_circular, umax_of,
+};
 use super::tnum::Tnum;
 
 /// The scalar has no concrete member (an infeasible path).
@@ -265,19 +267,24 @@ impl Scalar {
             .tnum
             .intersect(wide.tnum.with_subreg(low.tnum))
             .ok_or(Empty)?;
-        let mut low_ranges = vec![(low.umin, low.umax)];
-        let (s_lo, s_hi) = (low.smin as u64 & LOW32, low.smax as u64 & LOW32);
-        if s_lo <= s_hi {
-            low_ranges.push((s_lo, s_hi));
-        }
+        // The signed 32-bit range is a circular range of low halves (it wraps when it
+        // crosses zero).
+        let low_ranges = [
+            (low.umin, low.umax),
+            (low.smin as u64 & LOW32, low.smax as u64 & LOW32),
+        ];
         const SIGN: u64 = 1 << 63;
         for (lmin, lmax) in low_ranges {
             (wide.umin, wide.umax) =
-                tighten_by_low32(wide.umin, wide.umax, lmin, lmax).ok_or(Empty)?;
+                tighten_by_low32_circular(wide.umin, wide.umax, lmin, lmax).ok_or(Empty)?;
             // Flipping the sign bit maps signed order to unsigned order and keeps the low half.
-            let (a, b) =
-                tighten_by_low32(wide.smin as u64 ^ SIGN, wide.smax as u64 ^ SIGN, lmin, lmax)
-                    .ok_or(Empty)?;
+            let (a, b) = tighten_by_low32_circular(
+                wide.smin as u64 ^ SIGN,
+                wide.smax as u64 ^ SIGN,
+                lmin,
+                lmax,
+            )
+            .ok_or(Empty)?;
             (wide.smin, wide.smax) = ((a ^ SIGN) as i64, (b ^ SIGN) as i64);
         }
         if !wide.sync() {

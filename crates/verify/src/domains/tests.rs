@@ -364,6 +364,16 @@ fn normalize_links_all_descriptions() {
     };
     x.normalize().unwrap();
     assert_eq!(bounds_u(&x), ((1 << 32) + 10, (1 << 32) + 20));
+    // A sign-extended 32-bit value whose low half is in [-5, 5] is in [-5, 5].
+    let mut x = Scalar {
+        smin: i64::from(i32::MIN),
+        smax: i64::from(i32::MAX),
+        s32_min: -5,
+        s32_max: 5,
+        ..Scalar::unknown()
+    };
+    x.normalize().unwrap();
+    assert_eq!(bounds_s(&x), (-5, 5));
     // Contradictions are detected.
     let mut x = Scalar {
         umin: 5,

@@ -365,6 +365,13 @@ fn stack_access(
         Access::Read { .. } if constant => match stack.read(lo, site.size) {
             Ok(StackRead::Fill(r)) => Ok(r),
             Ok(StackRead::Zero) => Ok(RegState::constant(0)),
+            Ok(StackRead::Const(v)) => Ok(match acc {
+                Access::Read { sign_extend: true } if site.size < 8 => {
+                    let shift = 64 - 8 * u32::from(site.size);
+                    RegState::constant((((v << shift) as i64) >> shift) as u64)
+                }
+                _ => RegState::constant(v),
+            }),
             Ok(StackRead::Unknown) => Ok(loaded(site, acc)),
             Err(StackError::Uninit { off }) => Err(uninit_err(cx, state, off)),
             Err(StackError::PartialFill { slot_off }) => Err(cx.error(

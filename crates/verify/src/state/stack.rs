@@ -43,6 +43,8 @@ pub enum StackRead {
     Fill(RegState),
     /// Initialised bytes that are all zero.
     Zero,
+    /// Part of a spilled constant: these bytes' value (zero-extended).
+    Const(u64),
     /// Initialised bytes of unknown value.
     Unknown,
 }
@@ -207,6 +209,20 @@ impl Stack {
         {
             return Ok(StackRead::Fill(r.clone()));
         }
+        // A narrow read inside one slot holding a spilled constant reads its bytes.
+        let slot_off = off.div_euclid(8) * 8;
+        if hi <= slot_off + 8
+            && let Some(v) = self.spill(slot_off).and_then(RegState::const_value)
+        {
+            let shift = 8 * u32::try_from(off - slot_off).unwrap_or(0);
+            let bits = 8 * u32::from(size);
+            let mask = if bits >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+            return Ok(StackRead::Const(v.checked_shr(shift).unwrap_or(0) & mask));
+        }
         let mut all_zero = true;
         for o in off..hi {
             match self.byte(o) {
@@ -367,6 +383,15 @@ mod tests {
         assert_eq!(s.read(-8, 8), Ok(StackRead::Zero));
         s.write(-6, 1, &RegState::constant(3));
         assert_eq!(s.read(-8, 8), Ok(StackRead::Unknown));
+    }
+
+    #[test]
+    fn narrow_reads_of_a_spilled_constant_see_its_bytes() {
+        let mut s = Stack::new();
+        s.write(-16, 8, &RegState::constant(0x1122_3344_5566_7788));
+        assert_eq!(s.read(-16, 4), Ok(StackRead::Const(0x5566_7788)));
+        assert_eq!(s.read(-12, 2), Ok(StackRead::Const(0x3344)));
+        assert_eq!(s.read(-9, 1), Ok(StackRead::Const(0x11)));
     }
 
     #[test]

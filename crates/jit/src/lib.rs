@@ -200,6 +200,13 @@ impl JitProgram {
         Some(pc as usize)
     }
 
+    /// Code offset of the prologue of the function starting at slot `pc` (slot 0, BPF-to-BPF
+    /// call targets and `PSEUDO_FUNC` targets), if one starts there.
+    pub fn function_offset(&self, pc: usize) -> Option<usize> {
+        let addr = *self.entries.get(pc)?;
+        (addr != 0).then(|| addr as usize - self.mem.addr())
+    }
+
     /// Code offset of the first machine instruction of slot `pc`.
     pub fn code_offset(&self, pc: usize) -> Option<usize> {
         let pc = u32::try_from(pc).ok()?;

@@ -278,7 +278,7 @@ fn config(cases: u32) -> ProptestConfig {
 // Properties.
 
 proptest! {
-    #![proptest_config(config(6000))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn normalize_never_drops_a_member(s in sample()) {
@@ -549,5 +549,24 @@ proptest! {
             }
         }
         let _ = (a.join(&b), a.widen(&b), a.subsumes(&b), a.is_const(), a.to_string());
+    }
+}
+
+proptest! {
+    #![proptest_config(config(4000))]
+
+    /// On constants the domain is exact: every operation yields the concrete result and every
+    /// comparison is decided.
+    #[test]
+    fn constants_are_exact(op in alu_op(), cmp in jmp_op(), w in width(), x in value(), y in value()) {
+        let (a, b) = (Scalar::constant(x), Scalar::constant(y));
+        prop_assert_eq!(a.alu(op, w, &b).is_const(), Some(concrete_alu(op, w, x, y)));
+        prop_assert_eq!(Scalar::decide(cmp, w, &a, &b), Some(concrete_cmp(cmp, w, x, y)));
+        prop_assert_eq!(a.neg(w).is_const(), Some(concrete_alu(AluOp::Sub, w, 0, x)));
+        prop_assert_eq!(a.movsx(Width::W64, 8).is_const(), Some(concrete_movsx(Width::W64, x, 8)));
+        prop_assert_eq!(
+            a.endian(EndianKind::Swap, 32).is_const(),
+            Some(concrete_endian(EndianKind::Swap, 32, x))
+        );
     }
 }

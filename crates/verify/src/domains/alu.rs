@@ -143,6 +143,10 @@ fn udiv(a: &View, b: &View) -> View {
     if b.umax == 0 {
         return View::constant(0, bits);
     }
+    if let Some(c) = b.as_const().filter(|c| c.is_power_of_two()) {
+        // Division by 2^k is a right shift: keeps the known bits.
+        return shift_const(AluOp::Rsh, a, c.trailing_zeros());
+    }
     let lo_div = b.umin.max(1);
     let hi = a.umax / lo_div;
     let lo = if b.umin == 0 { 0 } else { a.umin / b.umax };
@@ -162,7 +166,7 @@ fn umod(a: &View, b: &View) -> View {
     }
     let nonzero = if a.umax < b.umin.max(1) {
         *a
-    } else if let Some(c) = b.as_const() {
+    } else if let Some(c) = b.as_const().filter(|&c| c != 0) {
         if a.umin / c == a.umax / c {
             let base = a.umin / c * c;
             View::from_parts(
@@ -359,10 +363,14 @@ impl Scalar {
     /// `self op rhs` at `width` (ALU or ALU64): every [`AluOp`], with the ISA's division by
     /// zero and shift masking semantics; 32-bit results are zero-extended.
     pub fn alu(&self, op: AluOp, width: Width, rhs: &Scalar) -> Scalar {
+        let (Some(lhs), Some(rhs)) = (self.normalized(), rhs.normalized()) else {
+            // An operand without members: nothing reaches here, any result is sound.
+            return Scalar::unknown();
+        };
         match width {
-            Width::W32 => Scalar::zero_extend(&alu_view(op, &self.view(32), &rhs.view(32))),
+            Width::W32 => Scalar::zero_extend(&alu_view(op, &lhs.view(32), &rhs.view(32))),
             Width::W64 => {
-                let wide = alu_view(op, &self.view(64), &rhs.view(64));
+                let wide = alu_view(op, &lhs.view(64), &rhs.view(64));
                 let low_bits_only = match op {
                     AluOp::Add | AluOp::Sub | AluOp::Mul | AluOp::And | AluOp::Or | AluOp::Xor => {
                         true
@@ -370,7 +378,7 @@ impl Scalar {
                     AluOp::Lsh => rhs.umax < 32,
                     _ => false,
                 };
-                let low = low_bits_only.then(|| alu_view(op, &self.view(32), &rhs.view(32)));
+                let low = low_bits_only.then(|| alu_view(op, &lhs.view(32), &rhs.view(32)));
                 Scalar::from_views(&wide, low.as_ref())
             }
         }

@@ -153,6 +153,7 @@ impl Scalar {
         b: &Scalar,
         taken: bool,
     ) -> Option<(Scalar, Scalar)> {
+        let (a, b) = (&a.normalized()?, &b.normalized()?);
         let bits = width_bits(width);
         let (cond, swapped) = edge_condition(op, taken);
         let (va, vb) = (a.view(bits), b.view(bits));

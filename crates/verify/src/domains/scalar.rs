@@ -240,6 +240,12 @@ impl Scalar {
         Ok(())
     }
 
+    /// A normalised copy, or `None` when the scalar has no member.
+    pub fn normalized(&self) -> Option<Scalar> {
+        let mut s = *self;
+        s.normalize().ok().map(|()| s)
+    }
+
     fn normalize_once(&mut self) -> Result<(), Empty> {
         let mut wide = self.view(64);
         let mut low = self.view(32);

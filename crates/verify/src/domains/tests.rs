@@ -136,6 +136,9 @@ fn unsigned_division_and_modulo() {
         bounds_u(&u(100, 200).alu(AluOp::Div, W64, &u(2, 4))),
         (25, 100)
     );
+    // Division by a power of two keeps the known bits.
+    let x = Scalar::from_tnum(Tnum::new(0x100, 0xf0));
+    assert_eq!(x.alu(AluOp::Div, W64, &k(16)).tnum, Tnum::new(0x10, 0xf));
     // Division by zero yields 0.
     assert_eq!(u(100, 200).alu(AluOp::Div, W64, &k(0)).is_const(), Some(0));
     let r = u(100, 200).alu(AluOp::Div, W64, &u(0, 4));

@@ -1,1 +1,191 @@
-fn main() {}
+//! JIT versus interpreter on the interpreter benchmark's loops (ALU-heavy, stack-memory-heavy,
+//! helper-call-heavy; see `crates/interp/benches/interp.rs`), printing the speed-up.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kflex_interp::{Vm, run};
+use kflex_isa::decode::{
+    AluOp, Instruction as I, JmpOp, Operand, Program, Size, Width, encode_all,
+};
+use kflex_jit::{JitEnv, JitOptions, JitProgram};
+use kflex_runtime::helpers::{ArgKind, RetKind};
+use kflex_runtime::{ExecEnv, HelperDef, HelperRegistry, MemoryMap, Signature};
+
+const ITERATIONS: i32 = 100_000;
+
+fn alu(op: AluOp, dst: u8, src: Operand) -> I {
+    I::Alu {
+        width: Width::W64,
+        op,
+        dst,
+        src,
+    }
+}
+
+fn mov(dst: u8, imm: i32) -> I {
+    I::Mov {
+        width: Width::W64,
+        dst,
+        src: Operand::Imm(imm),
+    }
+}
+
+/// Wraps `body` in `for r9 = ITERATIONS; r9 != 0; r9--`.
+fn looped(body: &[I]) -> Program {
+    let mut insns = vec![mov(0, 0), mov(1, 1), mov(2, 3), mov(9, ITERATIONS)];
+    insns.extend_from_slice(body);
+    insns.push(alu(AluOp::Sub, 9, Operand::Imm(1)));
+    insns.push(I::Jump {
+        width: Width::W64,
+        op: JmpOp::Ne,
+        dst: 9,
+        src: Operand::Imm(0),
+        off: -(body.len() as i16) - 2,
+    });
+    insns.push(I::Exit);
+    Program::decode(&encode_all(&insns)).expect("benchmark program decodes")
+}
+
+fn alu_heavy() -> Program {
+    looped(&[
+        alu(AluOp::Add, 0, Operand::Reg(1)),
+        alu(AluOp::Mul, 1, Operand::Imm(3)),
+        alu(AluOp::Xor, 0, Operand::Reg(1)),
+        alu(AluOp::Rsh, 1, Operand::Imm(1)),
+        alu(AluOp::Or, 1, Operand::Imm(1)),
+        alu(AluOp::Mod, 2, Operand::Imm(7)),
+        alu(AluOp::Add, 2, Operand::Reg(0)),
+        I::Alu {
+            width: Width::W32,
+            op: AluOp::Lsh,
+            dst: 2,
+            src: Operand::Imm(2),
+        },
+    ])
+}
+
+fn memory_heavy() -> Program {
+    let st = |off, src| I::Store {
+        size: Size::DW,
+        dst: 10,
+        off,
+        src: Operand::Reg(src),
+    };
+    let ld = |dst, off| I::Load {
+        size: Size::DW,
+        dst,
+        src: 10,
+        off,
+        sign_extend: false,
+    };
+    looped(&[
+        st(-8, 0),
+        st(-16, 9),
+        ld(3, -8),
+        ld(4, -16),
+        alu(AluOp::Add, 3, Operand::Reg(4)),
+        st(-256, 3),
+        ld(0, -256),
+        I::Store {
+            size: Size::W,
+            dst: 10,
+            off: -512,
+            src: Operand::Imm(7),
+        },
+    ])
+}
+
+fn helper_heavy() -> Program {
+    looped(&[
+        I::Mov {
+            width: Width::W64,
+            dst: 1,
+            src: Operand::Reg(9),
+        },
+        I::Call { helper: 1 },
+        alu(AluOp::Add, 6, Operand::Reg(0)),
+    ])
+}
+
+fn registry() -> HelperRegistry {
+    let mut r = HelperRegistry::empty();
+    r.register(HelperDef {
+        id: 1,
+        name: "bench_identity".into(),
+        sig: Signature::new(&[ArgKind::Scalar], RetKind::Scalar),
+        func: Arc::new(|c| Ok(c.args[0])),
+    })
+    .expect("helper registers");
+    r
+}
+
+fn interp(p: &Program, h: &HelperRegistry, mem: &mut MemoryMap, env: &mut ExecEnv) -> (u64, u64) {
+    let mut vm = Vm::new(mem, h, env);
+    let out = run(p, [0; 5], &mut vm).expect("benchmark program runs");
+    (out.retval, out.instructions)
+}
+
+fn jit(p: &JitProgram, h: &HelperRegistry, mem: &mut MemoryMap, env: &mut ExecEnv) -> u64 {
+    let mut jenv = JitEnv::new(mem, h, env);
+    p.run([0; 5], &mut jenv).expect("benchmark program runs")
+}
+
+/// Seconds per run of `f`, averaged over `rounds` runs.
+fn time(rounds: u32, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..rounds {
+        f();
+    }
+    start.elapsed().as_secs_f64() / f64::from(rounds)
+}
+
+fn bench(c: &mut Criterion) {
+    let helpers = registry();
+    let mut mem = MemoryMap::new();
+    let mut env = ExecEnv::default();
+    let mut group = c.benchmark_group("jit_vs_interp");
+    for (name, program) in [
+        ("alu", alu_heavy()),
+        ("stack_memory", memory_heavy()),
+        ("helper_calls", helper_heavy()),
+    ] {
+        let compiled = JitProgram::compile(&program, &JitOptions::default()).expect("compiles");
+        let (want, insns) = interp(&program, &helpers, &mut mem, &mut env);
+        assert_eq!(
+            jit(&compiled, &helpers, &mut mem, &mut env),
+            want,
+            "{name}: engines agree"
+        );
+        // A direct measurement, printed as the speed-up.
+        let ti = time(10, || {
+            black_box(interp(black_box(&program), &helpers, &mut mem, &mut env));
+        });
+        let tj = time(50, || {
+            black_box(jit(black_box(&compiled), &helpers, &mut mem, &mut env));
+        });
+        println!(
+            "{name}: {insns} instructions per run; interp {:.1} M insn/s, jit {:.1} M insn/s, speed-up {:.1}x",
+            insns as f64 / ti / 1e6,
+            insns as f64 / tj / 1e6,
+            ti / tj
+        );
+        group.throughput(Throughput::Elements(insns));
+        group.bench_function(format!("interp/{name}"), |b| {
+            b.iter(|| interp(black_box(&program), &helpers, &mut mem, &mut env))
+        });
+        group.bench_function(format!("jit/{name}"), |b| {
+            b.iter(|| jit(black_box(&compiled), &helpers, &mut mem, &mut env))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);

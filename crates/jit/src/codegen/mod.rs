@@ -133,8 +133,7 @@ pub(crate) struct Emitter<'p> {
     pub fault_exit: DynamicLabel,
     stubs: Vec<(DynamicLabel, usize, StubKind)>,
     static_faults: Vec<JitFaultKind>,
-    /// Context rewrites by slot: (trampoline index, access).
-    ctx: HashMap<usize, (u64, CtxAccess)>,
+    ctx: CtxRewrites,
 }
 
 /// `pc + 1 + off` if it names an instruction of `program`.
@@ -393,11 +392,14 @@ impl<'p> Emitter<'p> {
     }
 }
 
+/// Context rewrites by slot: (trampoline index, access).
+type CtxRewrites = HashMap<usize, (u64, CtxAccess)>;
+
 /// Checks the context rewrite table against the program.
 fn ctx_table(
     program: &Program,
     options: &JitOptions,
-) -> Result<(HashMap<usize, (u64, CtxAccess)>, Vec<CtxAccess>), JitError> {
+) -> Result<(CtxRewrites, Vec<CtxAccess>), JitError> {
     let mut map = HashMap::new();
     let mut table = Vec::new();
     for a in &options.ctx_accesses {

@@ -267,9 +267,11 @@ fn jmp_op() -> impl Strategy<Value = JmpOp> {
     proptest::sample::select(JmpOp::ALL.to_vec())
 }
 
+/// `cases` per property, unless `PROPTEST_CASES` asks for a deeper (or shorter) run.
 fn config(cases: u32) -> ProptestConfig {
+    let env = std::env::var("PROPTEST_CASES").ok();
     ProptestConfig {
-        cases,
+        cases: env.and_then(|v| v.parse().ok()).unwrap_or(cases),
         ..ProptestConfig::default()
     }
 }

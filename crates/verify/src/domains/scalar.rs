@@ -436,30 +436,34 @@ impl fmt::Display for Scalar {
                 write!(f, "{c:#x}")
             };
         }
+        // Non-default bounds, with equal values merged as in the kernel's log
+        // (`smax=umax=255`).
+        let bounds: [(&str, i128, bool); 8] = [
+            ("smin", self.smin.into(), self.smin == i64::MIN),
+            ("smax", self.smax.into(), self.smax == i64::MAX),
+            ("umin", self.umin.into(), self.umin == 0),
+            ("umax", self.umax.into(), self.umax == u64::MAX),
+            ("smin32", self.s32_min.into(), self.s32_min == i32::MIN),
+            ("smax32", self.s32_max.into(), self.s32_max == i32::MAX),
+            ("umin32", self.u32_min.into(), self.u32_min == 0),
+            ("umax32", self.u32_max.into(), self.u32_max == u32::MAX),
+        ];
+        let mut done = [false; 8];
         let mut parts = Vec::new();
-        if self.smin != i64::MIN {
-            parts.push(format!("smin={}", self.smin));
-        }
-        if self.smax != i64::MAX {
-            parts.push(format!("smax={}", self.smax));
-        }
-        if self.umin != 0 {
-            parts.push(format!("umin={}", self.umin));
-        }
-        if self.umax != u64::MAX {
-            parts.push(format!("umax={}", self.umax));
-        }
-        if self.s32_min != i32::MIN {
-            parts.push(format!("smin32={}", self.s32_min));
-        }
-        if self.s32_max != i32::MAX {
-            parts.push(format!("smax32={}", self.s32_max));
-        }
-        if self.u32_min != 0 {
-            parts.push(format!("umin32={}", self.u32_min));
-        }
-        if self.u32_max != u32::MAX {
-            parts.push(format!("umax32={}", self.u32_max));
+        for i in 0..bounds.len() {
+            let (name, value, default) = bounds[i];
+            if default || done[i] {
+                continue;
+            }
+            let mut names = vec![name];
+            for j in i + 1..bounds.len() {
+                let (other, v, d) = bounds[j];
+                if !d && !done[j] && v == value {
+                    names.push(other);
+                    done[j] = true;
+                }
+            }
+            parts.push(format!("{}={value}", names.join("=")));
         }
         if !self.tnum.is_unknown() {
             parts.push(format!(

@@ -426,6 +426,8 @@ fn display_is_kernel_like() {
     assert_eq!(k(42).to_string(), "42");
     assert_eq!(
         u(0, 255).to_string(),
-        "scalar(smin=0,smax=255,umax=255,smin32=0,smax32=255,umax32=255,var_off=(0x0; 0xff))"
+        "scalar(smin=smin32=0,smax=umax=smax32=umax32=255,var_off=(0x0; 0xff))"
     );
+    assert_eq!(k(u64::MAX).to_string(), "-1");
+    assert_eq!(Scalar::unknown().to_string(), "scalar()");
 }

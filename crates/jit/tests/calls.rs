@@ -476,3 +476,56 @@ fn stack_starts_zeroed_on_every_run_even_after_a_fault() {
     assert!(jit_run(&dirty, [0; 5], &h).is_err());
     assert_eq!(jit_run(&read, [0; 5], &h), Ok(0));
 }
+
+#[test]
+fn one_program_runs_concurrently_on_many_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<JitProgram>();
+    // Each thread computes sum(0..n) for its own n with a loop that spills to its stack.
+    let p = program(&[
+        mov(0, 0),
+        I::Store {
+            size: kflex_isa::decode::Size::DW,
+            dst: 10,
+            off: -8,
+            src: Operand::Reg(1),
+        },
+        I::Jump {
+            width: Width::W64,
+            op: JmpOp::Eq,
+            dst: 1,
+            src: Operand::Imm(0),
+            off: 3,
+        },
+        add(1, Operand::Imm(-1)),
+        add(0, Operand::Reg(1)),
+        I::Ja { off: -4 },
+        I::Load {
+            size: kflex_isa::decode::Size::DW,
+            dst: 2,
+            src: 10,
+            off: -8,
+            sign_extend: false,
+        },
+        add(0, Operand::Reg(2)),
+        I::Exit,
+    ]);
+    let jit = Arc::new(JitProgram::compile(&p, &JitOptions::default()).unwrap());
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let jit = jit.clone();
+            std::thread::spawn(move || {
+                let h = HelperRegistry::empty();
+                for round in 0..200u64 {
+                    let n = 1000 * t + round;
+                    let (mut mem, mut env) = (MemoryMap::new(), ExecEnv::default());
+                    let mut jenv = JitEnv::new(&mut mem, &h, &mut env);
+                    assert_eq!(jit.run([n, 0, 0, 0, 0], &mut jenv), Ok(n * (n + 1) / 2));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread finished");
+    }
+}

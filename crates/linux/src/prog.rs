@@ -46,7 +46,8 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    /// The last non-empty line of the log that is not a statistics line: the kernel's reason.
+    /// The kernel's reason: the last non-empty log line that is neither a statistics line nor a
+    /// state dump (`cur state:`/`old state:` after `infinite loop detected`).
     pub fn reason(&self) -> &str {
         self.log
             .lines()
@@ -57,6 +58,8 @@ impl LoadError {
                     && !l.starts_with("processed ")
                     && !l.starts_with("verification time")
                     && !l.starts_with("stack depth")
+                    && !l.starts_with("cur state:")
+                    && !l.starts_with("old state:")
             })
             .unwrap_or("")
     }
@@ -210,6 +213,11 @@ mod tests {
                 .into(),
         };
         assert_eq!(e.reason(), "invalid bpf_context access off=200 size=4");
+        let e = LoadError {
+            errno: libc::EINVAL,
+            log: "infinite loop detected at insn 3\ncur state: R0=1\nold state: R0=1\n".into(),
+        };
+        assert_eq!(e.reason(), "infinite loop detected at insn 3");
     }
 
     #[test]

@@ -138,19 +138,44 @@ pub fn generate_with(seed: u64, opts: &Options) -> Generated {
     g.finish(mutation.is_none())
 }
 
-/// A large program for benchmarks: about `insns` instructions of straight-line ALU code, spills,
-/// context reads and forward branches (no loops, calls or maps), accepted by Linux and kflex.
+/// A large program for benchmarks: about `insns` instructions of straight-line ALU code, spills
+/// and context reads, with conditional early exits (to a nearby `r0 = 2; exit` block every 1000
+/// instructions, so jumps stay short), and no loops, calls or maps. Paths never rejoin, so both
+/// kflex and Linux verify it in time linear in its size.
 pub fn straight_line(seed: u64, insns: usize, prog_type: ProgType) -> Generated {
+    const ISLAND_EVERY: usize = 1000;
     let mut g = Gen::new(seed, &Options::new(prog_type));
     g.prologue();
+    let mut island = g.asm.label();
+    let mut island_start = g.asm.insns.len();
     while g.asm.insns.len() < insns {
-        match g.rng.below(8) {
-            0..=3 => g.alu(),
-            4 => g.spill_fill(),
-            5 => g.ctx_read(),
-            _ => g.branch(),
+        // At most ~1 branch in 12 fragments: Linux keeps at most 8192 pending branches.
+        match g.rng.below(12) {
+            0..=6 => g.alu(),
+            7 | 8 => g.spill_fill(),
+            9 | 10 => g.ctx_read(),
+            _ => {
+                // Branch on a fresh context value, so that neither direction is decided.
+                let (off, size) = g.ctx_field();
+                g.asm.emit(ldx(size, 1, 6, off));
+                let o = g.rng.pick(&[op::JEQ, op::JGT, op::JGE, op::JSET, op::JNE, op::JLT]);
+                let imm = 1 + g.rng.below(250) as i32;
+                g.asm.jump(op::JMP | o | op::K, 1, 0, imm, island);
+            }
+        }
+        if g.asm.insns.len() - island_start >= ISLAND_EVERY || g.asm.insns.len() >= insns {
+            let over = g.asm.label();
+            g.asm.jump(op::JMP | op::JA, 0, 0, 0, over);
+            g.asm.bind(island);
+            g.asm.emit(mov(0, 2));
+            g.asm.emit(exit());
+            g.asm.bind(over);
+            island = g.asm.label();
+            island_start = g.asm.insns.len();
         }
     }
+    // The last island label may have no jumps; bind it to the epilogue.
+    g.asm.bind(island);
     g.epilogue();
     let mut out = g.finish(true);
     out.note = format!("straight-line {insns}");
@@ -576,7 +601,8 @@ impl Gen {
     /// A valid scalar context field: (offset, size).
     fn ctx_field(&mut self) -> (i16, u8) {
         match self.t() {
-            ProgType::Xdp => (self.rng.pick(&[12, 16, 20]), op::W),
+            // egress_ifindex (20) is readable only by devmap programs in Linux.
+            ProgType::Xdp => (self.rng.pick(&[12, 16]), op::W),
             ProgType::Syscall => {
                 let size = self.rng.pick(&[op::B, op::H, op::W, op::DW]);
                 let n = size_bytes(size);

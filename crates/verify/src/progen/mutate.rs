@@ -136,7 +136,8 @@ impl Gen {
             }
             Mutation::CtxBadOffset => {
                 let (off, size) = match self.t() {
-                    ProgType::Xdp => (24 + 4 * self.rng.below(8) as i16, op::W),
+                    // 20: egress_ifindex, which only devmap programs may read.
+                    ProgType::Xdp => (20 + 4 * self.rng.below(8) as i16, op::W),
                     ProgType::Syscall => (1 + 4 * self.rng.below(8) as i16, op::W),
                     _ => (192 + 4 * self.rng.below(8) as i16, op::W),
                 };
@@ -150,9 +151,11 @@ impl Gen {
                 self.asm.emit(stx(op::W, 6, r, off));
             }
             Mutation::CtxVariableOffset => {
-                self.asm.emit(movx(1, 6));
-                self.asm.emit(movx(2, r));
+                // An unknown offset (a random number masked to 0 or 4).
+                self.asm.emit(call(7));
+                self.asm.emit(movx(2, 0));
                 self.asm.emit(alu64(op::AND, 2, 4));
+                self.asm.emit(movx(1, 6));
                 self.asm.emit(alu64x(op::ADD, 1, 2));
                 self.asm.emit(ldx(op::W, r, 1, 0));
             }
@@ -194,8 +197,11 @@ impl Gen {
                 self.asm.emit(call(132));
             }
             Mutation::RingbufVariableSize => {
+                // A random size: not a known constant.
+                self.asm.emit(call(7));
+                self.asm.emit(movx(2, 0));
+                self.asm.emit(alu64(op::AND, 2, 56));
                 self.lddw_map(1, op::PSEUDO_MAP_FD, MAP_RINGBUF, 0);
-                self.asm.emit(movx(2, r));
                 self.asm.emit(mov(3, 0));
                 self.asm.emit(call(131));
                 let out = self.asm.label();

@@ -49,7 +49,11 @@ fn packet_mutations_only_for_packet_types() {
 #[test]
 fn straight_line_reaches_the_requested_size_without_back_edges() {
     let g = straight_line(7, 5000, ProgType::Xdp);
-    assert!(g.insns.len() >= 5000 && g.insns.len() < 5100);
+    assert!(
+        g.insns.len() >= 5000 && g.insns.len() < 5100,
+        "{}",
+        g.insns.len()
+    );
     let p = Program::decode(&g.insns).unwrap();
     for (pc, insn) in p.iter() {
         if let Some(t) = insn.target(pc) {

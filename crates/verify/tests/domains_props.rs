@@ -299,6 +299,9 @@ proptest! {
     #[test]
     fn alu_is_sound(op in alu_op(), w in width(), a in sample(), b in sample()) {
         let r = a.abs.alu(op, w, &b.abs);
+        if w == Width::W32 {
+            prop_assert!(r.umax <= u64::from(u32::MAX), "32-bit result not zero-extended: {:?}", r);
+        }
         for &x in &a.members {
             for &y in &b.members {
                 let c = concrete_alu(op, w, x, y);
@@ -371,6 +374,10 @@ proptest! {
         op in jmp_op(), w in width(), taken in any::<bool>(), a in sample(), b in sample(),
     ) {
         let refined = Scalar::refine(op, w, &a.abs, &b.abs, taken);
+        if let Some((ra, rb)) = refined {
+            // Refinement only ever narrows.
+            prop_assert!(a.abs.subsumes(&ra) && b.abs.subsumes(&rb));
+        }
         for &x in &a.members {
             for &y in &b.members {
                 if concrete_cmp(op, w, x, y) != taken {
@@ -404,6 +411,8 @@ proptest! {
 
     #[test]
     fn join_and_widen_contain_both(a in sample(), b in sample()) {
+        prop_assert_eq!(a.abs.join(&a.abs), a.abs);
+        prop_assert_eq!(a.abs.widen(&a.abs), a.abs);
         let j = a.abs.join(&b.abs);
         let wd = a.abs.widen(&b.abs);
         for &x in a.members.iter().chain(&b.members) {

@@ -230,6 +230,18 @@ impl Scalar {
     /// signed/unsigned boundary and between the 64-bit value and its low 32 bits. Never removes
     /// a concrete member. `Err(Empty)` when no value satisfies every component.
     pub fn normalize(&mut self) -> Result<(), Empty> {
+        // Fast paths: constants and the unknown scalar are common and already consistent.
+        if let Some(c) = self.tnum.as_const() {
+            return if self.contains(c) {
+                *self = Scalar::constant(c);
+                Ok(())
+            } else {
+                Err(Empty)
+            };
+        }
+        if self.is_unknown() {
+            return Ok(());
+        }
         for _ in 0..6 {
             let before = *self;
             self.normalize_once()?;

@@ -431,3 +431,26 @@ fn display_is_kernel_like() {
     assert_eq!(k(u64::MAX).to_string(), "-1");
     assert_eq!(Scalar::unknown().to_string(), "scalar()");
 }
+
+#[test]
+fn kernel_idioms() {
+    // Sign-extending a byte by hand: (x << 56) s>> 56.
+    let byte = Scalar::load(1, false);
+    let r = byte
+        .alu(AluOp::Lsh, W64, &k(56))
+        .alu(AluOp::Arsh, W64, &k(56));
+    assert_eq!(bounds_s(&r), (-128, 127));
+    // Bounds check then scale: if (x > 10) return; x * 8 + 16.
+    let (x, _) = Scalar::refine(JmpOp::Gt, W64, &Scalar::unknown(), &k(10), false).unwrap();
+    let r = x.alu(AluOp::Mul, W64, &k(8)).alu(AluOp::Add, W64, &k(16));
+    assert_eq!(bounds_u(&r), (16, 96));
+    assert_eq!(r.tnum.mask & 7, 0);
+    // A signed check alone does not bound an unsigned index, the lower check does.
+    let (x, _) = Scalar::refine(JmpOp::Sgt, W64, &Scalar::unknown(), &k(10), false).unwrap();
+    assert_eq!(x.umax, u64::MAX);
+    let (x, _) = Scalar::refine(JmpOp::Slt, W64, &x, &k(0), false).unwrap();
+    assert_eq!(bounds_u(&x), (0, 10));
+    // 32-bit loop counter: w1 += 1 on [0, 99] stays below 100 and zero-extended.
+    let i = u(0, 99).alu(AluOp::Add, W32, &k(1));
+    assert_eq!(bounds_u(&i), (1, 100));
+}

@@ -192,8 +192,11 @@ impl Scalar {
     }
 
     /// The register holding the result `view` of a narrower operation (8, 16 or 32 bits),
-    /// zero-extended to 64 bits.
+    /// zero-extended to 64 bits (a 64-bit view is taken as it is).
     pub fn zero_extend(view: &View) -> Scalar {
+        if view.bits >= 64 {
+            return Scalar::from_views(view, None);
+        }
         let mut s = Scalar {
             tnum: view.tnum.cast((view.bits / 8) as u8),
             umin: view.umin,
@@ -206,7 +209,7 @@ impl Scalar {
             s.s32_min = view.smin as i32;
             s.s32_max = view.smax as i32;
         }
-        let fallback = Scalar::range_u(0, umax_of(view.bits.min(32)));
+        let fallback = Scalar::range_u(0, umax_of(view.bits));
         s.normalize().map_or(fallback, |()| s)
     }
 

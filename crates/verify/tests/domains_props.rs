@@ -581,3 +581,102 @@ proptest! {
         );
     }
 }
+
+/// A tnum with at most `n` unknown bits at random positions, and all of its members.
+fn small_tnum(n: usize) -> impl Strategy<Value = (Tnum, Vec<u64>)> {
+    (any::<u64>(), proptest::collection::vec(0u32..64, 0..=n)).prop_map(|(v, positions)| {
+        let mask = positions.iter().fold(0u64, |m, &p| m | 1 << p);
+        let t = Tnum::new(v, mask);
+        let bits: Vec<u32> = (0..64).filter(|b| mask >> b & 1 == 1).collect();
+        let members = (0..1u64 << bits.len())
+            .map(|combo| {
+                bits.iter()
+                    .enumerate()
+                    .filter(|(i, _)| combo >> i & 1 == 1)
+                    .fold(t.value, |acc, (_, b)| acc | 1 << b)
+            })
+            .collect();
+        (t, members)
+    })
+}
+
+/// The smallest tnum containing every value.
+fn tnum_of(values: impl IntoIterator<Item = u64>) -> Tnum {
+    let mut it = values.into_iter();
+    let first = Tnum::constant(it.next().unwrap_or(0));
+    it.fold(first, |t, v| t.union(Tnum::constant(v)))
+}
+
+proptest! {
+    #![proptest_config(config(3000))]
+
+    /// Exhaustively over small tnums: every operation is sound, and add, sub and the bitwise
+    /// operations are optimal (no unknown bit that every concrete result agrees on).
+    #[test]
+    fn tnum_ops_exhaustive((a, xs) in small_tnum(6), (b, ys) in small_tnum(6)) {
+        let pairs = || xs.iter().flat_map(|&x| ys.iter().map(move |&y| (x, y)));
+        let exact = |f: fn(u64, u64) -> u64| tnum_of(pairs().map(|(x, y)| f(x, y)));
+        prop_assert_eq!(a.add(b), exact(u64::wrapping_add));
+        prop_assert_eq!(a.sub(b), exact(u64::wrapping_sub));
+        prop_assert_eq!(a.and(b), exact(|x, y| x & y));
+        prop_assert_eq!(a.or(b), exact(|x, y| x | y));
+        prop_assert_eq!(a.xor(b), exact(|x, y| x ^ y));
+        let mul = exact(u64::wrapping_mul);
+        prop_assert!(mul.le(a.mul(b)), "mul {:?} * {:?}: exact {:?} not within {:?}", a, b, mul, a.mul(b));
+        prop_assert_eq!(a.union(b), tnum_of(xs.iter().chain(&ys).copied()));
+        // Members of both agree with the intersection.
+        let common: Vec<u64> = xs.iter().copied().filter(|x| b.contains(*x)).collect();
+        match a.intersect(b) {
+            Some(i) => prop_assert_eq!(i, tnum_of(common)),
+            None => prop_assert!(common.is_empty()),
+        }
+    }
+}
+
+/// A signed or unsigned interval of at most 16 values, with all of its members.
+fn small_range() -> impl Strategy<Value = (Scalar, Vec<u64>)> {
+    (value(), 0u64..16, any::<bool>()).prop_map(|(lo, d, signed)| {
+        if signed {
+            let lo = (lo as i64).min(i64::MAX - 15);
+            let members = (0..=d).map(|i| (lo + i as i64) as u64).collect();
+            (Scalar::range_s(lo, lo + d as i64), members)
+        } else {
+            let lo = lo.min(u64::MAX - 15);
+            ((Scalar::range_u(lo, lo + d)), (lo..=lo + d).collect())
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(config(1500))]
+
+    /// Every operation and comparison over every pair of two whole small intervals.
+    #[test]
+    fn whole_small_ranges_are_sound((a, xs) in small_range(), (b, ys) in small_range()) {
+        for w in [Width::W32, Width::W64] {
+            for op in AluOp::ALL {
+                let r = a.alu(op, w, &b);
+                for &x in &xs {
+                    for &y in &ys {
+                        let c = concrete_alu(op, w, x, y);
+                        prop_assert!(r.contains(c), "{:?} {:?}: {:#x}, {:#x} -> {:#x} not in {:?}\n a = {:?}\n b = {:?}",
+                            op, w, x, y, c, r, a, b);
+                    }
+                }
+            }
+            for op in JmpOp::ALL {
+                for taken in [false, true] {
+                    let refined = Scalar::refine(op, w, &a, &b, taken);
+                    for &x in &xs {
+                        for &y in &ys {
+                            if concrete_cmp(op, w, x, y) == taken {
+                                let (ra, rb) = refined.expect("satisfiable edge declared impossible");
+                                prop_assert!(ra.contains(x) && rb.contains(y));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -758,3 +758,102 @@ fn accept_immediate_store_into_writable_context_field() {
         Same,
     );
 }
+
+// ---- Return values and locks. ----
+/// Locks live in map values; Linux needs BTF describing `struct bpf_spin_lock` in the value to
+/// accept these, which a raw load cannot give, so the Linux side is skipped.
+const LOCK_ARR: &str = "
+    stw [%r10-4], 0
+    mov %r2, %r10
+    add %r2, -4
+    map_fd %r1, 0
+    call 1
+    jeq %r0, 0, out
+    mov %r6, %r0
+";
+
+suite! {
+    /// Linux 6.18 puts no range on xdp return values (the driver treats unknown ones as aborts).
+    accept_xdp_return_value_unrestricted_like_linux: Xdp, Accept, Same, "
+        mov %r0, 100
+        exit";
+    accept_privileged_program_may_return_pointer: SocketFilter, Accept, Same, "
+        mov %r0, %r1
+        exit";
+    accept_spin_lock_released_on_every_path: Xdp, Accept, Skip, &format!("{LOCK_ARR}
+        mov %r1, %r6
+        call 93
+        ldxdw %r2, [%r6+8]
+        add %r2, 1
+        stxdw [%r6+8], %r2
+        mov %r1, %r6
+        call 94
+    out:
+        mov %r0, 2
+        exit");
+    reject_spin_lock_held_at_exit: Xdp, Reject("lock"), Skip, &format!("{LOCK_ARR}
+        mov %r1, %r6
+        call 93
+    out:
+        mov %r0, 2
+        exit");
+    reject_spin_lock_released_on_one_path_only: Xdp, Reject("lock"), Skip, &format!("{LOCK_ARR}
+        mov %r1, %r6
+        call 93
+        ldxdw %r2, [%r6+8]
+        jgt %r2, 10, out
+        mov %r1, %r6
+        call 94
+    out:
+        mov %r0, 2
+        exit");
+    reject_helper_call_not_allowed_under_lock: Xdp, Reject("lock"), Skip, &format!("{LOCK_ARR}
+        mov %r1, %r6
+        call 93
+        call 7
+        mov %r1, %r6
+        call 94
+    out:
+        mov %r0, 2
+        exit");
+    reject_unlock_without_lock: Xdp, Reject("lock"), Skip, &format!("{LOCK_ARR}
+        mov %r1, %r6
+        call 94
+    out:
+        mov %r0, 2
+        exit");
+}
+
+/// KFlex lets an extension hold several locks at once (Linux allows one), as long as each is
+/// released on every path. (Two locks at the same offset of the same map count as one lock.)
+#[test]
+fn relaxation_two_locks_held_at_once_accepted() {
+    let src = format!(
+        "{LOCK_ARR}
+        stdw [%r10-16], 1
+        mov %r2, %r10
+        add %r2, -16
+        map_fd %r1, 1
+        call 1
+        jeq %r0, 0, out
+        mov %r7, %r0
+        mov %r1, %r6
+        call 93
+        mov %r1, %r7
+        call 93
+        mov %r1, %r7
+        call 94
+        mov %r1, %r6
+        call 94
+    out:
+        mov %r0, 2
+        exit"
+    );
+    let _ = case(
+        "relaxation_two_locks_held_at_once_accepted",
+        Xdp,
+        &src,
+        Accept,
+        Skip,
+    );
+}

@@ -290,6 +290,11 @@ fn generated_programs_agree_with_linux() {
             .join("\n\n")
     );
     assert!(
+        tally.expectation_misses.is_empty(),
+        "the generator's expectations are wrong for {} programs (see above)",
+        tally.expectation_misses.len()
+    );
+    assert!(
         tally.relaxations <= tally.programs / 4,
         "implausibly many relaxations"
     );

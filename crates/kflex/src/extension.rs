@@ -8,6 +8,7 @@ use kflex_isa::Insn;
 use kflex_object::{MapSpec, Object, ProgType};
 use kflex_runtime::HelperDef;
 use kflex_runtime::maps::{MapOptions, MapTable};
+use kflex_verify::VerifyOptions;
 
 use crate::error::{Error, Rejection, Result};
 use crate::link::{self, LoadedProgram};
@@ -17,7 +18,7 @@ use crate::maps::MapRef;
 pub const RAW_PROGRAM_NAME: &str = "main";
 
 /// How to load an extension.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ExtensionOptions {
     /// Number of CPUs per-CPU maps keep a slot for (default: the host's online CPU count).
     pub cpus: Option<u32>,
@@ -26,6 +27,22 @@ pub struct ExtensionOptions {
     pub helpers: Vec<HelperDef>,
     /// Interpreter limits (instruction budget, call depth); `None` for the defaults.
     pub limits: Option<Limits>,
+    /// Verify every program before linking it (default true). A program the verifier rejects is
+    /// not loaded: asking for it returns the verifier's [`Rejection`]. Bare bytecode without a
+    /// program type is never verified (the rules depend on the type). Set to `false` only to run
+    /// programs deliberately unverified (tests of the runtime's own safety nets).
+    pub verify: bool,
+}
+
+impl Default for ExtensionOptions {
+    fn default() -> Self {
+        ExtensionOptions {
+            cpus: None,
+            helpers: Vec::new(),
+            limits: None,
+            verify: true,
+        }
+    }
 }
 
 /// A loaded extension: its object, its maps (created and initialised), and its programs, each
@@ -39,6 +56,10 @@ pub struct Extension {
     pub(crate) program_names: Vec<String>,
     pub(crate) helpers: Vec<HelperDef>,
     pub(crate) limits: Limits,
+    /// Whether programs are verified before linking.
+    pub(crate) verify: bool,
+    /// The instructions and type of a bare-bytecode extension (objects keep theirs in `object`).
+    pub(crate) raw: Option<(Vec<Insn>, Option<ProgType>)>,
 }
 
 impl std::fmt::Debug for Extension {
@@ -55,8 +76,9 @@ impl std::fmt::Debug for Extension {
 }
 
 impl Extension {
-    /// Loads an ELF object from memory: parses it, creates its maps and links every program.
-    /// A program that fails to link or decode does not fail the load; asking for it with
+    /// Loads an ELF object from memory: parses it, creates its maps, verifies (unless
+    /// [`ExtensionOptions::verify`] is off) and links every program. A program that the verifier
+    /// rejects or that fails to link or decode does not fail the load; asking for it with
     /// [`Extension::program`] returns the rejection.
     pub fn load(name: &str, bytes: &[u8], options: ExtensionOptions) -> Result<Self> {
         let object = Object::parse(name, bytes)?;
@@ -89,48 +111,99 @@ impl Extension {
         };
         let maps =
             MapTable::create(&object.maps, &map_opts).map_err(|e| Error::Maps(e.to_string()))?;
-        let programs = object
-            .programs
-            .iter()
-            .map(|p| link::load_object_program(p, &maps))
-            .collect();
         let program_names = object.programs.iter().map(|p| p.name.clone()).collect();
-        Ok(Extension {
+        let mut ext = Extension {
             name: object.name.clone(),
             specs: object.maps.clone(),
             maps: Arc::new(maps),
-            programs,
+            programs: Vec::new(),
             program_names,
             helpers: options.helpers,
             limits: options.limits.unwrap_or_default(),
             object: Some(object),
-        })
+            verify: options.verify,
+            raw: None,
+        };
+        ext.programs = (0..ext.program_names.len())
+            .map(|i| ext.build_program(i))
+            .collect::<Result<_>>()?;
+        Ok(ext)
     }
 
     /// Builds an extension from bare bytecode: one program named [`RAW_PROGRAM_NAME`], no maps.
-    /// Unlike objects, a program that does not decode fails here.
+    /// Unlike objects, a program that does not decode fails here; one the verifier rejects (when
+    /// `prog_type` is given and verification is on) loads, and asking for it returns the
+    /// rejection, as for objects.
     pub fn from_raw(
         insns: &[Insn],
         prog_type: Option<ProgType>,
         options: ExtensionOptions,
     ) -> Result<Self> {
-        let program =
-            link::load_raw_program(RAW_PROGRAM_NAME, insns, prog_type).map_err(Error::Rejected)?;
+        // Malformed bytecode fails the load whether or not it is verified.
+        link::load_raw_program(RAW_PROGRAM_NAME, insns, prog_type).map_err(Error::Rejected)?;
         let map_opts = MapOptions {
             num_cpus: options.cpus,
             arena_init: None,
         };
         let maps = MapTable::create(&[], &map_opts).map_err(|e| Error::Maps(e.to_string()))?;
-        Ok(Extension {
+        let mut ext = Extension {
             name: RAW_PROGRAM_NAME.to_string(),
             object: None,
             specs: Vec::new(),
             maps: Arc::new(maps),
-            programs: vec![Ok(program)],
+            programs: Vec::new(),
             program_names: vec![RAW_PROGRAM_NAME.to_string()],
             helpers: options.helpers,
             limits: options.limits.unwrap_or_default(),
-        })
+            verify: options.verify,
+            raw: Some((insns.to_vec(), prog_type)),
+        };
+        ext.programs = vec![ext.build_program(0)?];
+        Ok(ext)
+    }
+
+    /// Verifies (when enabled and the program type is known), links and decodes program `index`.
+    /// The outer error is a load failure (a host helper clashing with a built-in one); the inner
+    /// one the program's rejection.
+    fn build_program(&self, index: usize) -> Result<Result<LoadedProgram, Rejection>> {
+        let missing = || Error::NoSuchProgram {
+            name: format!("#{index}"),
+            available: self.program_names.clone(),
+        };
+        let (name, insns, prog_type, meta) = match (&self.object, &self.raw) {
+            (Some(object), _) => {
+                let p = object.programs.get(index).ok_or_else(missing)?;
+                (p.name.as_str(), p.insns.as_slice(), p.prog_type, Some(p))
+            }
+            (None, Some((insns, prog_type))) => {
+                (RAW_PROGRAM_NAME, insns.as_slice(), *prog_type, None)
+            }
+            (None, None) => return Err(missing()),
+        };
+        let verified = match prog_type.filter(|_| self.verify) {
+            Some(ty) => {
+                let helpers = link::helper_registry(ty, &self.helpers)?;
+                let options = VerifyOptions::default();
+                let cx = link::VerifyContext {
+                    maps: &self.specs,
+                    helpers: &helpers,
+                    options: &options,
+                };
+                match link::verify_program(name, insns, ty, meta, &cx) {
+                    Ok(v) => Some(v),
+                    Err(r) => return Ok(Err(r)),
+                }
+            }
+            None => None,
+        };
+        let loaded = match meta {
+            Some(meta) => link::load_object_program(meta, &self.maps),
+            None => link::load_raw_program(name, insns, prog_type),
+        };
+        Ok(loaded.map(|mut p| {
+            p.verified = verified;
+            p
+        }))
     }
 
     /// The extension's name (the object's name).
@@ -198,7 +271,9 @@ impl Extension {
     }
 
     /// Registers a host helper for later test-runs (its id must not clash with the Linux helpers,
-    /// the program type's helpers or another host helper; clashes are reported at test-run time).
+    /// the program type's helpers or another host helper). Programs the verifier rejected are
+    /// verified again, since they may call this helper; a clash with a built-in helper is then
+    /// reported here (and the helper is not registered), otherwise at test-run time.
     pub fn register_helper(&mut self, helper: HelperDef) -> Result<()> {
         if let Some(existing) = self.helpers.iter().find(|h| h.id == helper.id) {
             return Err(Error::Helper(
@@ -209,7 +284,33 @@ impl Extension {
             ));
         }
         self.helpers.push(helper);
+        if !self.verify {
+            return Ok(());
+        }
+        let mut rebuilt = Vec::new();
+        for (i, p) in self.programs.iter().enumerate() {
+            if p.is_err() {
+                match self.build_program(i) {
+                    Ok(p) => rebuilt.push((i, p)),
+                    Err(e) => {
+                        // Keep the extension as it was.
+                        self.helpers.pop();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        for (i, p) in rebuilt {
+            if let Some(slot) = self.programs.get_mut(i) {
+                *slot = p;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether programs are verified before linking ([`ExtensionOptions::verify`]).
+    pub fn verifies(&self) -> bool {
+        self.verify
     }
 
     /// The interpreter limits used for test-runs.

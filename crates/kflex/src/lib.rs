@@ -1,7 +1,8 @@
 //! kflex: run eBPF extensions inside any Rust host.
 //!
 //! The embedding API: load an ELF object compiled by clang (`Extension::load`), which creates its
-//! maps and links and decodes its programs; test-run a program like Linux `BPF_PROG_TEST_RUN`
+//! maps, verifies every program with `kflex-verify` (kernel-interface compliance, as the Linux
+//! verifier; on by default, see `ExtensionOptions::verify`) and links and decodes it; test-run a program like Linux `BPF_PROG_TEST_RUN`
 //! (`Extension::test_run`); read and write its maps from the host (`Extension::map`); offer the
 //! extension host helpers with typed signatures (`ExtensionOptions::helpers`).
 //!
@@ -15,7 +16,8 @@
 //! # Ok::<(), kflex::Error>(())
 //! ```
 //!
-//! Modules: [`extension`] (loading), [`link`] (map reference resolution and decoding),
+//! Modules: [`extension`] (loading), [`link`] (verification, map reference resolution and
+//! decoding),
 //! [`test_run`], [`maps`] (host map access), [`conformance`] (the bpf_conformance suite),
 //! [`packet`] (test frame builders), [`hex`] (hex text).
 

@@ -1,13 +1,18 @@
-//! Loading one program: resolve the object's map references into plain 64-bit immediates, then
+//! Loading one program: verify it (on the unlinked instructions, so the verifier knows which map
+//! each `lddw` names), resolve the object's map references into plain 64-bit immediates, then
 //! decode. Errors name the program, the instruction, its text and the C source line.
+
+use std::borrow::Cow;
 
 use kflex_isa::Insn;
 use kflex_isa::decode::Program;
 use kflex_isa::op;
-use kflex_object::ProgType;
+use kflex_object::{MapSpec, ProgType};
+use kflex_runtime::helpers::{HelperDef, HelperRegistry};
 use kflex_runtime::maps::MapTable;
+use kflex_verify::{VerifiedProgram, VerifyError, VerifyInput, VerifyOptions};
 
-use crate::error::Rejection;
+use crate::error::{Rejection, Result};
 
 /// A program ready to run: map references resolved against one map table, decoded.
 #[derive(Debug)]
@@ -26,6 +31,9 @@ pub struct LoadedProgram {
     pub maps_used: Vec<usize>,
     /// The program as the object declared it (original instructions, line and function info).
     pub meta: Option<kflex_object::Program>,
+    /// What the verifier proved about the program (guards, termination points, cancellation
+    /// table, statistics); `None` when it was loaded without verification.
+    pub verified: Option<VerifiedProgram>,
 }
 
 impl LoadedProgram {
@@ -80,6 +88,7 @@ pub fn load_object_program(
         code,
         maps_used,
         meta: Some(meta.clone()),
+        verified: None,
     })
 }
 
@@ -99,7 +108,85 @@ pub fn load_raw_program(
         code,
         maps_used,
         meta: None,
+        verified: None,
     })
+}
+
+/// The helper registry a program of `prog_type` is verified and runs with: the Linux helpers, the
+/// program type's helpers, then the host's helpers. Without host helpers this borrows the
+/// per-process registry of the type (built once); with them it is a new registry.
+pub fn helper_registry(
+    prog_type: ProgType,
+    host: &[HelperDef],
+) -> Result<Cow<'static, HelperRegistry>> {
+    let base = crate::test_run::base_registry(prog_type)?;
+    if host.is_empty() {
+        return Ok(Cow::Borrowed(base));
+    }
+    let mut registry = base.clone();
+    for h in host {
+        registry.register(h.clone())?;
+    }
+    Ok(Cow::Owned(registry))
+}
+
+/// What the verifier needs besides the instructions: the object's maps (by the index `lddw`
+/// names), the helpers, and the options.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyContext<'a> {
+    /// Map specifications in index order (empty for bare bytecode).
+    pub maps: &'a [MapSpec],
+    /// Every helper the program may call.
+    pub helpers: &'a HelperRegistry,
+    /// Budget, log level, guard zone, privilege.
+    pub options: &'a VerifyOptions,
+}
+
+/// Verifies one program *before* linking: the verifier sees the unlinked instructions, so it knows
+/// which map each `lddw` names. Line and function info come from `meta` when the program has it.
+/// A program that does not decode is rejected with the decoder's reason.
+pub fn verify_program(
+    name: &str,
+    insns: &[Insn],
+    prog_type: ProgType,
+    meta: Option<&kflex_object::Program>,
+    cx: &VerifyContext<'_>,
+) -> Result<VerifiedProgram, Rejection> {
+    let source_of = |pc: usize| {
+        meta?
+            .line_at(pc)
+            .map(|li| format!("{}:{}: {}", li.file, li.line, li.source.trim()))
+    };
+    let code = decode(name, insns).map_err(|mut r| {
+        r.source = r.pc.and_then(source_of);
+        r
+    })?;
+    let input = VerifyInput {
+        program: &code,
+        prog_type,
+        maps: cx.maps,
+        helpers: cx.helpers,
+        line_info: meta.map(|m| m.line_info.as_slice()).unwrap_or(&[]),
+        func_info: meta.map(|m| m.func_info.as_slice()).unwrap_or(&[]),
+    };
+    kflex_verify::verify(&input, cx.options).map_err(|e| verifier_rejection(name, &e))
+}
+
+/// A verifier error as a load-time [`Rejection`]: the rule broken, then the hint (the one the
+/// error carries, or one inferred from the rule) on its own line.
+pub fn verifier_rejection(name: &str, e: &VerifyError) -> Rejection {
+    let mut reason = format!("verifier: {}", e.rule);
+    if let Some(hint) = e.effective_hint() {
+        reason.push_str("\n  hint: ");
+        reason.push_str(&hint);
+    }
+    Rejection {
+        program: name.to_string(),
+        pc: e.pc,
+        insn: e.disasm.clone(),
+        source: e.source.clone(),
+        reason,
+    }
 }
 
 fn decode(name: &str, slots: &[Insn]) -> Result<Program, Rejection> {

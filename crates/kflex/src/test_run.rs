@@ -162,17 +162,14 @@ impl Extension {
     /// [`Extension::registry`], borrowed from the shared per-type registry when the extension
     /// offers no host helpers.
     fn run_registry(&self, prog_type: ProgType) -> Result<Cow<'static, HelperRegistry>> {
-        if self.helpers.is_empty() {
-            return Ok(Cow::Borrowed(base_registry(prog_type)?));
-        }
-        self.registry(prog_type).map(Cow::Owned)
+        crate::link::helper_registry(prog_type, &self.helpers)
     }
 }
 
 /// The Linux helpers plus the helpers of `prog_type`, built on first use and shared by every
 /// test-run of the process (helper implementations keep no state of their own: everything a
 /// helper changes lives in the run's `ExecEnv` or memory).
-fn base_registry(prog_type: ProgType) -> Result<&'static HelperRegistry> {
+pub(crate) fn base_registry(prog_type: ProgType) -> Result<&'static HelperRegistry> {
     static BASE: [OnceLock<HelperRegistry>; ProgType::ALL.len()] =
         [const { OnceLock::new() }; ProgType::ALL.len()];
     let slot = ProgType::ALL

@@ -46,6 +46,9 @@ fn host_helper_reads_the_context_through_checked_memory() {
         Some(ProgType::Syscall),
         ExtensionOptions {
             helpers: vec![sum_helper(0x1000)],
+            // Unverified on purpose: the verifier (like Linux) does not accept the context as
+            // helper memory; this test is about the helper's own checked reads.
+            verify: false,
             ..ExtensionOptions::default()
         },
     )
@@ -66,8 +69,13 @@ fn host_helper_reads_the_context_through_checked_memory() {
 fn host_helper_cannot_read_outside_the_program_memory() {
     // r2 = 64 but the context has only 8 bytes: the helper's checked read fails and stops the run.
     let prog = [mov64_imm(2, 64), call(0x1000), EXIT];
-    let mut ext =
-        Extension::from_raw(&prog, Some(ProgType::Syscall), ExtensionOptions::default()).unwrap();
+    // Unverified on purpose (the verifier refuses the context as helper memory): this tests the
+    // runtime's checks, which must hold even for a program nobody verified.
+    let options = ExtensionOptions {
+        verify: false,
+        ..ExtensionOptions::default()
+    };
+    let mut ext = Extension::from_raw(&prog, Some(ProgType::Syscall), options).unwrap();
     ext.register_helper(sum_helper(0x1000)).unwrap();
     assert!(
         ext.register_helper(sum_helper(0x1000)).is_err(),
@@ -79,8 +87,100 @@ fn host_helper_cannot_read_outside_the_program_memory() {
             &TestRunOptions::context(vec![0; 8]),
         )
         .unwrap_err();
-    assert!(e.is_program_error());
-    assert!(e.to_string().contains("instruction 1"), "{e}");
+    let kflex::Error::Fault(f) = e else {
+        panic!("expected a fault, got {e}");
+    };
+    assert_eq!(f.pc, 1, "{f}");
+}
+
+/// `*(u64 *)(r10 - 8) = 0x0807060504030201; r1 = r10 - 8; r2 = 8; call 0x1000; exit`.
+fn sum_stack_program() -> Vec<Insn> {
+    let value: u64 = 0x0807_0605_0403_0201;
+    vec![
+        Insn::new(op::LD | op::IMM | op::DW, 3, 0, 0, value as u32 as i32),
+        Insn::new(0, 0, 0, 0, (value >> 32) as u32 as i32),
+        Insn::new(op::STX | op::MEM | op::DW, 10, 3, -8, 0),
+        Insn::new(op::ALU64 | op::MOV | op::X, 1, 10, 0, 0),
+        Insn::new(op::ALU64 | op::ADD | op::K, 1, 0, 0, -8),
+        mov64_imm(2, 8),
+        call(0x1000),
+        EXIT,
+    ]
+}
+
+#[test]
+fn verified_program_calls_a_host_helper_with_stack_memory() {
+    let ext = Extension::from_raw(
+        &sum_stack_program(),
+        Some(ProgType::Syscall),
+        ExtensionOptions {
+            helpers: vec![sum_helper(0x1000)],
+            ..ExtensionOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(ext.verifies());
+    let p = ext.program(kflex::RAW_PROGRAM_NAME).unwrap();
+    let v = p.verified.as_ref().expect("verified by default");
+    assert!(v.stats.insns_processed >= 7, "{:?}", v.stats);
+    let r = ext
+        .test_run(kflex::RAW_PROGRAM_NAME, &TestRunOptions::default())
+        .unwrap();
+    assert_eq!(r.retval, 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8);
+}
+
+#[test]
+fn registering_the_missing_helper_verifies_the_program_again() {
+    let mut ext = Extension::from_raw(
+        &sum_stack_program(),
+        Some(ProgType::Syscall),
+        ExtensionOptions::default(),
+    )
+    .unwrap();
+    // Helper 0x1000 does not exist yet: the verifier rejects the call.
+    let e = ext.program(kflex::RAW_PROGRAM_NAME).unwrap_err();
+    let kflex::Error::Rejected(r) = e else {
+        panic!("expected a rejection, got {e}");
+    };
+    assert_eq!(r.pc, Some(6), "{r}");
+    ext.register_helper(sum_helper(0x1000)).unwrap();
+    let p = ext.program(kflex::RAW_PROGRAM_NAME).unwrap();
+    assert!(p.verified.is_some());
+    let r = ext
+        .test_run(kflex::RAW_PROGRAM_NAME, &TestRunOptions::default())
+        .unwrap();
+    assert_eq!(r.retval, 36);
+}
+
+#[test]
+fn host_helper_clashing_with_a_builtin_is_refused_when_reverifying() {
+    let mut ext = Extension::from_raw(
+        &sum_stack_program(),
+        Some(ProgType::Syscall),
+        ExtensionOptions::default(),
+    )
+    .unwrap();
+    // Helper 1 is bpf_map_lookup_elem.
+    let e = ext.register_helper(sum_helper(1)).unwrap_err();
+    assert!(matches!(e, kflex::Error::Helper(_)), "{e}");
+    // The extension is unchanged: the clashing helper was not kept.
+    ext.register_helper(sum_helper(0x1000)).unwrap();
+    assert!(ext.program(kflex::RAW_PROGRAM_NAME).is_ok());
+}
+
+#[test]
+fn unverified_extensions_record_no_facts() {
+    let ext = Extension::from_raw(
+        &[mov64_imm(0, 1), EXIT],
+        Some(ProgType::Syscall),
+        ExtensionOptions {
+            verify: false,
+            ..ExtensionOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(!ext.verifies());
+    assert!(ext.program("main").unwrap().verified.is_none());
 }
 
 #[test]

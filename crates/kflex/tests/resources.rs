@@ -17,7 +17,13 @@ fn leaked_ringbuf_reservations_are_released_after_each_run() {
     let Some(object) = compile("leak") else {
         return;
     };
-    let ext = Extension::load("leak.o", &object, ExtensionOptions::default()).unwrap();
+    // Unverified on purpose: the verifier rejects the leak (see the next test); this tests the
+    // runtime's release of what an unverified program still holds at exit.
+    let options = ExtensionOptions {
+        verify: false,
+        ..ExtensionOptions::default()
+    };
+    let ext = Extension::load("leak.o", &object, options).unwrap();
     let run = || ext.test_run("leak", &TestRunOptions::default()).unwrap();
     // Each run reserves 2 KiB + header of a 4 KiB ring and never submits.
     let r = run();
@@ -44,4 +50,25 @@ fn leaked_ringbuf_reservations_are_released_after_each_run() {
         .unwrap();
     assert_eq!(r.retval, 1);
     assert_eq!(r.resources_released, 1);
+}
+
+#[test]
+fn the_verifier_rejects_the_leak_at_the_exit_that_leaks() {
+    let Some(object) = compile("leak") else {
+        return;
+    };
+    let ext = Extension::load("leak.o", &object, ExtensionOptions::default()).unwrap();
+    let e = ext.program("leak").unwrap_err();
+    let kflex::Error::Rejected(r) = e else {
+        panic!("expected a rejection, got {e}");
+    };
+    assert!(r.reason.contains("unreleased reference"), "{r}");
+    assert!(r.reason.contains("ringbuf sample"), "{r}");
+    assert_eq!(r.insn.as_deref(), Some("exit"), "{r}");
+    // Running it is refused with the same rejection.
+    let e = ext
+        .test_run("leak", &TestRunOptions::default())
+        .unwrap_err();
+    assert!(e.is_program_error());
+    assert!(e.to_string().contains("leak rejected"), "{e}");
 }

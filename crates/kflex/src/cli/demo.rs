@@ -1,4 +1,5 @@
-//! `kflex demo`: load every bundled example, show its maps and programs, test-run it on realistic
+//! `kflex demo`: load every bundled example, show its maps and programs with each program's
+//! verification (verdict, instructions processed, states, time, guards), test-run it on realistic
 //! inputs, show the results and map contents, then benchmark it.
 
 use std::fmt::Write as _;
@@ -204,6 +205,26 @@ fn show_maps(ext: &Extension, out: &mut String) -> Result<(), kflex::Error> {
     Ok(())
 }
 
+/// One line saying what the verifier made of a loaded program.
+fn verification_line(p: &kflex::LoadedProgram) -> String {
+    let Some(v) = &p.verified else {
+        return "verifier: not verified".to_string();
+    };
+    let s = &v.stats;
+    format!(
+        "verifier: accepted, {} insns processed, {} states ({} pruned, peak {}), {} us, \
+         guards {} emitted / {} elided, {} back-edge(s)",
+        s.insns_processed,
+        s.states_explored,
+        s.states_pruned,
+        s.peak_states,
+        s.time.as_micros(),
+        s.guards_emitted,
+        s.guards_elided,
+        s.back_edges
+    )
+}
+
 fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kflex::Error> {
     let mut out = String::new();
     let ext = Extension::load(example.name, example.object, ExtensionOptions::default())?;
@@ -222,6 +243,7 @@ fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kf
                     p.prog_type.map(|t| t.name()).unwrap_or("unknown"),
                     p.len()
                 );
+                let _ = writeln!(out, "    {}", verification_line(p));
             }
             Err(r) => {
                 let _ = writeln!(out, "  {r}");

@@ -5,6 +5,7 @@ mod demo;
 mod disasm;
 mod plugin;
 mod run;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,8 +35,10 @@ enum Command {
         #[arg(long)]
         program: Option<String>,
     },
-    /// Test-run a program (like BPF_PROG_TEST_RUN).
+    /// Test-run a program (like BPF_PROG_TEST_RUN); it is verified first unless --no-verify.
     Run(RunArgs),
+    /// Verify the programs of an object, or bare bytecode (exit 0 accepted, 1 rejected, 2 usage).
+    Verify(VerifyArgs),
     /// Run every bpf_conformance `.data` test in a directory.
     Conformance {
         /// Directory holding the `.data` files.
@@ -50,7 +53,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Load, test-run and benchmark every bundled example extension.
+    /// Verify, test-run and benchmark every bundled example extension.
     Demo {
         /// Runs per benchmark.
         #[arg(long, default_value_t = 100_000)]
@@ -88,6 +91,39 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     cpu: u32,
     /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Run the program without verifying it first (for deliberately unverifiable programs; the
+    /// runtime's checks still apply).
+    #[arg(long)]
+    no_verify: bool,
+}
+
+/// Arguments of `kflex verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The ELF object (omit with --raw, --hex or --hex-file).
+    file: Option<PathBuf>,
+    /// Only this program (default: every program of the object).
+    #[arg(long)]
+    program: Option<String>,
+    /// Bare bytecode file (8-byte little-endian instruction slots).
+    #[arg(long, conflicts_with_all = ["file", "hex", "hex_file"])]
+    raw: Option<PathBuf>,
+    /// Bare bytecode as hex text (two hex digits per byte, white space optional).
+    #[arg(long, conflicts_with_all = ["file", "raw", "hex_file"])]
+    hex: Option<String>,
+    /// File holding bare bytecode as hex text (for programs too long for one argument).
+    #[arg(long, conflicts_with_all = ["file", "raw", "hex"])]
+    hex_file: Option<PathBuf>,
+    /// Program type of bare bytecode (xdp, socket_filter, sched_cls, sk_skb, syscall).
+    #[arg(long)]
+    prog_type: Option<String>,
+    /// 0: verdicts only, 1: summary and error context, 2: also the per-instruction exploration
+    /// log on stderr.
+    #[arg(long, default_value_t = 1)]
+    log_level: u8,
+    /// Print JSON: one object per program (an array of them when several are verified).
     #[arg(long)]
     json: bool,
 }
@@ -134,6 +170,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Disasm { file, program } => disasm::run(&file, program.as_deref()),
         Command::Run(args) => run::run(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Conformance { dir, verbose } => conformance::run(&dir, verbose),
         Command::ConformancePlugin { args } => Ok(plugin::run(&args)),
         Command::Demo { repeat } => demo::run(repeat),

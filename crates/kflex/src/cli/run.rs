@@ -1,4 +1,5 @@
-//! `kflex run`: test-run one program of an object, or bare bytecode, and print the results.
+//! `kflex run`: test-run one program of an object, or bare bytecode, and print the results. The
+//! program is verified first (unless `--no-verify`); a rejected program is not run (exit 1).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -60,6 +61,10 @@ fn load(args: &RunArgs) -> Result<Extension, CliError> {
         }
         (None, None) => None,
     };
+    let options = ExtensionOptions {
+        verify: !args.no_verify,
+        ..ExtensionOptions::default()
+    };
     match bare {
         Some(bytes) => {
             let ty = args
@@ -73,11 +78,7 @@ fn load(args: &RunArgs) -> Result<Extension, CliError> {
                     bytes.len()
                 ))
             })?;
-            Ok(Extension::from_raw(
-                &insns,
-                Some(prog_type),
-                ExtensionOptions::default(),
-            )?)
+            Ok(Extension::from_raw(&insns, Some(prog_type), options)?)
         }
         None => {
             let file = args
@@ -89,7 +90,7 @@ fn load(args: &RunArgs) -> Result<Extension, CliError> {
                     "--prog-type applies to bare bytecode only (objects name it in the section)",
                 ));
             }
-            Extension::load_file(file, ExtensionOptions::default()).map_err(|e| {
+            Extension::load_file(file, options).map_err(|e| {
                 let mut err = CliError::from(e);
                 err.message = format!("{}: {}", file.display(), err.message);
                 err

@@ -52,7 +52,7 @@ impl Report {
             error: Some(e.to_string()),
             pc: e.pc,
             source: e.source.clone(),
-            hint: Some(e.hint.clone()).filter(|h| !h.is_empty()),
+            hint: e.effective_hint().filter(|h| !h.is_empty()),
             log: e.log.clone(),
         }
     }

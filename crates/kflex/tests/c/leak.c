@@ -1,5 +1,6 @@
 // A program that reserves a ring-buffer sample and never submits it (the Linux verifier would
-// reject it; kflex has no verifier yet, so the runtime must release the sample after the run).
+// reject it, and so does kflex's; tests load it unverified to check that the runtime releases the
+// sample after the run).
 #include <kflex/helpers.h>
 
 struct {

@@ -14,8 +14,9 @@
 //! kernel objects behind the context:
 //! * no network devices: any `ingress_ifindex`/`ifindex` is accepted (Linux looks the device up),
 //!   and `ifindex` 0 or 1 reads as the loopback's 1;
-//! * `__sk_buff.sk` always reads as NULL; `xdp_md.egress_ifindex` is readable (Linux allows it only
-//!   for devmap programs) and reads 0;
+//! * `__sk_buff.sk` always reads as NULL;
+//! * as in Linux, `xdp_md.egress_ifindex` cannot be read (only devmap programs, which kflex does
+//!   not run, may read it), and a test run's `ctx_in` must leave it 0;
 //! * `sk_skb`, which Linux cannot test-run, takes the stream payload as `data_in`;
 //! * as in Linux, XDP `data_out` starts at `data_meta` (it includes metadata), `socket_filter`
 //!   `data_out` has its Ethernet header zeroed, and `ctx_out` carries only the fields Linux copies

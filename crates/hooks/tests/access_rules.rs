@@ -30,7 +30,6 @@ fn xdp_md_only_four_byte_reads() {
         (8, "data_meta"),
         (12, "ingress_ifindex"),
         (16, "rx_queue_index"),
-        (20, "egress_ifindex"),
     ] {
         assert_eq!(field(Xdp, off, 4, Read), name);
         assert!(!ok(Xdp, off, 4, Write), "{name} must be read-only");
@@ -41,6 +40,12 @@ fn xdp_md_only_four_byte_reads() {
     assert!(!ok(Xdp, 2, 4, Read));
     assert!(!ok(Xdp, 24, 4, Read));
     assert!(err(Xdp, 12, 4, Write).contains("ingress_ifindex"));
+    // egress_ifindex is only for devmap programs in Linux: no access at all in plain XDP.
+    for (size, access) in [(4, Read), (2, Read), (1, Read), (4, Write)] {
+        let e = err(Xdp, 20, size, access);
+        assert!(e.contains("egress_ifindex"), "{e}");
+    }
+    assert!(err(Xdp, 20, 4, Read).contains("devmap"));
     let layout = context_layout(Xdp);
     assert_eq!(layout[0].pointer, Some(PointerKind::Packet));
     assert_eq!(layout[1].pointer, Some(PointerKind::PacketEnd));

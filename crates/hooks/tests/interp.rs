@@ -105,6 +105,31 @@ fn xdp_context_is_read_only_in_the_interpreter() {
     }
 }
 
+#[test]
+fn xdp_egress_ifindex_read_faults_in_the_interpreter() {
+    // Linux lets only devmap programs read it; plain XDP programs cannot, here either.
+    let asm = "
+        ldxw %r0, [%r1+20]
+        exit
+    ";
+    let (r, _) = exec(ProgType::Xdp, asm, data(frame(0x0800, &[])));
+    match r.unwrap_err().kind {
+        FaultKind::Context { offset, reason, .. } => {
+            assert_eq!(offset, 20);
+            assert!(reason.contains("egress_ifindex"), "{reason}");
+            assert!(reason.contains("devmap"), "{reason}");
+        }
+        other => panic!("unexpected fault {other:?}"),
+    }
+    // The field before it is still readable.
+    let asm = "
+        ldxw %r0, [%r1+16]
+        exit
+    ";
+    let (r, _) = exec(ProgType::Xdp, asm, data(frame(0x0800, &[])));
+    assert_eq!(r.unwrap(), 0);
+}
+
 /// Grows the head by 4 bytes, writes them through the new data pointer, returns the new length.
 const XDP_PUSH4: &str = "
     mov %r6, %r1

@@ -336,3 +336,22 @@ fn undecodable_bytecode_is_a_rejection() {
     assert_eq!(v["verdict"], "reject");
     assert_eq!(v["pc"], 0);
 }
+
+#[test]
+fn xdp_egress_ifindex_read_is_rejected_as_in_linux() {
+    // r0 = *(u32 *)(r1 + 20); exit — only devmap programs may read xdp_md.egress_ifindex.
+    let hex = "61 10 14 00 00 00 00 00 95 00 00 00 00 00 00 00";
+    let o = kflex(&["verify", "--hex", hex, "--prog-type", "xdp", "--json"]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    let v = json(&o);
+    assert_eq!(v["pc"], 0);
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("egress_ifindex") && error.contains("devmap"),
+        "{error}"
+    );
+    // rx_queue_index (offset 16) stays readable.
+    let hex = "61 10 10 00 00 00 00 00 95 00 00 00 00 00 00 00";
+    let o = kflex(&["verify", "--hex", hex, "--prog-type", "xdp", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+}

@@ -3,12 +3,14 @@
 //! * [`memory`]: the checked region table through which every extension memory access goes.
 //! * [`helpers`]: the typed helper registry.
 //! * [`env`]: the environment helpers see during an invocation.
+//! * [`heap`]: the size-aligned, guarded, memfd-backed extension heap.
 //! * [`maps`]: maps with Linux semantics and the [`MapTable`] of one runtime instance.
 //! * [`resources`]: acquired references and how to release them.
 
 #![warn(missing_docs)]
 
 pub mod env;
+pub mod heap;
 pub mod helpers;
 pub mod maps;
 pub mod memory;

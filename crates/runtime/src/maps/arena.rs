@@ -1,21 +1,20 @@
-//! `BPF_MAP_TYPE_ARENA`: the extension heap, `max_entries` pages of zeroed memory.
+//! `BPF_MAP_TYPE_ARENA`: the extension heap, `max_entries` pages rounded up to a power of two,
+//! backed by a [`Heap`] (size-aligned base, guard zones, memfd, lazily populated).
 
 use kflex_object::MapSpec;
 
 use super::MapError;
-use super::raw::Mapping;
-
-/// Largest arena accepted, in bytes (Linux arenas are limited to 4 GiB).
-const MAX_ARENA_BYTES: u64 = 1 << 32;
+use crate::heap::{DEFAULT_GUARD, Heap, HeapConfig, HeapError};
 
 /// An arena map.
 pub(crate) struct Arena {
-    mem: Mapping,
+    heap: Heap,
 }
 
 impl Arena {
-    /// Maps `spec.max_entries` pages, at `spec.map_extra` if non-zero (never replacing an existing
-    /// mapping), and copies `init` into its first bytes.
+    /// Creates a heap of `spec.max_entries` pages rounded up to a power of two, with the default
+    /// guard zones, at `spec.map_extra` if non-zero (which must then be aligned to the heap size;
+    /// an existing mapping there is never replaced), and copies `init` into its first bytes.
     pub(crate) fn new(
         spec: &MapSpec,
         page_size: u64,
@@ -31,52 +30,60 @@ impl Arena {
         if spec.max_entries == 0 {
             return Err(bad("max_entries (pages) is 0".into()));
         }
-        let len = spec.max_entries as u64 * page_size;
-        if len > MAX_ARENA_BYTES {
-            return Err(bad(format!("{len} bytes exceed the 4 GiB arena limit")));
-        }
-        if !spec.map_extra.is_multiple_of(page_size) {
+        // max_entries is a u32 and the page size at most a few MiB: no overflow.
+        let pages = u64::from(spec.max_entries).next_power_of_two();
+        let size = pages
+            .checked_mul(page_size)
+            .ok_or_else(|| bad(format!("{pages} pages of {page_size} bytes overflow")))?;
+        if spec.map_extra != 0 && !spec.map_extra.is_multiple_of(size) {
             return Err(bad(format!(
-                "address {:#x} is not page aligned",
-                spec.map_extra
+                "address {:#x} is not aligned to the heap size {size:#x} ({} pages rounded up to {pages})",
+                spec.map_extra, spec.max_entries
             )));
         }
-        if let Some(init) = init
-            && init.len() as u64 > len
-        {
-            return Err(bad(format!(
-                "initial image of {} bytes is larger than the arena ({len} bytes)",
-                init.len()
-            )));
-        }
-        let mem = Mapping::anonymous(len, spec.map_extra).map_err(|reason| MapError::NoMemory {
-            name: spec.name.clone(),
-            reason,
+        let config = HeapConfig {
+            size,
+            guard: DEFAULT_GUARD,
+            address: (spec.map_extra != 0).then_some(spec.map_extra),
+            init,
+        };
+        let heap = Heap::create(config).map_err(|e| match e {
+            HeapError::Config(reason) => bad(reason),
+            e @ HeapError::AddressTaken { .. } => bad(e.to_string()),
+            e => MapError::NoMemory {
+                name: spec.name.clone(),
+                reason: e.to_string(),
+            },
         })?;
-        if let Some(init) = init {
-            mem.write(0, init);
-        }
-        Ok(Arena { mem })
+        Ok(Arena { heap })
     }
 
     /// Heap start.
     pub(crate) fn base(&self) -> u64 {
-        self.mem.addr()
+        self.heap.base()
     }
 
     /// Heap length in bytes.
     pub(crate) fn len(&self) -> u64 {
-        self.mem.len() as u64
+        self.heap.size()
     }
 
     /// Copies bytes out of the heap (host access).
     pub(crate) fn read(&self, off: u64, len: usize) -> Option<Vec<u8>> {
-        self.mem.read(off, len)
+        if !off
+            .checked_add(len as u64)
+            .is_some_and(|end| end <= self.len())
+        {
+            return None;
+        }
+        let mut out = vec![0u8; len];
+        self.heap.read(off, &mut out).ok()?;
+        Some(out)
     }
 
     /// Copies bytes into the heap (host access).
     pub(crate) fn write(&self, off: u64, data: &[u8]) -> bool {
-        self.mem.write(off, data)
+        self.heap.write(off, data).is_ok()
     }
 }
 
@@ -116,6 +123,38 @@ mod tests {
         assert_eq!(a.base(), want);
         // The same address again must fail instead of replacing the first arena.
         assert!(Arena::new(&spec(1, want), 4096, None).is_err());
+    }
+
+    #[test]
+    fn size_is_rounded_to_a_power_of_two_and_aligned() {
+        let a = Arena::new(&spec(3, 0), 4096, None).unwrap();
+        assert_eq!(a.len(), 4 * 4096);
+        assert_eq!(a.base() % a.len(), 0);
+        assert!(a.write(4 * 4096 - 1, b"x"));
+        assert!(a.read(4 * 4096 - 1, 2).is_none());
+        assert!(a.read(0, usize::MAX).is_none());
+    }
+
+    #[test]
+    fn heaps_above_4_gib_are_accepted() {
+        // 2^21 pages of 4 KiB = 8 GiB of address space, populated lazily.
+        let a = Arena::new(&spec(1 << 21, 0), 4096, None).unwrap();
+        assert_eq!(a.len(), 1 << 33);
+        assert_eq!(a.base() % a.len(), 0);
+        assert!(a.write((1 << 33) - 8, &7u64.to_le_bytes()));
+        assert_eq!(
+            a.read((1 << 33) - 8, 8).unwrap(),
+            7u64.to_le_bytes().to_vec()
+        );
+    }
+
+    #[test]
+    fn fixed_address_must_be_size_aligned() {
+        // 4 pages (16 KiB): a page-aligned but not 16 KiB-aligned address is refused clearly.
+        let err = Arena::new(&spec(4, 0x7e10_0000_1000), 4096, None)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not aligned"), "{err}");
     }
 
     #[test]

@@ -92,42 +92,6 @@ fn os_error(what: &str) -> String {
 }
 
 impl Mapping {
-    /// Maps `len` bytes of zeroed, readable and writable, unreserved anonymous memory, at `hint`
-    /// exactly if non-zero (failing rather than replacing an existing mapping), else anywhere.
-    pub(crate) fn anonymous(len: u64, hint: u64) -> Result<Self, String> {
-        let len = usize::try_from(len).map_err(|_| format!("{len} bytes do not fit in memory"))?;
-        if len == 0 {
-            return Err("zero-length mapping".into());
-        }
-        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        if hint != 0 {
-            flags |= libc::MAP_FIXED_NOREPLACE;
-        }
-        // SAFETY: an anonymous mapping; MAP_FIXED_NOREPLACE never replaces existing mappings.
-        let p = unsafe {
-            libc::mmap(
-                hint as *mut libc::c_void,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(os_error("mmap"));
-        }
-        let m = Mapping {
-            addr: p as u64,
-            len,
-        };
-        if hint != 0 && m.addr != hint {
-            // Old kernels ignore MAP_FIXED_NOREPLACE and treat the address as a hint.
-            return Err(format!("address {hint:#x} is not available"));
-        }
-        Ok(m)
-    }
-
     /// Maps `len` bytes of zeroed shared memory twice, back to back, so that a range starting in the
     /// first copy and running past its end continues at the start of the same memory (the layout
     /// Linux uses for ring buffers). The mapping is `2 * len` bytes long.
@@ -196,11 +160,6 @@ impl Mapping {
     /// Address of the first byte.
     pub(crate) fn addr(&self) -> u64 {
         self.addr
-    }
-
-    /// Length in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// Copies `data` in at `off`; false if the range is outside the mapping.

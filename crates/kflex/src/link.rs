@@ -312,6 +312,73 @@ mod tests {
         );
     }
 
+    fn verify_raw(insns: &[Insn], prog_type: ProgType) -> Result<VerifiedProgram, Rejection> {
+        let helpers = helper_registry(prog_type, &[]).unwrap();
+        let options = VerifyOptions::default();
+        let cx = VerifyContext {
+            maps: &[],
+            helpers: &helpers,
+            options: &options,
+        };
+        verify_program("p", insns, prog_type, None, &cx)
+    }
+
+    #[test]
+    fn verifier_rejections_carry_the_rule_instruction_and_hint() {
+        // r0 = r2: r2 was never written.
+        let mov = Insn::new(op::ALU64 | op::MOV | op::X, 0, 2, 0, 0);
+        let r = verify_raw(&[mov, EXIT], ProgType::Xdp).unwrap_err();
+        assert_eq!(r.program, "p");
+        assert_eq!(r.pc, Some(0));
+        assert_eq!(r.insn.as_deref(), Some("r0 = r2"));
+        assert!(r.source.is_none(), "no line info");
+        let (rule, hint) = r.reason.split_once("\n  hint: ").expect("a hint line");
+        assert!(
+            rule.starts_with("verifier: ") && rule.contains("R2"),
+            "{rule}"
+        );
+        assert!(!hint.is_empty());
+        assert!(
+            r.to_string()
+                .starts_with("program p rejected at instruction 0 (r0 = r2): verifier: ")
+        );
+    }
+
+    #[test]
+    fn accepted_programs_come_with_their_facts() {
+        let mov = Insn::new(op::ALU64 | op::MOV | op::K, 0, 0, 0, 2);
+        let v = verify_raw(&[mov, EXIT], ProgType::Xdp).unwrap();
+        assert_eq!(v.insns.len(), 2);
+        assert!(v.insns.iter().all(|f| f.reachable));
+        assert_eq!(v.stats.insns_processed, 2);
+        // Undecodable bytecode is refused before the verifier runs, at the bad slot.
+        let r = verify_raw(&[mov, Insn::new(0xff, 0, 0, 0, 0), EXIT], ProgType::Xdp).unwrap_err();
+        assert_eq!(r.pc, Some(1));
+        assert!(!r.reason.starts_with("verifier: "), "{r}");
+    }
+
+    #[test]
+    fn registries_are_shared_without_host_helpers() {
+        assert!(matches!(
+            helper_registry(ProgType::Xdp, &[]).unwrap(),
+            Cow::Borrowed(_)
+        ));
+        let host = HelperDef {
+            id: 0x1234,
+            name: "host".into(),
+            sig: kflex_runtime::helpers::Signature::new(
+                &[],
+                kflex_runtime::helpers::RetKind::Scalar,
+            ),
+            func: std::sync::Arc::new(|_| Ok(0)),
+        };
+        let own = helper_registry(ProgType::Xdp, std::slice::from_ref(&host)).unwrap();
+        assert!(matches!(own, Cow::Owned(_)) && own.get(0x1234).is_some());
+        // A host helper may not take a built-in number.
+        let clash = HelperDef { id: 1, ..host };
+        assert!(helper_registry(ProgType::Xdp, &[clash]).is_err());
+    }
+
     #[test]
     fn decode_errors_name_the_instruction() {
         let bad = Insn::new(0xff, 0, 0, 0, 0);

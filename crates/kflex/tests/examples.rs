@@ -26,6 +26,23 @@ fn every_example_loads_and_every_program_decodes() {
             let p = p.unwrap_or_else(|r| panic!("{}: {r}", ex.name));
             assert!(!p.is_empty());
             assert!(p.prog_type.is_some(), "{} has a runnable type", p.name);
+            // Verified before linking, by default.
+            let v = p
+                .verified
+                .as_ref()
+                .unwrap_or_else(|| panic!("{} was not verified", p.name));
+            assert!(
+                v.stats.insns_processed >= p.len() as u64 / 2,
+                "{:?}",
+                v.stats
+            );
+            assert_eq!(v.insns.len(), p.len(), "one fact entry per slot");
+            let back_edges = v
+                .termination_points
+                .iter()
+                .filter(|t| matches!(t.kind, kflex_verify::TerminationKind::BackEdge { .. }))
+                .count();
+            assert_eq!(back_edges as u64, v.stats.back_edges, "{}", p.name);
         }
     }
 }

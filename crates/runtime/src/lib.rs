@@ -3,6 +3,7 @@
 //! * [`memory`]: the checked region table through which every extension memory access goes.
 //! * [`helpers`]: the typed helper registry.
 //! * [`env`]: the environment helpers see during an invocation.
+//! * [`exec`]: guarded stacks and fault-to-cancellation for native (JIT) code.
 //! * [`heap`]: the size-aligned, guarded, memfd-backed extension heap.
 //! * [`maps`]: maps with Linux semantics and the [`MapTable`] of one runtime instance.
 //! * [`resources`]: acquired references and how to release them.
@@ -10,6 +11,8 @@
 #![warn(missing_docs)]
 
 pub mod env;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub mod exec;
 pub mod heap;
 pub mod helpers;
 pub mod maps;

@@ -1,6 +1,7 @@
 //! Compile errors and run-time faults of JIT programs.
 
 use kflex_runtime::HelperError;
+use kflex_runtime::exec::CancelReason;
 use thiserror::Error;
 
 /// Why a program could not be compiled.
@@ -94,5 +95,13 @@ pub enum JitFaultKind {
         size: u8,
         /// The context hook's explanation.
         reason: String,
+    },
+    /// The run was cancelled: a memory fault in the program's code (or a stack overflow, or a
+    /// poisoned terminate word) was caught by the fault handler and the run left through its
+    /// fault exit. The host is unaffected.
+    #[error("cancelled: {reason}")]
+    Cancelled {
+        /// What caused the cancellation.
+        reason: CancelReason,
     },
 }

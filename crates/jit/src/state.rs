@@ -26,8 +26,8 @@ pub(crate) mod code {
 /// The state block of one invocation.
 #[repr(C)]
 pub(crate) struct RunState {
-    /// Reserved for the termination work: the per-invocation terminate word JIT back-edges will
-    /// load through (null until then).
+    /// The per-invocation terminate word (owned by the run's `kflex_runtime::exec::Invocation`)
+    /// that termination checks will load through.
     pub terminate: *const u64,
     /// Save area for BPF r0..r5 around host calls; r1..r5 hold the entry arguments at entry.
     pub regs: [u64; 6],

@@ -42,6 +42,8 @@ pub(crate) unsafe extern "sysv64" fn helper(state: *mut RunState, id: u64, pc: u
     // SAFETY: guaranteed by the caller (the run owns the state block for its whole duration and
     // nothing else references it while JIT code runs).
     let state = unsafe { &mut *state };
+    // The slot of a fault the signal handler catches inside the host call (stack overflow).
+    state.fault_pc = pc;
     // SAFETY: `env` was set from a `&mut JitEnv` that `run` holds borrowed for the whole run.
     let env = unsafe { &mut *state.env.cast::<JitEnv<'_>>() };
     let Some(def) = u32::try_from(id).ok().and_then(|n| env.helpers.get(n)) else {
@@ -90,6 +92,7 @@ pub(crate) unsafe extern "sysv64" fn context(
 ) -> u64 {
     // SAFETY: as in `helper`.
     let state = unsafe { &mut *state };
+    state.fault_pc = pc;
     // SAFETY: as in `helper`.
     let env = unsafe { &mut *state.env.cast::<JitEnv<'_>>() };
     // SAFETY: the table belongs to the running program, which outlives the run.

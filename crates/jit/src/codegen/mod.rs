@@ -117,6 +117,9 @@ pub(crate) struct Compiled {
     pub static_faults: Vec<JitFaultKind>,
     /// The context rewrite table in trampoline index order.
     pub ctx_table: Vec<CtxAccess>,
+    /// Code offset of the fault exit (where a caught memory fault resumes, with the state
+    /// pointer in `r9`).
+    pub fault_exit: usize,
 }
 
 /// State of one compilation.
@@ -498,6 +501,12 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
                 .map_err(|err| JitError::Assembler(err.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let fault_exit = e
+        .ops
+        .labels()
+        .resolve_dynamic(e.fault_exit)
+        .map(|o| o.0)
+        .map_err(|err| JitError::Assembler(err.to_string()))?;
     let static_faults = e.static_faults;
     let code = e
         .ops
@@ -509,5 +518,6 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         pc_map,
         static_faults,
         ctx_table,
+        fault_exit,
     })
 }

@@ -70,9 +70,10 @@ impl Arena {
 
     /// Copies bytes out of the heap (host access).
     pub(crate) fn read(&self, off: u64, len: usize) -> Option<Vec<u8>> {
-        if !off
+        // Check before allocating the output buffer.
+        if off
             .checked_add(len as u64)
-            .is_some_and(|end| end <= self.len())
+            .is_none_or(|end| end > self.len())
         {
             return None;
         }

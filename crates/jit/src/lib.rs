@@ -221,6 +221,24 @@ impl JitProgram {
         Some(pc as usize)
     }
 
+    /// The slot a fault at code offset `offset` is attributed to: the instruction whose body
+    /// contains it, or, in a function prologue (emitted after every body, in slot order), the
+    /// function's entry slot.
+    fn fault_slot(&self, offset: usize) -> Option<usize> {
+        let prologue = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|&(_, &addr)| addr != 0)
+            .map(|(pc, &addr)| (addr as usize - self.mem.addr(), pc))
+            .filter(|&(start, _)| start <= offset)
+            .max();
+        match prologue {
+            Some((_, pc)) => Some(pc),
+            None => self.pc_at(offset),
+        }
+    }
+
     /// Code offset of the prologue of the function starting at slot `pc` (slot 0, BPF-to-BPF
     /// call targets and `PSEUDO_FUNC` targets), if one starts there.
     pub fn function_offset(&self, pc: usize) -> Option<usize> {
@@ -308,7 +326,7 @@ impl JitProgram {
             let pc = (fault.rip as usize)
                 .checked_sub(self.mem.addr())
                 .filter(|&o| o < self.mem.code().len())
-                .and_then(|o| self.pc_at(o))
+                .and_then(|o| self.fault_slot(o))
                 .unwrap_or(state.fault_pc as usize);
             return Err(JitFault {
                 pc,

@@ -377,7 +377,7 @@ fn lookup_result_is_a_nullable_value_of_the_right_size() {
     };
     accepts(&read(0), Xdp, &[array(8)]);
     rejects(&read(4), Xdp, &[array(8)], &["invalid access to map value"]);
-    // Unchecked, the value may be NULL.
+    // Unchecked, a hash map's value may be NULL (the key may be absent).
     let unchecked = format!("map_fd %r1, 0\n{KEY_AT_FP4}call 1\nldxdw %r0, [%r0+0]\nexit");
-    rejects(&unchecked, Xdp, &[array(8)], &["map_value_or_null"]);
+    rejects(&unchecked, Xdp, &[hash(8)], &["map_value_or_null"]);
 }

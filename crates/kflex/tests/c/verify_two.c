@@ -1,9 +1,11 @@
 // Two programs for `kflex verify`: one the verifier accepts, one it rejects because a map value
-// is used without checking the lookup's result against NULL.
+// is used without checking the lookup's result against NULL. The map is a hash map: its lookups
+// may return NULL whatever the key (Linux treats lookups of constant in-range keys of an array as
+// never NULL).
 #include <kflex/helpers.h>
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, __u64);

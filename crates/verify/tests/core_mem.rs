@@ -39,11 +39,14 @@ fn context_fields_per_program_type() {
         &[],
         "invalid bpf_context access",
     );
+    // An immediate store (BPF_ST) follows the same field rules as a register store (Linux 6.18).
+    let p = accept("stw [%r1+8], 1\nmov %r0, 0\nexit", SchedCls, &[]);
+    assert_eq!(p.insns[0].ctx.map(|c| (c.offset, c.write)), Some((8, true)));
     reject(
         "stw [%r1+8], 1\nmov %r0, 0\nexit",
-        SchedCls,
+        SocketFilter,
         &[],
-        "BPF_ST stores into R1 ctx",
+        "invalid bpf_context access off=8 size=4",
     );
     reject(
         "stxw [%r1+8], %r10\nmov %r0, 0\nexit",

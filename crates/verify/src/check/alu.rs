@@ -190,14 +190,29 @@ fn offset_pointer(
         cur.alu(op, Width::W64, off)
     };
     let sane = |s: &Scalar| s.smin >= -MAX_VAR_OFF && s.smax <= MAX_VAR_OFF;
+    // Linux (`check_reg_sane_offset`) bounds only the smallest value of the added register and
+    // of the resulting offset of a context pointer.
+    let var_ctx = |n: Scalar| {
+        let sane_min = |s: &Scalar| s.smin > -MAX_VAR_OFF && s.smin < MAX_VAR_OFF;
+        if sane_min(off) && sane_min(&n) {
+            return Ok(RegState::CtxVarOff { off: n });
+        }
+        reject(
+            format!(
+                "R{dst} ctx pointer offset out of bounds: adding {} (the smallest offset must stay within ±{MAX_VAR_OFF})",
+                RegState::Scalar(*off)
+            ),
+            "access context fields through constant offsets only (the context can only be \
+             accessed at a constant offset)",
+        )
+    };
     match ptr {
         RegState::Ctx { off: base } => {
             let Some(v) = off.is_const() else {
                 // Linux keeps a context pointer with a variable offset but rejects every use of
-                // it; for privileged programs (which may handle pointers as numbers) an unknown
-                // scalar behaves the same: it can be neither dereferenced nor passed as context.
+                // it (the access rules say why); unprivileged programs may not even form it.
                 if cx.options.privileged {
-                    return Ok(RegState::unknown());
+                    return var_ctx(apply(&Scalar::constant(i64::from(*base) as u64)));
                 }
                 return reject(
                     format!("R{dst} variable ctx pointer arithmetic prohibited"),
@@ -219,6 +234,7 @@ fn offset_pointer(
                 ),
             }
         }
+        RegState::CtxVarOff { off: cur } => var_ctx(apply(cur)),
         RegState::Heap { trusted, off: cur } => {
             let n = apply(cur);
             Ok(RegState::Heap {

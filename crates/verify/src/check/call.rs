@@ -14,6 +14,8 @@ use crate::state::{Frame, MAX_CALL_FRAMES, RegState, State};
 struct CallView<'s> {
     state: &'s mut State,
     next_id: &'s mut u32,
+    /// Linux's `bpf_capable`: only then are constant map keys tracked.
+    privileged: bool,
 }
 
 fn bounds(off: &Scalar) -> (i64, i64) {
@@ -53,11 +55,15 @@ impl CallState for CallView<'_> {
             }
             RegState::MapPtr { map } => ArgVal::MapPtr { map: *map },
             RegState::MapValue {
-                map, off, or_null, ..
+                map,
+                off,
+                id,
+                or_null,
             } => {
                 let (min, max) = bounds(off);
                 ArgVal::MapValue {
                     map: *map,
+                    id: *id,
                     min,
                     max,
                     nullable: *or_null,
@@ -100,6 +106,7 @@ impl CallState for CallView<'_> {
                 nullable: *or_null,
             },
             RegState::Heap { .. } => ArgVal::Heap { off: None },
+            RegState::CtxVarOff { .. } => ArgVal::Other("ctx with a variable offset".to_string()),
             other => ArgVal::Other(other.type_name().to_string()),
         }
     }
@@ -113,6 +120,19 @@ impl CallState for CallView<'_> {
             Some(at) => Err(at),
             None => Ok(()),
         }
+    }
+
+    fn const_map_key(&self, reg: u8, size: u64) -> Option<u64> {
+        if !self.privileged {
+            return None;
+        }
+        let RegState::Stack { frame, off } = self.state.reg(reg) else {
+            return None;
+        };
+        let off = off.is_const()? as i64;
+        self.state
+            .stack(*frame)?
+            .const_map_key(off, u8::try_from(size).ok()?)
     }
 
     fn mark_stack_written(&mut self, frame: u8, off: i64, len: u64) {
@@ -148,6 +168,12 @@ impl CallState for CallView<'_> {
                 off: Scalar::constant(0),
                 id,
                 or_null: true,
+            },
+            RetVal::MapValue { map, id } => RegState::MapValue {
+                map,
+                off: Scalar::constant(0),
+                id,
+                or_null: false,
             },
             RetVal::MemOrNull { size, id, ref_id } => RegState::Mem {
                 ref_id,
@@ -201,9 +227,11 @@ pub fn helper(cx: &mut Cx<'_>, pc: usize, state: &mut State, helper: i32) -> Che
         )));
     };
     let input = cx.input;
+    let privileged = cx.options.privileged;
     let mut view = CallView {
         state,
         next_id: cx.id_counter(),
+        privileged,
     };
     check_helper_call(&mut view, pc, def, input)?;
     if changes_packet(def.id) {

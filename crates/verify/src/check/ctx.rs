@@ -107,3 +107,30 @@ pub fn access(
         None => loaded(site, acc),
     })
 }
+
+/// The error for an access through (or a helper use of) a context pointer `reg` whose offset
+/// `off` is not a constant.
+pub fn variable_offset(
+    cx: &Cx<'_>,
+    state: &State,
+    pc: usize,
+    reg: u8,
+    off: &Scalar,
+) -> Box<crate::VerifyError> {
+    let range = match (off.smin, off.smax) {
+        (lo, hi) if lo == i64::MIN && hi == i64::MAX => "of unknown value".to_string(),
+        (lo, hi) => format!("in {lo}..={hi}"),
+    };
+    cx.error(
+        pc,
+        state,
+        format!(
+            "variable ctx access var_off=({:#x}; {:#x}) disallowed: the context can only be \
+             accessed at a constant offset; R{reg} has a variable offset {range}",
+            off.tnum.value, off.tnum.mask
+        ),
+        "context fields are translated one by one at load time, so the offset must be a \
+         constant: read the field with `ctx->field` (or a switch over the fields you need), and \
+         use the variable to index packet, stack or map memory instead",
+    )
+}

@@ -57,6 +57,9 @@ pub enum ArgVal {
     MapValue {
         /// Map index.
         map: u32,
+        /// Identity of the lookup result it came from (0 when it has none, e.g. global data):
+        /// distinguishes elements for lock identity.
+        id: u32,
         /// Smallest offset.
         min: i64,
         /// Largest offset.
@@ -148,6 +151,14 @@ pub enum RetVal {
         /// Or-null id.
         id: u32,
     },
+    /// A value of `map` that cannot be NULL (an array lookup with a constant in-range key, as
+    /// Linux 6.13+); `id` is a fresh identity of the element.
+    MapValue {
+        /// Map index.
+        map: u32,
+        /// Identity of the element.
+        id: u32,
+    },
     /// Memory of `size` bytes or NULL, an acquired reference when `ref_id` is set.
     MemOrNull {
         /// Size in bytes.
@@ -175,6 +186,13 @@ pub trait CallState: ResourceView {
     /// Checks that `len` stack bytes of `frame` from offset `off` (from r10) are initialised;
     /// the error is the first offset that is not.
     fn stack_initialised(&self, frame: u8, off: i64, len: u64) -> Result<(), i64>;
+    /// The constant a `size`-byte map key that register `reg` points to holds, when it is known
+    /// (Linux `get_constant_map_key`: privileged programs, a stack pointer at a constant offset,
+    /// known-zero bytes or a spilled constant of the key's size). The default knows nothing.
+    fn const_map_key(&self, reg: u8, size: u64) -> Option<u64> {
+        let _ = (reg, size);
+        None
+    }
     /// Marks `len` stack bytes of `frame` from offset `off` as written by the helper.
     fn mark_stack_written(&mut self, frame: u8, off: i64, len: u64);
     /// A fresh id (for or-null pointers and references).
@@ -197,6 +215,8 @@ struct Learned {
     map: Option<u32>,
     released: Option<(u32, ResourceKind)>,
     lock: Option<LockTarget>,
+    /// The map key is a constant the lookup cannot miss (an in-range array index).
+    key_always_found: bool,
     /// Stack bytes a helper writes: frame, offset, length.
     written: Vec<(u8, i64, u64)>,
 }
@@ -361,7 +381,15 @@ fn check_arg<S: CallState + ?Sized>(
                 (u64::from(spec.value_size), "value")
             };
             check_mem(state, input.maps, reg, &v, size, false, name)
-                .map_err(|(r, h)| (format!("{r} (the map {what} of {})", spec.name), h))
+                .map_err(|(r, h)| (format!("{r} (the map {what} of {})", spec.name), h))?;
+            if kind == ArgKind::MapKey
+                && matches!(spec.map_type, MapType::Array | MapType::PercpuArray)
+            {
+                learned.key_always_found = state
+                    .const_map_key(reg, size)
+                    .is_some_and(|k| k < u64::from(spec.max_entries));
+            }
+            Ok(())
         }
         ArgKind::MemRead { size_arg } | ArgKind::MemWrite { size_arg } => {
             let write = matches!(kind, ArgKind::MemWrite { .. });
@@ -633,6 +661,7 @@ fn check_const_str(reg: u8, v: &ArgVal, maps: &[MapSpec], name: &str) -> Result<
         min,
         max,
         nullable: false,
+        ..
     } = *v
     else {
         return Err(bad(format!("type={}", v.kind_name())));
@@ -676,7 +705,9 @@ fn lock_target(reg: u8, v: &ArgVal, maps: &[MapSpec], name: &str) -> Result<Lock
             format!("R{reg} type=map_value_or_null: argument {reg} of {name} may be NULL"),
             hints::possibly_null("map value"),
         )),
-        ArgVal::MapValue { map, min, max, .. } => {
+        ArgVal::MapValue {
+            map, id, min, max, ..
+        } => {
             if min != max {
                 return Err(bad("has a variable offset".to_string()));
             }
@@ -689,7 +720,11 @@ fn lock_target(reg: u8, v: &ArgVal, maps: &[MapSpec], name: &str) -> Result<Lock
                     "offset {min} is not an aligned 4-byte word inside the {size}-byte value"
                 )));
             }
-            Ok(LockTarget::MapValue { map, off: min })
+            Ok(LockTarget::MapValue {
+                map,
+                value: id,
+                off: min,
+            })
         }
         ArgVal::Heap { off } => {
             if off.is_some_and(|o| o % 4 != 0) {
@@ -766,9 +801,11 @@ fn return_value<S: CallState + ?Sized>(
                     String::new(),
                 )
             })?;
-            RetVal::MapValueOrNull {
-                map,
-                id: state.fresh_id(),
+            let id = state.fresh_id();
+            if def.id == ids::MAP_LOOKUP_ELEM && learned.key_always_found {
+                RetVal::MapValue { map, id }
+            } else {
+                RetVal::MapValueOrNull { map, id }
             }
         }
         RetKind::MemOrNull { size_arg } => {

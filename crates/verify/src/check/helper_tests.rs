@@ -253,6 +253,7 @@ fn fp(off: i64) -> ArgVal {
 fn mapv(map: u32, off: i64) -> ArgVal {
     ArgVal::MapValue {
         map,
+        id: 1,
         min: off,
         max: off,
         nullable: false,
@@ -332,6 +333,7 @@ fn map_value_argument_checks_value_size_and_null() {
         3,
         ArgVal::MapValue {
             map: LOCKED,
+            id: 1,
             min: 0,
             max: 0,
             nullable: true,
@@ -607,6 +609,34 @@ fn locks_several_at_once_released_in_reverse_order() {
 }
 
 #[test]
+fn locks_in_two_elements_of_one_map_are_two_locks() {
+    let fx = Fx::new();
+    let mut st = Mock::new();
+    let elem = |id| ArgVal::MapValue {
+        map: LOCKED,
+        id,
+        min: 0,
+        max: 0,
+        nullable: false,
+    };
+    st.set(1, elem(7));
+    fx.call(&mut st, ids::SPIN_LOCK).unwrap();
+    st.set(1, elem(8));
+    fx.call(&mut st, ids::SPIN_LOCK).unwrap();
+    assert_eq!(st.res.locks.len(), 2, "same map and offset, two elements");
+    st.set(1, elem(7));
+    assert!(fx.rule(&mut st, ids::SPIN_LOCK).contains("deadlock"));
+    st.set(1, elem(7));
+    fx.call(&mut st, ids::SPIN_UNLOCK).unwrap();
+    st.set(1, elem(7));
+    let r = fx.rule(&mut st, ids::SPIN_UNLOCK);
+    assert!(r.contains("not held") && r.contains("id=8"), "{r}");
+    st.set(1, elem(8));
+    fx.call(&mut st, ids::SPIN_UNLOCK).unwrap();
+    assert!(check_exit_resources(&st.res).is_ok());
+}
+
+#[test]
 fn lock_rules() {
     let fx = Fx::new();
     let mut st = Mock::new();
@@ -622,6 +652,7 @@ fn lock_rules() {
         1,
         ArgVal::MapValue {
             map: LOCKED,
+            id: 1,
             min: 0,
             max: 0,
             nullable: true,

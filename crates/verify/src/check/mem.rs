@@ -65,20 +65,13 @@ pub fn load(
     Ok(())
 }
 
-/// `*(size *)(dst + off) = src` (also store-release).
+/// `*(size *)(dst + off) = src` (also store-release). `src` may be an immediate (`BPF_ST`),
+/// also into a writable context field, as Linux (6.18) allows.
 pub fn store(cx: &mut Cx<'_>, state: &mut State, site: Site, src: Operand) -> CheckResult {
     let value = match src {
         Operand::Reg(r) => cx.read_reg(site.pc, state, r)?.clone(),
         Operand::Imm(i) => RegState::constant(i64::from(i) as u64),
     };
-    if matches!(src, Operand::Imm(_)) && matches!(state.reg(site.base), RegState::Ctx { .. }) {
-        return Err(cx.error(
-            site.pc,
-            state,
-            format!("BPF_ST stores into R{} ctx is not allowed", site.base),
-            "store context fields from a register (`*(u32 *)(r1 + off) = r2`)",
-        ));
-    }
     access(cx, state, site, &Access::Write(value))?;
     Ok(())
 }
@@ -132,7 +125,7 @@ pub fn access(
 ) -> CheckResult<RegState> {
     let base = cx.read_reg(site.pc, state, site.base)?.clone();
     let kind = match base {
-        RegState::Ctx { .. } => BaseKind::Ctx,
+        RegState::Ctx { .. } | RegState::CtxVarOff { .. } => BaseKind::Ctx,
         RegState::Heap { .. } => BaseKind::Heap,
         _ => BaseKind::Other,
     };
@@ -152,6 +145,9 @@ pub fn access(
     match &base {
         RegState::Stack { frame, off } => stack_access(cx, state, site, *frame, off, acc),
         RegState::Ctx { off } => ctx::access(cx, state, site, *off, acc),
+        RegState::CtxVarOff { off } => {
+            Err(ctx::variable_offset(cx, state, site.pc, site.base, off))
+        }
         RegState::MapValue {
             map,
             off,

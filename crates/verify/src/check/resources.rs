@@ -29,10 +29,14 @@ pub struct Ref {
 /// Which lock word a lock is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LockTarget {
-    /// In the value of map `map` at byte `off`.
+    /// In the value of map `map` at byte `off`. `value` is the id of the map value pointer
+    /// (from the lookup that produced it), so locks in two elements of one map are two locks;
+    /// 0 for a value without an id (global data, a single element).
     MapValue {
         /// Map index.
         map: u32,
+        /// Id of the map value pointer the lock word was reached through (0 when none).
+        value: u32,
         /// Offset in the value.
         off: i64,
     },
@@ -46,9 +50,13 @@ pub enum LockTarget {
 impl std::fmt::Display for LockTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LockTarget::MapValue { map, off } => {
+            LockTarget::MapValue { map, value: 0, off } => {
                 write!(f, "the lock at offset {off} of map #{map}'s value")
             }
+            LockTarget::MapValue { map, value, off } => write!(
+                f,
+                "the lock at offset {off} of map #{map}'s value id={value}"
+            ),
             LockTarget::Heap { off: Some(o) } => write!(f, "the heap lock at heap offset {o}"),
             LockTarget::Heap { off: None } => write!(f, "a heap lock"),
         }
@@ -311,8 +319,16 @@ mod tests {
     #[test]
     fn locks_nest_and_release_in_any_order() {
         let mut r = Resources::default();
-        let a = LockTarget::MapValue { map: 0, off: 0 };
-        let b = LockTarget::MapValue { map: 1, off: 8 };
+        let a = LockTarget::MapValue {
+            map: 0,
+            value: 1,
+            off: 0,
+        };
+        let b = LockTarget::MapValue {
+            map: 1,
+            value: 2,
+            off: 8,
+        };
         r.lock(1, a, 3).unwrap();
         r.lock(2, b, 6).unwrap();
         assert!(r.lock(3, a, 7).unwrap_err().contains("deadlock"));
@@ -356,7 +372,11 @@ mod tests {
     fn live_resources_name_locations_and_release_helpers() {
         let mut res = Resources::default();
         res.acquire(1, ResourceKind::RingbufSample, 2);
-        let lock = LockTarget::MapValue { map: 0, off: 0 };
+        let lock = LockTarget::MapValue {
+            map: 0,
+            value: 0,
+            off: 0,
+        };
         res.lock(2, lock, 5).unwrap();
         let view = View(
             res,

@@ -120,7 +120,9 @@ impl State {
             .iter()
             .zip(&cur.resources.locks)
             .all(|(o, c)| {
-                o.target == c.target && o.acquired_at == c.acquired_at && ids.check(o.id, c.id)
+                same_lock_word(o.target, c.target, &mut ids)
+                    && o.acquired_at == c.acquired_at
+                    && ids.check(o.id, c.id)
             });
         refs_match
             && locks_match
@@ -176,6 +178,25 @@ impl State {
     }
 }
 
+/// Whether two lock targets name the same word, with map value ids mapped through `ids`.
+fn same_lock_word(old: LockTarget, cur: LockTarget, ids: &mut IdMap) -> bool {
+    match (old, cur) {
+        (
+            LockTarget::MapValue {
+                map: ma,
+                value: va,
+                off: oa,
+            },
+            LockTarget::MapValue {
+                map: mb,
+                value: vb,
+                off: ob,
+            },
+        ) => ma == mb && oa == ob && ids.check(va, vb),
+        (a, b) => a == b,
+    }
+}
+
 impl ResourceView for State {
     fn resources(&self) -> &Resources {
         &self.resources
@@ -190,10 +211,11 @@ impl ResourceView for State {
             RegState::MapValue {
                 map,
                 off,
+                id,
                 or_null: false,
-                ..
             } => off.is_const().map(|o| LockTarget::MapValue {
                 map: *map,
+                value: *id,
                 off: o as i64,
             }),
             RegState::Heap { .. } => Some(LockTarget::Heap { off: None }),

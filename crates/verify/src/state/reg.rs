@@ -25,6 +25,13 @@ pub enum RegState {
         /// Offset from the context start.
         off: i32,
     },
+    /// The context pointer moved by a variable amount (Linux keeps such a pointer but rejects
+    /// every access through it and every helper use of it: context fields are rewritten per
+    /// constant offset).
+    CtxVarOff {
+        /// Offset from the context start (not a constant).
+        off: Scalar,
+    },
     /// A pointer into the stack of frame `frame`, relative to that frame's r10.
     Stack {
         /// Call depth of the frame whose stack this points into.
@@ -198,7 +205,7 @@ impl RegState {
         match self {
             RegState::Uninit => "uninit",
             RegState::Scalar(_) => "scalar",
-            RegState::Ctx { .. } => "ctx",
+            RegState::Ctx { .. } | RegState::CtxVarOff { .. } => "ctx",
             RegState::Stack { .. } => "fp",
             RegState::MapPtr { .. } => "map_ptr",
             RegState::MapValue { or_null: false, .. } => "map_value",
@@ -225,6 +232,7 @@ impl RegState {
             (R::Uninit, _) => true,
             (R::Scalar(a), R::Scalar(b)) => a.subsumes(b),
             (R::Ctx { off: a }, R::Ctx { off: b }) => a == b,
+            (R::CtxVarOff { off: a }, R::CtxVarOff { off: b }) => a.subsumes(b),
             (R::Stack { frame: fa, off: a }, R::Stack { frame: fb, off: b }) => {
                 fa == fb && a.subsumes(b)
             }
@@ -325,6 +333,7 @@ impl RegState {
         Some(match (self, cur) {
             (R::Uninit, _) | (_, R::Uninit) => R::Uninit,
             (R::Scalar(a), R::Scalar(b)) => R::Scalar(a.widen(b)),
+            (R::CtxVarOff { off: a }, R::CtxVarOff { off: b }) => R::CtxVarOff { off: a.widen(b) },
             (R::Stack { frame: fa, off: a }, R::Stack { frame: fb, off: b }) if fa == fb => {
                 R::Stack {
                     frame: *fa,
@@ -470,6 +479,7 @@ impl fmt::Display for RegState {
             RegState::Scalar(s) => fmt_scalar(s, f),
             RegState::Ctx { off: 0 } => write!(f, "ctx()"),
             RegState::Ctx { off } => write!(f, "ctx(off={off})"),
+            RegState::CtxVarOff { off } => write!(f, "ctx({})", fmt_off(off)),
             RegState::Stack { frame, off } => match off.is_const() {
                 Some(v) if *frame == 0 => write!(f, "fp{}", v as i64),
                 Some(v) => write!(f, "fp[{frame}]{}", v as i64),

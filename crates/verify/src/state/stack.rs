@@ -247,6 +247,30 @@ impl Stack {
         })
     }
 
+    /// The value of a `size`-byte map key stored at constant offset `off`, when it is known the
+    /// way Linux knows it (`get_constant_map_key`): every byte from the key start is known zero
+    /// within one slot, or the key starts `size` bytes before the end of a slot holding a spilled
+    /// constant (then the whole spilled value is returned, as Linux does: when it is below a
+    /// bound, so are the key's bytes).
+    pub fn const_map_key(&self, off: i64, size: u8) -> Option<u64> {
+        let size = i64::from(size);
+        if size == 0 || off < -(STACK_SIZE as i64) || off.checked_add(size)? > 0 {
+            return None;
+        }
+        let slot_off = off.div_euclid(8) * 8;
+        let to_slot_end = slot_off + 8 - off;
+        let zeros = (off..slot_off + 8)
+            .take_while(|&o| self.byte(o) == Some(StackByte::Zero))
+            .count();
+        if i64::try_from(zeros).ok()? >= size {
+            return Some(0);
+        }
+        if to_slot_end == size {
+            return self.spill(slot_off).and_then(RegState::const_value);
+        }
+        None
+    }
+
     /// Whether `self` (an old, safely explored stack) covers `cur`.
     pub fn covers(&self, cur: &Stack, ids: &mut IdMap) -> bool {
         for slot in 0..SLOTS {
@@ -392,6 +416,41 @@ mod tests {
         assert_eq!(s.read(-16, 4), Ok(StackRead::Const(0x5566_7788)));
         assert_eq!(s.read(-12, 2), Ok(StackRead::Const(0x3344)));
         assert_eq!(s.read(-9, 1), Ok(StackRead::Const(0x11)));
+    }
+
+    #[test]
+    fn constant_map_keys_are_known_as_linux_knows_them() {
+        let mut s = Stack::new();
+        s.write(-4, 4, &RegState::constant(0));
+        assert_eq!(s.const_map_key(-4, 4), Some(0), "zero bytes");
+        s.write(-4, 4, &RegState::constant(3));
+        assert_eq!(
+            s.const_map_key(-4, 4),
+            None,
+            "a narrow non-zero store is not tracked"
+        );
+        s.write(-16, 8, &RegState::constant(5));
+        assert_eq!(s.const_map_key(-16, 8), Some(5), "8-byte spill, 8-byte key");
+        assert_eq!(s.const_map_key(-12, 4), Some(5), "key ends at the slot end");
+        assert_eq!(
+            s.const_map_key(-16, 4),
+            None,
+            "spill size differs from key size"
+        );
+        s.write(-24, 8, &RegState::constant(0));
+        assert_eq!(
+            s.const_map_key(-24, 4),
+            None,
+            "a spilled 0 is not zero bytes"
+        );
+        s.write(-24, 8, &RegState::unknown());
+        assert_eq!(s.const_map_key(-20, 4), None, "unknown spill");
+        s.write(-36, 4, &RegState::constant(0));
+        s.write(-32, 4, &RegState::constant(0));
+        assert_eq!(s.const_map_key(-36, 8), None, "zero bytes across two slots");
+        assert_eq!(s.const_map_key(-4, 8), None, "key past the frame");
+        assert_eq!(s.const_map_key(-600, 4), None, "key below the frame");
+        assert_eq!(s.const_map_key(-48, 4), None, "uninitialised");
     }
 
     #[test]

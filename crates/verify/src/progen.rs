@@ -158,7 +158,9 @@ pub fn straight_line(seed: u64, insns: usize, prog_type: ProgType) -> Generated 
                 // Branch on a fresh context value, so that neither direction is decided.
                 let (off, size) = g.ctx_field();
                 g.asm.emit(ldx(size, 1, 6, off));
-                let o = g.rng.pick(&[op::JEQ, op::JGT, op::JGE, op::JSET, op::JNE, op::JLT]);
+                let o = g
+                    .rng
+                    .pick(&[op::JEQ, op::JGT, op::JGE, op::JSET, op::JNE, op::JLT]);
                 let imm = 1 + g.rng.below(250) as i32;
                 g.asm.jump(op::JMP | o | op::K, 1, 0, imm, island);
             }

@@ -120,6 +120,8 @@ pub(crate) struct Compiled {
     /// Code offset of the fault exit (where a caught memory fault resumes, with the state
     /// pointer in `r9`).
     pub fault_exit: usize,
+    /// `(emitted, elided)` static SFI guard counts.
+    pub guards: (usize, usize),
 }
 
 /// State of one compilation.
@@ -137,6 +139,8 @@ pub(crate) struct Emitter<'p> {
     stubs: Vec<(DynamicLabel, usize, StubKind)>,
     static_faults: Vec<JitFaultKind>,
     ctx: CtxRewrites,
+    /// Guard decisions per heap access (SFI).
+    pub sfi: crate::sfi::Plan,
 }
 
 /// `pc + 1 + off` if it names an instruction of `program`.
@@ -348,7 +352,7 @@ impl<'p> Emitter<'p> {
                 dst,
                 src,
                 off,
-            } => mem::atomic(self, size, op, fetch, dst, src, off),
+            } => mem::atomic(self, pc, size, op, fetch, dst, src, off),
             Instruction::LoadAcquire {
                 size,
                 dst,
@@ -442,6 +446,7 @@ fn ctx_table(
 pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
     let entry_slots = function_entries(program)?;
     let (ctx, ctx_table) = ctx_table(program, options)?;
+    let sfi = crate::sfi::Plan::new(program, options.sfi, options.heap, &options.heap_facts)?;
     let mut ops = Ops::new(0);
     let labels = (0..program.len())
         .map(|_| ops.new_dynamic_label())
@@ -462,6 +467,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         stubs: Vec::new(),
         static_faults: Vec::new(),
         ctx,
+        sfi,
     };
     let main = e.entries[&0];
     e.entry_stub(main);
@@ -508,6 +514,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         .map(|o| o.0)
         .map_err(|err| JitError::Assembler(err.to_string()))?;
     let static_faults = e.static_faults;
+    let guards = (e.sfi.emitted, e.sfi.elided);
     let code = e
         .ops
         .finalize()
@@ -519,5 +526,6 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         static_faults,
         ctx_table,
         fault_exit,
+        guards,
     })
 }

@@ -31,6 +31,9 @@ pub struct JitFault {
     pub pc: usize,
     /// What happened.
     pub kind: JitFaultKind,
+    /// Resources (ringbuf reservations, spin locks) the run still held and that were released on
+    /// its behalf (non-zero only for [`JitFaultKind::Cancelled`]).
+    pub resources_released: usize,
 }
 
 /// The reason a JIT run was stopped (the same cases as the interpreter's `FaultKind` where the

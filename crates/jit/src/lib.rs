@@ -55,20 +55,20 @@
 mod codegen;
 pub mod error;
 mod exec_mem;
-pub mod sfi;
 mod stack;
 mod state;
+pub mod termination;
 mod trampoline;
 
 use std::ffi::c_void;
 
 use kflex_isa::decode::Program;
-use kflex_runtime::exec::{self, CodeRange, Invocation};
+use kflex_runtime::exec::{self, CancelReason, CodeRange, Invocation};
 use kflex_runtime::{ContextAccess, ExecEnv, HelperRegistry, MemoryMap};
 
 pub use error::{JitError, JitFault, JitFaultKind};
-pub use sfi::{HeapAccess, HeapLayout, SfiMode};
 pub use stack::STACK_SIZE;
+pub use termination::TerminationMode;
 
 use exec_mem::ExecutableMemory;
 use state::{RunState, code};
@@ -113,13 +113,11 @@ pub struct JitOptions {
     /// Loads and stores to turn into calls of the run's [`ContextAccess`] hook; all other
     /// accesses are plain memory accesses.
     pub ctx_accesses: Vec<CtxAccess>,
-    /// How heap accesses marked [`HeapAccess::Guard`] are guarded (see [`sfi`]).
-    pub sfi: SfiMode,
-    /// The heap guards mask into; required when a fact asks for a guard (unless `sfi` is
-    /// [`SfiMode::None`]). Runs load its base into `r12`.
-    pub heap: Option<HeapLayout>,
-    /// `(slot, fact)` per heap access, from the verifier (`VerifiedProgram::insns[pc].heap`).
-    pub heap_facts: Vec<(usize, HeapAccess)>,
+    /// How back-edge termination checks are compiled (see [`termination`]).
+    pub termination: TerminationMode,
+    /// Slots of the termination points (`VerifiedProgram::termination_points`: loop back-edge
+    /// jumps and `may_goto`s); a check is emitted at each.
+    pub termination_points: Vec<usize>,
 }
 
 /// What a run executes against (the JIT counterpart of the interpreter's `Vm`).
@@ -140,6 +138,10 @@ pub struct JitEnv<'a> {
     /// [`exec::DEFAULT_STACK_SIZE`], rounded up to pages). Helpers called by the program run on
     /// it too; running into its guard page cancels the run.
     pub native_stack_size: usize,
+    /// Time budget of a run of a program with termination checks: when it passes, the watchdog
+    /// stops the run at its next check (`Cancelled { Terminated }`, or a `may_goto`'s exit
+    /// branch). Default [`exec::watchdog::DEFAULT_BUDGET`] (10 ms); `None` disables the watchdog.
+    pub budget: Option<std::time::Duration>,
 }
 
 impl<'a> JitEnv<'a> {
@@ -153,6 +155,7 @@ impl<'a> JitEnv<'a> {
             max_call_depth: 8,
             heap_base: 0,
             native_stack_size: exec::DEFAULT_STACK_SIZE,
+            budget: Some(exec::watchdog::DEFAULT_BUDGET),
         }
     }
 }
@@ -171,10 +174,8 @@ pub struct JitProgram {
     pc_map: Vec<(u32, u32)>,
     static_faults: Vec<JitFaultKind>,
     ctx_table: Box<[CtxAccess]>,
-    /// Static SFI guard counts: (emitted, elided).
-    guards: (usize, usize),
-    /// The heap the guards mask into, if SFI is on.
-    heap: Option<HeapLayout>,
+    /// True if the code contains termination checks (runs then arm the watchdog).
+    has_termination_checks: bool,
 }
 
 impl std::fmt::Debug for JitProgram {
@@ -212,16 +213,8 @@ impl JitProgram {
             pc_map: out.pc_map,
             static_faults: out.static_faults,
             ctx_table: out.ctx_table.into_boxed_slice(),
-            guards: out.guards,
-            heap: options.heap.filter(|_| options.sfi != SfiMode::None),
+            has_termination_checks: out.has_termination_checks,
         })
-    }
-
-    /// Static SFI guard counts `(emitted, elided)`: guard sequences in the code, and heap
-    /// accesses compiled without one (elided by the verifier, or loads in
-    /// [`SfiMode::WritesOnly`]).
-    pub fn guards(&self) -> (u64, u64) {
-        (self.guards.0 as u64, self.guards.1 as u64)
     }
 
     /// The generated machine code (the entry stub is at offset 0).
@@ -279,25 +272,13 @@ impl JitProgram {
     /// returns r0 at the final `exit`, or the fault that stopped the run.
     pub fn run(&self, args: [u64; 5], env: &mut JitEnv<'_>) -> Result<u64, JitFault> {
         let frames = env.max_call_depth.clamp(1, MAX_FRAMES);
-        let heap_base = match self.heap {
-            Some(h) if env.heap_base != 0 && env.heap_base != h.base => {
-                return Err(JitFault {
-                    pc: 0,
-                    kind: JitFaultKind::StackSetup(format!(
-                        "JitEnv::heap_base {:#x} differs from the heap {:#x} the program's SFI guards were compiled for",
-                        env.heap_base, h.base
-                    )),
-                });
-            }
-            Some(h) => h.base,
-            None => env.heap_base,
-        };
         let mut stack = stack::take(frames);
         if let Err(reason) = stack.register(env.mem, frames) {
             stack::give_back(stack);
             return Err(JitFault {
                 pc: 0,
                 kind: JitFaultKind::StackSetup(reason),
+                resources_released: 0,
             });
         }
         let mut state = RunState {
@@ -313,7 +294,7 @@ impl JitProgram {
             fault_pc: 0,
             fault_code: code::NONE,
             fault_value: 0,
-            heap_base,
+            heap_base: env.heap_base,
             env: (env as *mut JitEnv<'_>).cast::<c_void>(),
             ctx_table: self.ctx_table.as_ptr(),
             ctx_table_len: self.ctx_table.len() as u64,
@@ -326,6 +307,7 @@ impl JitProgram {
             Err(JitFault {
                 pc: 0,
                 kind: JitFaultKind::StackSetup(reason),
+                resources_released: 0,
             })
         };
         if let Err(e) = exec::fault::prepare_thread() {
@@ -342,6 +324,10 @@ impl JitProgram {
             (*state_ptr).terminate = invocation.terminate_word().as_ptr().cast_const();
         }
         let ran = {
+            let _watch = env
+                .budget
+                .filter(|_| self.has_termination_checks)
+                .map(|budget| exec::Watchdog::arm(&invocation, budget));
             let _current = invocation.enter();
             // SAFETY: `state` is a fully initialised state block for this program: its entry
             // table and context table belong to `self`, `env` points at the caller's `JitEnv`
@@ -363,12 +349,14 @@ impl JitProgram {
                 .filter(|&o| o < self.mem.code().len())
                 .and_then(|o| self.fault_slot(o))
                 .unwrap_or(state.fault_pc as usize);
-            return Err(JitFault {
-                pc,
-                kind: JitFaultKind::Cancelled {
-                    reason: fault.reason(),
-                },
-            });
+            return Err(cancelled(env, pc, fault.reason()));
+        }
+        if state.fault_code == code::TERMINATED {
+            return Err(cancelled(
+                env,
+                state.fault_pc as usize,
+                CancelReason::Terminated,
+            ));
         }
         self.outcome(r0, state, frames)
     }
@@ -391,6 +379,22 @@ impl JitProgram {
                 .cloned()
                 .unwrap_or_else(|| JitFaultKind::StackSetup(format!("unknown fault code {c}"))),
         };
-        Err(JitFault { pc, kind })
+        Err(JitFault {
+            pc,
+            kind,
+            resources_released: 0,
+        })
+    }
+}
+
+/// The fault of a run cancelled at `pc`: releases every resource the invocation still holds
+/// (ringbuf reservations discarded, spin locks unlocked) and counts the cancellation.
+fn cancelled(env: &mut JitEnv<'_>, pc: usize, reason: CancelReason) -> JitFault {
+    let released = env.env.release_all_in(env.mem);
+    exec::watchdog::record_cancellation(released);
+    JitFault {
+        pc,
+        kind: JitFaultKind::Cancelled { reason },
+        resources_released: released,
     }
 }

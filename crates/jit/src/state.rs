@@ -19,6 +19,8 @@ pub(crate) mod code {
     pub const BAD_CALLX: u64 = 2;
     /// A BPF-to-BPF call would exceed the frame limit.
     pub const CALL_DEPTH: u64 = 3;
+    /// A compare-branch termination check found the terminate word poisoned.
+    pub const TERMINATED: u64 = 4;
     /// Codes from here on index the program's table of statically known faults.
     pub const STATIC_BASE: u64 = 16;
 }

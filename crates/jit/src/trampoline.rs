@@ -19,6 +19,7 @@ fn record(state: &mut RunState, pc: u64, kind: JitFaultKind) {
     state.host_fault = Some(JitFault {
         pc: usize::try_from(pc).unwrap_or(usize::MAX),
         kind,
+        resources_released: 0,
     });
 }
 

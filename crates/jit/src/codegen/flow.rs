@@ -12,6 +12,7 @@ use crate::trampoline;
 /// `goto pc + 1 + off`.
 pub(super) fn ja(e: &mut Emitter<'_>, pc: usize, off: i32) -> Result<(), JitError> {
     let t = e.jump_target(pc, i64::from(off))?;
+    crate::termination::back_edge(e, pc, t);
     if t != pc + 1 {
         let l = e.label(t);
         x64!(e.ops ; jmp =>l);
@@ -30,6 +31,7 @@ pub(super) fn jump(
     off: i16,
 ) -> Result<(), JitError> {
     let t = e.jump_target(pc, i64::from(off))?;
+    crate::termination::back_edge(e, pc, t);
     let l = e.label(t);
     let d = reg(dst);
     let o = &mut e.ops;
@@ -63,6 +65,7 @@ pub(super) fn jump(
 pub(super) fn may_goto(e: &mut Emitter<'_>, pc: usize, off: i16) -> Result<(), JitError> {
     let t = e.jump_target(pc, i64::from(off))?;
     let l = e.label(t);
+    crate::termination::may_goto(e, pc, l);
     x64!(e.ops
         ; cmp QWORD [rsp], 0
         ; je =>l

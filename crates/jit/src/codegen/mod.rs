@@ -33,6 +33,7 @@ use crate::state::{
     DEEPEST_OFF, DEPTH_OFF, FAULT_CODE_OFF, FAULT_PC_OFF, FAULT_VALUE_OFF, FRAME_BASE_OFF,
     HEAP_BASE_OFF, SAVED_RSP_OFF, code, reg_slot,
 };
+use crate::termination::TerminationPlan;
 use crate::{CtxAccess, JitOptions, MAY_GOTO_BUDGET};
 
 /// The assembler the JIT emits into.
@@ -120,8 +121,8 @@ pub(crate) struct Compiled {
     /// Code offset of the fault exit (where a caught memory fault resumes, with the state
     /// pointer in `r9`).
     pub fault_exit: usize,
-    /// `(emitted, elided)` static SFI guard counts.
-    pub guards: (usize, usize),
+    /// True if any termination check was planned.
+    pub has_termination_checks: bool,
 }
 
 /// State of one compilation.
@@ -139,8 +140,8 @@ pub(crate) struct Emitter<'p> {
     stubs: Vec<(DynamicLabel, usize, StubKind)>,
     static_faults: Vec<JitFaultKind>,
     ctx: CtxRewrites,
-    /// Guard decisions per heap access (SFI).
-    pub sfi: crate::sfi::Plan,
+    /// Where termination checks go.
+    termination: TerminationPlan,
 }
 
 /// `pc + 1 + off` if it names an instruction of `program`.
@@ -201,6 +202,16 @@ impl<'p> Emitter<'p> {
         let index = self.static_faults.len() as u64;
         self.static_faults.push(kind);
         self.stub(pc, StubKind::Code(code::STATIC_BASE + index))
+    }
+
+    /// Where termination checks go.
+    pub fn termination(&self) -> &TerminationPlan {
+        &self.termination
+    }
+
+    /// A stub that stops the run at `pc` with fault code `c`.
+    pub fn code_fault(&mut self, pc: usize, c: u64) -> DynamicLabel {
+        self.stub(pc, StubKind::Code(c))
     }
 
     /// A stub that stops the run at `pc` because the call depth limit was reached.
@@ -352,7 +363,7 @@ impl<'p> Emitter<'p> {
                 dst,
                 src,
                 off,
-            } => mem::atomic(self, pc, size, op, fetch, dst, src, off),
+            } => mem::atomic(self, size, op, fetch, dst, src, off),
             Instruction::LoadAcquire {
                 size,
                 dst,
@@ -446,7 +457,6 @@ fn ctx_table(
 pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
     let entry_slots = function_entries(program)?;
     let (ctx, ctx_table) = ctx_table(program, options)?;
-    let sfi = crate::sfi::Plan::new(program, options.sfi, options.heap, &options.heap_facts)?;
     let mut ops = Ops::new(0);
     let labels = (0..program.len())
         .map(|_| ops.new_dynamic_label())
@@ -467,7 +477,9 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         stubs: Vec::new(),
         static_faults: Vec::new(),
         ctx,
-        sfi,
+        termination: TerminationPlan::new(options.termination, &options.termination_points, |pc| {
+            matches!(program.get(pc), Some(Instruction::MayGoto { .. }))
+        }),
     };
     let main = e.entries[&0];
     e.entry_stub(main);
@@ -514,7 +526,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         .map(|o| o.0)
         .map_err(|err| JitError::Assembler(err.to_string()))?;
     let static_faults = e.static_faults;
-    let guards = (e.sfi.emitted, e.sfi.elided);
+    let has_termination_checks = e.termination.has_checks();
     let code = e
         .ops
         .finalize()
@@ -526,6 +538,6 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         static_faults,
         ctx_table,
         fault_exit,
-        guards,
+        has_termination_checks,
     })
 }

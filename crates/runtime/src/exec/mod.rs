@@ -39,8 +39,10 @@ pub mod fault;
 pub mod invocation;
 pub mod registry;
 pub mod stack;
+pub mod watchdog;
 
 pub use fault::{install as install_fault_handler, trap_page};
 pub use invocation::{CancelReason, FaultInfo, FaultKind, Invocation, InvocationGuard};
 pub use registry::{CodeRange, RegistryError};
 pub use stack::{DEFAULT_STACK_SIZE, StackError, with_guarded_stack};
+pub use watchdog::{CancellationStats, WatchGuard, Watchdog, cancellation_stats};

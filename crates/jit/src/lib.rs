@@ -55,6 +55,7 @@
 mod codegen;
 pub mod error;
 mod exec_mem;
+pub mod sfi;
 mod stack;
 mod state;
 pub mod termination;
@@ -67,6 +68,7 @@ use kflex_runtime::exec::{self, CancelReason, CodeRange, Invocation};
 use kflex_runtime::{ContextAccess, ExecEnv, HelperRegistry, MemoryMap};
 
 pub use error::{JitError, JitFault, JitFaultKind};
+pub use sfi::{HeapAccess, HeapLayout, SfiMode};
 pub use stack::STACK_SIZE;
 pub use termination::TerminationMode;
 
@@ -113,6 +115,13 @@ pub struct JitOptions {
     /// Loads and stores to turn into calls of the run's [`ContextAccess`] hook; all other
     /// accesses are plain memory accesses.
     pub ctx_accesses: Vec<CtxAccess>,
+    /// How heap accesses marked [`HeapAccess::Guard`] are guarded (see [`sfi`]).
+    pub sfi: SfiMode,
+    /// The heap guards mask into; required when a fact asks for a guard (unless `sfi` is
+    /// [`SfiMode::None`]). Runs load its base into `r12`.
+    pub heap: Option<HeapLayout>,
+    /// `(slot, fact)` per heap access, from the verifier (`VerifiedProgram::insns[pc].heap`).
+    pub heap_facts: Vec<(usize, HeapAccess)>,
     /// How back-edge termination checks are compiled (see [`termination`]).
     pub termination: TerminationMode,
     /// Slots of the termination points (`VerifiedProgram::termination_points`: loop back-edge
@@ -174,6 +183,10 @@ pub struct JitProgram {
     pc_map: Vec<(u32, u32)>,
     static_faults: Vec<JitFaultKind>,
     ctx_table: Box<[CtxAccess]>,
+    /// Static SFI guard counts: (emitted, elided).
+    guards: (usize, usize),
+    /// The heap the guards mask into, if SFI is on.
+    heap: Option<HeapLayout>,
     /// True if the code contains termination checks (runs then arm the watchdog).
     has_termination_checks: bool,
 }
@@ -213,8 +226,17 @@ impl JitProgram {
             pc_map: out.pc_map,
             static_faults: out.static_faults,
             ctx_table: out.ctx_table.into_boxed_slice(),
+            guards: out.guards,
+            heap: options.heap.filter(|_| options.sfi != SfiMode::None),
             has_termination_checks: out.has_termination_checks,
         })
+    }
+
+    /// Static SFI guard counts `(emitted, elided)`: guard sequences in the code, and heap
+    /// accesses compiled without one (elided by the verifier, or loads in
+    /// [`SfiMode::WritesOnly`]).
+    pub fn guards(&self) -> (u64, u64) {
+        (self.guards.0 as u64, self.guards.1 as u64)
     }
 
     /// The generated machine code (the entry stub is at offset 0).
@@ -272,6 +294,20 @@ impl JitProgram {
     /// returns r0 at the final `exit`, or the fault that stopped the run.
     pub fn run(&self, args: [u64; 5], env: &mut JitEnv<'_>) -> Result<u64, JitFault> {
         let frames = env.max_call_depth.clamp(1, MAX_FRAMES);
+        let heap_base = match self.heap {
+            Some(h) if env.heap_base != 0 && env.heap_base != h.base => {
+                return Err(JitFault {
+                    pc: 0,
+                    kind: JitFaultKind::StackSetup(format!(
+                        "JitEnv::heap_base {:#x} differs from the heap {:#x} the program's SFI guards were compiled for",
+                        env.heap_base, h.base
+                    )),
+                    resources_released: 0,
+                });
+            }
+            Some(h) => h.base,
+            None => env.heap_base,
+        };
         let mut stack = stack::take(frames);
         if let Err(reason) = stack.register(env.mem, frames) {
             stack::give_back(stack);
@@ -294,7 +330,7 @@ impl JitProgram {
             fault_pc: 0,
             fault_code: code::NONE,
             fault_value: 0,
-            heap_base: env.heap_base,
+            heap_base,
             env: (env as *mut JitEnv<'_>).cast::<c_void>(),
             ctx_table: self.ctx_table.as_ptr(),
             ctx_table_len: self.ctx_table.len() as u64,

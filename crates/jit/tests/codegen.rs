@@ -227,6 +227,7 @@ fn context_accesses_in_the_rewrite_table_call_the_hook() {
                 write: true,
             },
         ],
+        ..JitOptions::default()
     };
     let jit = JitProgram::compile(&program, &options).unwrap();
     let (mut mem, mut env, helpers) = (
@@ -269,6 +270,7 @@ fn refused_context_access_stops_the_run() {
     let program = common::program(&ctx_program());
     let options = JitOptions {
         ctx_accesses: vec![(3, 8, 1, false).into()],
+        ..JitOptions::default()
     };
     let jit = JitProgram::compile(&program, &options).unwrap();
     let (mut mem, mut env, helpers) = (
@@ -341,6 +343,7 @@ fn bad_rewrite_tables_are_rejected_naming_the_instruction() {
             &program,
             &JitOptions {
                 ctx_accesses: vec![entry],
+                ..JitOptions::default()
             },
         )
         .unwrap_err();

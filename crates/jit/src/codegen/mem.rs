@@ -28,6 +28,7 @@ pub(super) fn load(
         x64!(e.ops ; mov Rq(d), r11);
         return;
     }
+    crate::sfi::guard(e, pc, false);
     let (s, off) = (reg(src), i32::from(off));
     let o = &mut e.ops;
     match (size, sign_extend) {
@@ -61,6 +62,7 @@ pub(super) fn store(e: &mut Emitter<'_>, pc: usize, size: Size, dst: u8, off: i1
         context_call(e, pc, index, Some(src));
         return;
     }
+    crate::sfi::guard(e, pc, true);
     let (d, off) = (reg(dst), i32::from(off));
     let o = &mut e.ops;
     match (size, src) {
@@ -130,8 +132,10 @@ pub(super) fn restore_r1_r5(e: &mut Emitter<'_>) {
 }
 
 /// Atomic read-modify-write of 4 or 8 bytes at `dst + off` with `lock`-prefixed instructions.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn atomic(
     e: &mut Emitter<'_>,
+    pc: usize,
     size: Size,
     op: AtomicOp,
     fetch: bool,
@@ -139,6 +143,7 @@ pub(super) fn atomic(
     src: u8,
     off: i16,
 ) {
+    crate::sfi::guard(e, pc, true);
     let (d, s, off) = (reg(dst), reg(src), i32::from(off));
     let wide = size == Size::DW;
     let o = &mut e.ops;

@@ -121,6 +121,8 @@ pub(crate) struct Compiled {
     /// Code offset of the fault exit (where a caught memory fault resumes, with the state
     /// pointer in `r9`).
     pub fault_exit: usize,
+    /// `(emitted, elided)` static SFI guard counts.
+    pub guards: (usize, usize),
     /// True if any termination check was planned.
     pub has_termination_checks: bool,
 }
@@ -140,6 +142,8 @@ pub(crate) struct Emitter<'p> {
     stubs: Vec<(DynamicLabel, usize, StubKind)>,
     static_faults: Vec<JitFaultKind>,
     ctx: CtxRewrites,
+    /// Guard decisions per heap access (SFI).
+    pub sfi: crate::sfi::Plan,
     /// Where termination checks go.
     termination: TerminationPlan,
 }
@@ -363,7 +367,7 @@ impl<'p> Emitter<'p> {
                 dst,
                 src,
                 off,
-            } => mem::atomic(self, size, op, fetch, dst, src, off),
+            } => mem::atomic(self, pc, size, op, fetch, dst, src, off),
             Instruction::LoadAcquire {
                 size,
                 dst,
@@ -457,6 +461,7 @@ fn ctx_table(
 pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
     let entry_slots = function_entries(program)?;
     let (ctx, ctx_table) = ctx_table(program, options)?;
+    let sfi = crate::sfi::Plan::new(program, options.sfi, options.heap, &options.heap_facts)?;
     let mut ops = Ops::new(0);
     let labels = (0..program.len())
         .map(|_| ops.new_dynamic_label())
@@ -477,6 +482,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         stubs: Vec::new(),
         static_faults: Vec::new(),
         ctx,
+        sfi,
         termination: TerminationPlan::new(options.termination, &options.termination_points, |pc| {
             matches!(program.get(pc), Some(Instruction::MayGoto { .. }))
         }),
@@ -526,6 +532,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         .map(|o| o.0)
         .map_err(|err| JitError::Assembler(err.to_string()))?;
     let static_faults = e.static_faults;
+    let guards = (e.sfi.emitted, e.sfi.elided);
     let has_termination_checks = e.termination.has_checks();
     let code = e
         .ops
@@ -538,6 +545,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         static_faults,
         ctx_table,
         fault_exit,
+        guards,
         has_termination_checks,
     })
 }

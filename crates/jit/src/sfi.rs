@@ -1,0 +1,335 @@
+//! Software fault isolation of heap accesses.
+//!
+//! The verifier marks every heap access either [`HeapAccess::Guard`] (the base register may hold
+//! any value and must be forced into the heap first) or [`HeapAccess::Elided`] (the base register
+//! was guarded earlier and the access stays within the guard zone). Before each guarded access the
+//! JIT masks the base register into the heap **in place** (the verifier treats the register as
+//! trusted afterwards, so later elided accesses through it rely on the masked value):
+//!
+//! * [`SfiMode::AndMask`]: `and reg, mask ; or reg, r12` (r12 = heap base);
+//! * [`SfiMode::Base`]: the offset `reg & mask` is formed in a scratch register and the pointer
+//!   rebuilt from the base register, `lea reg, [r12 + r11]` (for a 4 GiB heap the mask is a free
+//!   32-bit move, as in the Linux arena JIT);
+//! * [`SfiMode::WritesOnly`]: only stores and atomics are guarded (every one of them, also those
+//!   the verifier elided, because the load guards they may rely on are skipped); loads are
+//!   unchecked, so a forged pointer can read (or fault on) host memory but never write it;
+//! * [`SfiMode::None`]: no guards, for trusted code and tests only.
+//!
+//! Because the heap base is aligned to the heap size, masking a pointer that already lies in the
+//! heap is the identity: verified programs that use valid heap pointers see exactly the
+//! interpreter's values. A masked pointer plus the instruction offset (at most 32 KiB) lands in
+//! the heap or its guard zone (at least 64 KiB), where the fault handler cancels the run.
+
+use dynasmrt::DynasmApi;
+use kflex_isa::decode::{Instruction, Program};
+use std::collections::HashMap;
+
+use crate::JitError;
+use crate::codegen::{Emitter, reg, x64};
+
+pub use kflex_verify::HeapAccess;
+
+/// How guarded heap accesses are compiled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SfiMode {
+    /// `and reg, mask ; or reg, base`: the pointer is forced into the heap in place.
+    #[default]
+    AndMask,
+    /// The offset `reg & mask` is computed in a scratch register and the pointer rebuilt as
+    /// `base + offset` from the reserved base register.
+    Base,
+    /// Performance mode: only stores and atomics are guarded (integrity, not confidentiality).
+    WritesOnly,
+    /// No guards at all: for trusted code and tests only.
+    None,
+}
+
+/// Where the extension heap lives: `size` is a power of two and `base` is aligned to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeapLayout {
+    /// First byte of the heap.
+    pub base: u64,
+    /// Size in bytes (a power of two).
+    pub size: u64,
+}
+
+impl HeapLayout {
+    /// The mask that turns an address into a heap offset (`size - 1`).
+    pub fn mask(&self) -> u64 {
+        self.size.wrapping_sub(1)
+    }
+
+    /// Checks that the size is a power of two (at least one page) and the base aligned to it.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.size.is_power_of_two() || self.size < 4096 {
+            return Err(format!(
+                "heap size {:#x} is not a power of two of at least 4096 bytes",
+                self.size
+            ));
+        }
+        if self.base & self.mask() != 0 || self.base == 0 {
+            return Err(format!(
+                "heap base {:#x} is not a non-zero multiple of the heap size {:#x}",
+                self.base, self.size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The SFI plan of one compilation: the guard decision per heap access slot.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    mode: SfiModeOrOff,
+    facts: HashMap<usize, HeapAccess>,
+    /// Guards emitted so far.
+    pub emitted: usize,
+    /// Heap accesses compiled without a guard so far.
+    pub elided: usize,
+}
+
+/// The mode with its heap, or no SFI.
+#[derive(Debug, Default)]
+enum SfiModeOrOff {
+    #[default]
+    Off,
+    On(SfiMode, HeapLayout),
+}
+
+/// The base register of a memory access instruction and whether it writes memory.
+fn access_base(insn: &Instruction) -> Option<(u8, bool)> {
+    match *insn {
+        Instruction::Load { src, .. } | Instruction::LoadAcquire { src, .. } => Some((src, false)),
+        Instruction::Store { dst, .. }
+        | Instruction::StoreRelease { dst, .. }
+        | Instruction::Atomic { dst, .. } => Some((dst, true)),
+        _ => None,
+    }
+}
+
+impl Plan {
+    /// Checks the facts against the program and the heap layout.
+    pub fn new(
+        program: &Program,
+        mode: SfiMode,
+        heap: Option<HeapLayout>,
+        facts: &[(usize, HeapAccess)],
+    ) -> Result<Plan, JitError> {
+        let mut map = HashMap::with_capacity(facts.len());
+        for &(pc, fact) in facts {
+            let bad = |reason: String| JitError::Instruction { pc, reason };
+            let (base, _) = program.get(pc).and_then(access_base).ok_or_else(|| {
+                bad("heap fact for an instruction that is not a memory access".into())
+            })?;
+            let fact_reg = match fact {
+                HeapAccess::Guard { reg } | HeapAccess::Elided { reg, .. } => reg,
+            };
+            if fact_reg != base {
+                return Err(bad(format!(
+                    "heap fact names r{fact_reg} but the access goes through r{base}"
+                )));
+            }
+            if map.insert(pc, fact).is_some() {
+                return Err(bad("two heap facts for one instruction".into()));
+            }
+        }
+        let mode = match (mode, heap) {
+            (SfiMode::None, _) => SfiModeOrOff::Off,
+            (m, Some(h)) => {
+                h.validate().map_err(|reason| JitError::Instruction {
+                    pc: facts.first().map_or(0, |f| f.0),
+                    reason: format!("SFI heap layout: {reason}"),
+                })?;
+                SfiModeOrOff::On(m, h)
+            }
+            (_, None) => match facts
+                .iter()
+                .find(|(_, f)| matches!(f, HeapAccess::Guard { .. }))
+            {
+                Some(&(pc, _)) => {
+                    return Err(JitError::Instruction {
+                        pc,
+                        reason: "heap access needs an SFI guard but no heap layout was given"
+                            .into(),
+                    });
+                }
+                None => SfiModeOrOff::Off,
+            },
+        };
+        Ok(Plan {
+            mode,
+            facts: map,
+            emitted: 0,
+            elided: 0,
+        })
+    }
+}
+
+/// What to emit before the access at `pc` (`write`: a store or atomic).
+fn decide(plan: &Plan, pc: usize, write: bool) -> Option<Option<(u8, SfiMode, HeapLayout)>> {
+    let fact = plan.facts.get(&pc)?;
+    let SfiModeOrOff::On(mode, heap) = plan.mode else {
+        return Some(None);
+    };
+    let guard = match (mode, *fact) {
+        (SfiMode::None, _) => None,
+        (SfiMode::WritesOnly, HeapAccess::Guard { reg } | HeapAccess::Elided { reg, .. }) => {
+            write.then_some(reg)
+        }
+        (_, HeapAccess::Guard { reg }) => Some(reg),
+        (_, HeapAccess::Elided { .. }) => None,
+    };
+    Some(guard.map(|r| (r, mode, heap)))
+}
+
+/// Emits the guard for the heap access at `pc`, if it needs one; counts the decision. Clobbers
+/// only x86 r11 besides the base register.
+pub(crate) fn guard(e: &mut Emitter<'_>, pc: usize, write: bool) {
+    let Some(decision) = decide(&e.sfi, pc, write) else {
+        return;
+    };
+    let Some((bpf_reg, mode, heap)) = decision else {
+        e.sfi.elided += 1;
+        return;
+    };
+    e.sfi.emitted += 1;
+    let r = reg(bpf_reg);
+    let mask = heap.mask();
+    let o = &mut e.ops;
+    match mode {
+        SfiMode::Base => {
+            if mask == u64::from(u32::MAX) {
+                x64!(o ; mov r11d, Rd(r));
+            } else if let Ok(m) = i32::try_from(mask) {
+                x64!(o ; mov r11, Rq(r) ; and r11, m);
+            } else {
+                x64!(o ; mov r11, QWORD mask as i64 ; and r11, Rq(r));
+            }
+            x64!(o ; lea Rq(r), [r12 + r11]);
+        }
+        _ => {
+            if mask == u64::from(u32::MAX) {
+                x64!(o ; mov Rd(r), Rd(r));
+            } else if let Ok(m) = i32::try_from(mask) {
+                x64!(o ; and Rq(r), m);
+            } else {
+                x64!(o ; mov r11, QWORD mask as i64 ; and Rq(r), r11);
+            }
+            x64!(o ; or Rq(r), r12);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kflex_isa::decode::{Operand, Size, encode_all};
+
+    fn program() -> Program {
+        let insns = [
+            Instruction::Load {
+                size: Size::DW,
+                dst: 0,
+                src: 1,
+                off: 0,
+                sign_extend: false,
+            },
+            Instruction::Store {
+                size: Size::W,
+                dst: 2,
+                off: 4,
+                src: Operand::Imm(1),
+            },
+            Instruction::Exit,
+        ];
+        Program::decode(&encode_all(&insns)).unwrap()
+    }
+
+    const HEAP: HeapLayout = HeapLayout {
+        base: 1 << 32,
+        size: 1 << 20,
+    };
+
+    #[test]
+    fn layout_validation() {
+        assert!(HEAP.validate().is_ok());
+        assert_eq!(HEAP.mask(), 0xf_ffff);
+        let bad = [
+            (1 << 32, 3 << 20),
+            (1 << 20, 1 << 21),
+            (0, 1 << 20),
+            (1 << 32, 16),
+        ];
+        for (base, size) in bad {
+            assert!(
+                HeapLayout { base, size }.validate().is_err(),
+                "{base:#x} {size:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn facts_are_checked_against_the_program() {
+        let p = program();
+        let g = |reg| HeapAccess::Guard { reg };
+        let ok = [(0, g(1)), (1, g(2))];
+        assert!(Plan::new(&p, SfiMode::AndMask, Some(HEAP), &ok).is_ok());
+        let cases: [&[(usize, HeapAccess)]; 4] = [
+            &[(0, g(2))],
+            &[(2, g(1))],
+            &[(7, g(1))],
+            &[(0, g(1)), (0, g(1))],
+        ];
+        for facts in cases {
+            let err = Plan::new(&p, SfiMode::AndMask, Some(HEAP), facts).unwrap_err();
+            assert!(matches!(err, JitError::Instruction { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn guard_without_heap_is_an_error_unless_sfi_is_off() {
+        let p = program();
+        let facts = [(0, HeapAccess::Guard { reg: 1 })];
+        let err = Plan::new(&p, SfiMode::AndMask, None, &facts).unwrap_err();
+        assert_eq!(
+            err,
+            JitError::Instruction {
+                pc: 0,
+                reason: "heap access needs an SFI guard but no heap layout was given".into()
+            }
+        );
+        assert!(Plan::new(&p, SfiMode::None, None, &facts).is_ok());
+        let elided = [(
+            0,
+            HeapAccess::Elided {
+                reg: 1,
+                max_offset: 8,
+            },
+        )];
+        assert!(Plan::new(&p, SfiMode::AndMask, None, &elided).is_ok());
+    }
+
+    #[test]
+    fn decisions_per_mode() {
+        let p = program();
+        let facts = [
+            (0, HeapAccess::Guard { reg: 1 }),
+            (
+                1,
+                HeapAccess::Elided {
+                    reg: 2,
+                    max_offset: 8,
+                },
+            ),
+        ];
+        let plan = |m| Plan::new(&p, m, Some(HEAP), &facts).unwrap();
+        let guarded = |m, pc, w| decide(&plan(m), pc, w).unwrap().map(|(r, _, _)| r);
+        assert_eq!(guarded(SfiMode::AndMask, 0, false), Some(1));
+        assert_eq!(guarded(SfiMode::Base, 0, false), Some(1));
+        assert_eq!(guarded(SfiMode::AndMask, 1, true), None);
+        assert_eq!(guarded(SfiMode::WritesOnly, 0, false), None);
+        assert_eq!(guarded(SfiMode::WritesOnly, 1, true), Some(2));
+        assert_eq!(guarded(SfiMode::None, 0, false), None);
+        assert!(decide(&plan(SfiMode::AndMask), 2, false).is_none());
+    }
+}

@@ -44,7 +44,9 @@
 //!
 //! Differences from the interpreter (none observable by verified programs):
 //! * memory accesses are not checked against the [`MemoryMap`] (the verifier, and later SFI,
-//!   make them safe) and there is no instruction limit (termination checks come later);
+//!   make them safe) and there is no instruction limit: loops are stopped by time instead, through
+//!   the termination checks at the verifier's termination points and the watchdog
+//!   ([`termination`], [`JitEnv::budget`]);
 //! * all stack frames a run may use are registered in the memory map for the whole run, not
 //!   only while live;
 //! * `callx` accepts only code addresses of function entries (slot 0, call targets and

@@ -131,7 +131,7 @@ fn build_with(src: &str, specs: &[MapSpec], mode: TerminationMode) -> Compiled {
 
 /// Verifies `src` against `specs` and compiles it linked to `maps` (created from `specs`).
 fn build_on(src: &str, specs: &[MapSpec], maps: Arc<MapTable>, mode: TerminationMode) -> Compiled {
-    let mut slots = assemble_ext(src);
+    let slots = assemble_ext(src);
     let helpers = helpers();
     let program = Program::decode(&slots).expect("decodes");
     let input = VerifyInput {
@@ -143,6 +143,17 @@ fn build_on(src: &str, specs: &[MapSpec], maps: Arc<MapTable>, mode: Termination
         func_info: &[],
     };
     let verified = verify(&input, &VerifyOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    link_and_compile(slots, verified, maps, mode)
+}
+
+/// Resolves map references to `maps`' handles and compiles with `verified`'s termination points.
+fn link_and_compile(
+    mut slots: Vec<kflex_isa::Insn>,
+    verified: VerifiedProgram,
+    maps: Arc<MapTable>,
+    mode: TerminationMode,
+) -> Compiled {
+    let helpers = helpers();
     // Link: map references become the table's handles.
     for at in 0..slots.len() {
         if slots[at].src == op::PSEUDO_MAP_FD && slots[at].opcode == op::LD | op::IMM | op::DW {
@@ -266,6 +277,35 @@ fn cancelled_loop_releases_its_lock_and_ringbuf_reservation() {
         assert_eq!(rb.query(0), 0, "{mode:?}: no space held by the sample");
         assert!(rb.query(3) > 0, "{mode:?}: the sample was reserved");
     }
+}
+
+#[test]
+fn memory_fault_cancellation_releases_the_reservation_too() {
+    // Unverified on purpose: reserves a sample, then loads from the null page.
+    let src = "map_fd %r1, 1\nmov %r2, 64\nmov %r3, 0\ncall 131\nmov %r7, 0\n\
+               ldxdw %r0, [%r7+8]\nexit";
+    let maps = lock_and_ringbuf_maps();
+    let table = Arc::new(MapTable::create(&maps, &MapOptions::default()).expect("maps"));
+    let p = link_and_compile(
+        assemble_ext(src),
+        VerifiedProgram::default(),
+        table,
+        TerminationMode::OneLoad,
+    );
+    let before = cancellation_stats();
+    let fault = p.run(None).unwrap_err();
+    assert_eq!(
+        fault.kind,
+        JitFaultKind::Cancelled {
+            reason: CancelReason::MemoryFault { addr: 8 }
+        }
+    );
+    assert_eq!(fault.resources_released, 1);
+    assert!(cancellation_stats().cancellations > before.cancellations);
+    let rb = p.maps.ringbuf(1).expect("ring buffer");
+    assert!(p.maps.ringbuf_consume(1).unwrap().is_empty());
+    assert_eq!(rb.query(0), 0, "the discarded sample holds no space");
+    assert!(rb.query(3) > 0, "a sample was reserved");
 }
 
 #[test]

@@ -152,6 +152,70 @@ mod tests {
         assert!(!empty.has_checks());
     }
 
+    use kflex_isa::decode::{AluOp, Instruction as I, JmpOp, Operand, Program, Width, encode_all};
+
+    use crate::{JitOptions, JitProgram};
+
+    fn code_len(insns: &[I], mode: TerminationMode, points: Vec<usize>) -> usize {
+        let program = Program::decode(&encode_all(insns)).unwrap();
+        let options = JitOptions {
+            termination: mode,
+            termination_points: points,
+            ..JitOptions::default()
+        };
+        JitProgram::compile(&program, &options)
+            .unwrap()
+            .code()
+            .len()
+    }
+
+    const ADD1: I = I::Alu {
+        width: Width::W64,
+        op: AluOp::Add,
+        dst: 0,
+        src: Operand::Imm(1),
+    };
+
+    #[test]
+    fn checks_are_emitted_only_at_listed_back_edges() {
+        // r0 += 1; if r0 < 10 goto -2 (slot 1 is the back-edge); exit
+        let insns = [
+            ADD1,
+            I::Jump {
+                width: Width::W64,
+                op: JmpOp::Lt,
+                dst: 0,
+                src: Operand::Imm(10),
+                off: -2,
+            },
+            I::Exit,
+        ];
+        let none = code_len(&insns, TerminationMode::None, vec![1]);
+        let unlisted = code_len(&insns, TerminationMode::OneLoad, vec![]);
+        let one_load = code_len(&insns, TerminationMode::OneLoad, vec![1]);
+        let compare = code_len(&insns, TerminationMode::CompareBranch, vec![1]);
+        assert_eq!(none, unlisted);
+        assert!(one_load > none, "the load sequence is emitted");
+        assert!(
+            compare > one_load,
+            "compare, branch and a stop stub are longer"
+        );
+    }
+
+    #[test]
+    fn back_edge_to_a_may_goto_relies_on_the_may_goto_check() {
+        // loop: may_goto +2; r0 += 1; goto loop; exit
+        let insns = [I::MayGoto { off: 2 }, ADD1, I::Ja { off: -3 }, I::Exit];
+        let none = code_len(&insns, TerminationMode::None, vec![0, 2]);
+        let one_load = code_len(&insns, TerminationMode::OneLoad, vec![0, 2]);
+        let compare = code_len(&insns, TerminationMode::CompareBranch, vec![0, 2]);
+        assert!(one_load > none, "the may_goto compares the word");
+        assert_eq!(
+            one_load, compare,
+            "no separate back-edge check in either mode"
+        );
+    }
+
     #[test]
     fn one_load_is_the_default() {
         assert_eq!(TerminationMode::default(), TerminationMode::OneLoad);

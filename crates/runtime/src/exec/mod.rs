@@ -9,6 +9,8 @@
 //! * [`invocation`]: the per-thread [`Invocation`] record of the extension currently running,
 //!   where the handler finds how to resume (landing pad, the value the landing pad expects in its
 //!   context register, the stack pointer to restore) and where it records the [`FaultInfo`].
+//! * [`watchdog`]: the per-process thread that poisons the terminate word of an invocation whose
+//!   deadline passed, and the process-wide cancellation counters.
 //! * [`fault`]: the `SIGSEGV`/`SIGBUS` handler ([`fault::install`]). A fault whose instruction
 //!   pointer lies in registered extension code, or whose address is a guard page of the guarded
 //!   stack this thread is running an extension on, cancels that thread's innermost invocation
@@ -16,13 +18,13 @@
 //!   program's fault-exit stub, which returns to the host. Every other fault is handed to the
 //!   handler that was installed before ours (or to the default action), so host bugs still crash.
 //!
-//! # Termination (the next step)
+//! # Termination
 //!
-//! The record is designed for a watchdog thread. [`Invocation::terminate`] points at the
-//! per-invocation terminate word that JIT back-edges load through (the JIT keeps the pointer in
-//! the first field of its state block). To stop a runaway invocation the watchdog stores the
-//! address of the process-wide [`trap_page`] into that word (an atomic store, the only thing the
-//! watchdog needs to do); the next back-edge load then faults inside extension code with an
+//! [`watchdog`] stops invocations that outlive their time budget.
+//! [`Invocation::terminate_word`] is the per-invocation terminate word that JIT back-edges load
+//! through (the JIT keeps a pointer to it in the first field of its state block). To stop a
+//! runaway invocation the watchdog stores the address of the process-wide [`trap_page`] into
+//! that word (an atomic store, the only thing the watchdog needs to do); the next back-edge load then faults inside extension code with an
 //! address in the trap page, the handler classifies it as [`FaultKind::TerminateWord`] and the
 //! run ends with [`CancelReason::Terminated`]. Because the word belongs to one invocation, a
 //! watchdog stops exactly one invocation on one thread; other threads running the same program

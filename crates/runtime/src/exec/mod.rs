@@ -24,11 +24,11 @@
 //! [`Invocation::terminate_word`] is the per-invocation terminate word that JIT back-edges load
 //! through (the JIT keeps a pointer to it in the first field of its state block). To stop a
 //! runaway invocation the watchdog stores the address of the process-wide [`trap_page`] into
-//! that word (an atomic store, the only thing the watchdog needs to do); the next back-edge load then faults inside extension code with an
-//! address in the trap page, the handler classifies it as [`FaultKind::TerminateWord`] and the
-//! run ends with [`CancelReason::Terminated`]. Because the word belongs to one invocation, a
-//! watchdog stops exactly one invocation on one thread; other threads running the same program
-//! are unaffected.
+//! that word (an atomic store, the only thing the watchdog needs to do); the next back-edge load
+//! then faults inside extension code with an address in the trap page, the handler classifies it
+//! as [`FaultKind::TerminateWord`] and the run ends with [`CancelReason::Terminated`]. Because
+//! the word belongs to one invocation, a watchdog stops exactly one invocation on one thread;
+//! other threads running the same program are unaffected.
 //!
 //! # Limits
 //!

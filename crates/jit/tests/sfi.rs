@@ -296,6 +296,46 @@ fn forged_pointer_writes_land_inside_the_heap() {
 }
 
 #[test]
+fn forged_pointer_atomics_land_inside_the_heap() {
+    let heap = heap();
+    let guards = canaries(&heap);
+    let host = [0u64; 512];
+    let host_addr = host.as_ptr() as u64;
+    let mut rng = Rng(0xfeed_f00d);
+    let mut targets = vec![host_addr + 8, guards[0].addr + 16, guards[1].addr + 8];
+    // Never heap offset 0 (it holds the forged pointer, which cmpxchg would not match).
+    targets.extend((0..100).map(|_| rng.next() & !7 | 8));
+    for atomic in [
+        "lock add [%r2], %r3",
+        "lock fetch or [%r2], %r3",
+        "lock fetch xor32 [%r2], %r3",
+        "lock xchg [%r2], %r3",
+        "lock cmpxchg [%r2], %r3",
+    ] {
+        let src = format!(
+            "map_value %r1, 0\nldxdw %r2, [%r1]\ncast_kern %r2, %r2\nmov %r3, 5\nmov %r0, 0\n{atomic}\nmov %r0, 1\nexit"
+        );
+        let case = Case::new(&src, &heap);
+        assert!(
+            case.facts.contains(&(6, HeapAccess::Guard { reg: 2 })),
+            "{atomic}"
+        );
+        for mode in GUARDED_MODES {
+            let jit = case.compile(mode, &heap);
+            for &forged in &targets {
+                write_u64(&heap, 0, forged);
+                let offset = forged & heap.mask();
+                assert_eq!(jit_run(&jit, &heap), Ok(1), "{atomic} {mode:?} {forged:#x}");
+                assert_eq!(read_u64(&heap, offset), 5, "{atomic} {mode:?} {forged:#x}");
+                write_u64(&heap, offset, 0);
+            }
+        }
+    }
+    assert!(guards.iter().all(Canary::intact));
+    assert!(std::hint::black_box(&host).iter().all(|&w| w == 0));
+}
+
+#[test]
 fn forged_pointer_reads_read_heap_bytes() {
     let heap = heap();
     let host = [0x11u8; 64];

@@ -362,10 +362,12 @@ impl JitProgram {
             (*state_ptr).terminate = invocation.terminate_word().as_ptr().cast_const();
         }
         let ran = {
+            // SAFETY: the guard is a local of this block, dropped (never leaked) before
+            // `invocation`, which is declared before the block.
             let _watch = env
                 .budget
                 .filter(|_| self.has_termination_checks)
-                .map(|budget| exec::Watchdog::arm(&invocation, budget));
+                .map(|budget| unsafe { exec::Watchdog::arm(&invocation, budget) });
             let _current = invocation.enter();
             // SAFETY: `state` is a fully initialised state block for this program: its entry
             // table and context table belong to `self`, `env` points at the caller's `JitEnv`

@@ -12,9 +12,10 @@
 //! runs wake it at most about once per budget.
 //!
 //! Soundness: the deadline table keeps a raw pointer to the invocation. The guard borrows the
-//! invocation, so it cannot move or be dropped while armed, and the guard's drop removes the entry
-//! under the same mutex the thread holds while calling `request_termination`: the thread never
-//! touches an invocation after its guard was dropped.
+//! invocation, so it cannot move or be dropped while the guard lives, and the guard's drop
+//! removes the entry under the same mutex the thread holds while calling `request_termination`:
+//! the thread never touches an invocation after its guard was dropped. Leaking the guard would
+//! break this, so [`Watchdog::arm`] is `unsafe`; [`Watchdog::watch`] is the safe scoped form.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -31,7 +32,8 @@ pub const DEFAULT_BUDGET: Duration = Duration::from_millis(10);
 struct Armed(*const Invocation);
 
 // SAFETY: the pointer is only dereferenced by the watchdog thread while the entry is in the
-// table, i.e. while the `WatchGuard` borrowing the invocation is alive (see the module docs);
+// table, i.e. until the `WatchGuard` is dropped, which `arm`'s contract requires to happen
+// before the invocation moves or is dropped (see the module docs);
 // `Invocation::request_termination` is an atomic store, safe from any thread.
 unsafe impl Send for Armed {}
 
@@ -69,9 +71,22 @@ impl Watchdog {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` with a deadline `budget` from now armed for `invocation` (the safe form of
+    /// [`Watchdog::arm`]: the deadline is disarmed when `f` returns or unwinds).
+    pub fn watch<R>(invocation: &Invocation, budget: Duration, f: impl FnOnce() -> R) -> R {
+        // SAFETY: the guard is a local dropped before this function returns (also on unwinding),
+        // while `invocation` is still borrowed.
+        let _guard = unsafe { Watchdog::arm(invocation, budget) };
+        f()
+    }
+
     /// Arms a deadline `budget` from now for `invocation`; when it passes before the guard is
     /// dropped, the invocation's termination is requested.
-    pub fn arm<'a>(invocation: &'a Invocation, budget: Duration) -> WatchGuard<'a> {
+    ///
+    /// # Safety
+    /// The guard must be dropped, not leaked (`mem::forget`), before `invocation` is moved or
+    /// dropped: the watchdog keeps a raw pointer to it until the guard's drop disarms it.
+    pub unsafe fn arm<'a>(invocation: &'a Invocation, budget: Duration) -> WatchGuard<'a> {
         let dog = Watchdog::global();
         // A budget too large to represent never expires.
         let Some(deadline) = Instant::now().checked_add(budget) else {
@@ -84,7 +99,7 @@ impl Watchdog {
         if !table.started {
             let spawned = std::thread::Builder::new()
                 .name("kflex-watchdog".into())
-                .spawn(move || dog.watch());
+                .spawn(move || dog.run_thread());
             table.started = spawned.is_ok();
         }
         let id = table.next_id;
@@ -112,7 +127,7 @@ impl Watchdog {
     }
 
     /// The watchdog thread's loop.
-    fn watch(&self) {
+    fn run_thread(&self) {
         let mut table = self.lock();
         loop {
             let now = Instant::now();
@@ -195,8 +210,10 @@ mod tests {
     #[test]
     fn expired_deadline_poisons_only_its_invocation() {
         let (a, b) = (Invocation::new(1, 0), Invocation::new(1, 0));
-        let _ga = Watchdog::arm(&a, Duration::from_millis(5));
-        let _gb = Watchdog::arm(&b, Duration::from_secs(60));
+        // SAFETY: both guards are dropped at the end of the test, before the invocations.
+        let _ga = unsafe { Watchdog::arm(&a, Duration::from_millis(5)) };
+        // SAFETY: as above.
+        let _gb = unsafe { Watchdog::arm(&b, Duration::from_secs(60)) };
         let start = Instant::now();
         while !poisoned(&a) {
             assert!(
@@ -211,17 +228,29 @@ mod tests {
     #[test]
     fn dropped_guard_disarms() {
         let a = Invocation::new(1, 0);
-        drop(Watchdog::arm(&a, Duration::from_millis(20)));
+        Watchdog::watch(&a, Duration::from_millis(20), || ());
         std::thread::sleep(Duration::from_millis(60));
         assert!(!poisoned(&a));
+        // Within `watch` the deadline fires.
+        let b = Invocation::new(1, 0);
+        let fired = Watchdog::watch(&b, Duration::from_millis(1), || {
+            let start = Instant::now();
+            while !poisoned(&b) && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            poisoned(&b)
+        });
+        assert!(fired);
     }
 
     #[test]
     fn earlier_deadline_wakes_a_sleeping_watchdog() {
         let (long, short) = (Invocation::new(1, 0), Invocation::new(1, 0));
-        let _gl = Watchdog::arm(&long, Duration::from_secs(60));
+        // SAFETY: both guards are dropped at the end of the test, before the invocations.
+        let _gl = unsafe { Watchdog::arm(&long, Duration::from_secs(60)) };
         std::thread::sleep(Duration::from_millis(10));
-        let _gs = Watchdog::arm(&short, Duration::from_millis(1));
+        // SAFETY: as above.
+        let _gs = unsafe { Watchdog::arm(&short, Duration::from_millis(1)) };
         let start = Instant::now();
         while !poisoned(&short) {
             assert!(start.elapsed() < Duration::from_secs(10), "not woken");

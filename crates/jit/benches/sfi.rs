@@ -8,7 +8,8 @@
 //! `next` pointers (every pointer loaded from the heap is untrusted, so each step is guarded).
 //! Criterion reports per-walk times (throughput in nodes); a summary table printed at the end
 //! gives ns per node for native and each mode and the ratio to native measured in the same run.
-//! Termination checks are off here (measured by the termination benchmark).
+//! The last two configurations add the default termination check (one load through the
+//! terminate word at the walk loop's back-edge), i.e. the full run-time safety cost.
 
 use std::ffi::{CStr, CString, c_void};
 use std::hint::black_box;
@@ -30,11 +31,22 @@ const NODES: u64 = 100_000;
 /// The sum `list_walk` returns: values 3i+1 for i in 0..NODES.
 const SUM: u64 = 3 * (NODES * (NODES - 1) / 2) + NODES;
 
-const MODES: [(SfiMode, &str); 4] = [
-    (SfiMode::AndMask, "and_mask"),
-    (SfiMode::Base, "base"),
-    (SfiMode::WritesOnly, "writes_only"),
-    (SfiMode::None, "none"),
+/// The configurations measured: SFI mode, termination check at the loop's back-edge, name.
+const MODES: [(SfiMode, TerminationMode, &str); 6] = [
+    (SfiMode::AndMask, TerminationMode::None, "and_mask"),
+    (SfiMode::Base, TerminationMode::None, "base"),
+    (SfiMode::WritesOnly, TerminationMode::None, "writes_only"),
+    (SfiMode::None, TerminationMode::None, "none"),
+    (
+        SfiMode::AndMask,
+        TerminationMode::OneLoad,
+        "and_mask+one_load",
+    ),
+    (
+        SfiMode::WritesOnly,
+        TerminationMode::OneLoad,
+        "writes_only+one_load",
+    ),
 ];
 
 fn source() -> PathBuf {
@@ -105,6 +117,7 @@ struct Kflex {
 struct Linked {
     program: Program,
     facts: Vec<(usize, kflex_jit::HeapAccess)>,
+    termination_points: Vec<usize>,
 }
 
 fn kflex() -> Kflex {
@@ -153,6 +166,7 @@ fn kflex() -> Kflex {
             .enumerate()
             .filter_map(|(pc, f)| f.heap.map(|h| (pc, h)))
             .collect();
+        let termination_points = verified.termination_points.iter().map(|t| t.pc).collect();
         let mut insns = p.insns.clone();
         for i in 0..insns.len().saturating_sub(1) {
             let is_arena_value = insns[i].opcode == op::LD | op::IMM | op::DW
@@ -168,6 +182,7 @@ fn kflex() -> Kflex {
         Linked {
             program: Program::decode(&insns).expect("linked program decodes"),
             facts,
+            termination_points,
         }
     };
     Kflex {
@@ -178,7 +193,7 @@ fn kflex() -> Kflex {
 }
 
 impl Kflex {
-    fn compile(&self, which: &Linked, mode: SfiMode) -> JitProgram {
+    fn compile(&self, which: &Linked, mode: SfiMode, termination: TerminationMode) -> JitProgram {
         let options = JitOptions {
             sfi: mode,
             heap: Some(HeapLayout {
@@ -186,7 +201,8 @@ impl Kflex {
                 size: self.heap.size(),
             }),
             heap_facts: which.facts.clone(),
-            termination: TerminationMode::None,
+            termination,
+            termination_points: which.termination_points.clone(),
             ..JitOptions::default()
         };
         JitProgram::compile(&which.program, &options).expect("compiles")
@@ -200,7 +216,7 @@ impl Kflex {
         );
         let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
         jenv.heap_base = self.heap.base();
-        jenv.budget = None;
+        jenv.budget = Some(Duration::from_secs(10));
         jit.run([0; 5], &mut jenv).expect("run")
     }
 }
@@ -223,13 +239,13 @@ fn bench(c: &mut Criterion) {
     let kflex = kflex();
     // SAFETY: the native functions ignore their context argument.
     unsafe { (native.build)(std::ptr::null_mut()) };
-    kflex.run(&kflex.compile(&kflex.build, SfiMode::AndMask));
+    kflex.run(&kflex.compile(&kflex.build, SfiMode::AndMask, TerminationMode::None));
     // SAFETY: as above.
     assert_eq!(unsafe { (native.walk)(std::ptr::null_mut()) }, SUM);
     let walks: Vec<_> = MODES
         .iter()
-        .map(|&(mode, name)| {
-            let jit = kflex.compile(&kflex.walk, mode);
+        .map(|&(mode, termination, name)| {
+            let jit = kflex.compile(&kflex.walk, mode, termination);
             assert_eq!(kflex.run(&jit), SUM, "{name}");
             (name, jit)
         })
@@ -254,15 +270,15 @@ fn bench(c: &mut Criterion) {
         black_box(unsafe { (native.walk)(std::ptr::null_mut()) });
     }));
     println!("\nSFI on a 100k-node pointer-chasing walk (median of {rounds} walks):");
-    println!("{:<16} {:>10} {:>10}", "engine", "ns/node", "x native");
-    println!("{:<16} {:>10.3} {:>10.3}", "native gcc -O2", native_ns, 1.0);
+    println!("{:<26} {:>10} {:>10}", "engine", "ns/node", "x native");
+    println!("{:<26} {:>10.3} {:>10.3}", "native gcc -O2", native_ns, 1.0);
     for (name, jit) in &walks {
         let ns = per_node(median(rounds, || {
             black_box(kflex.run(jit));
         }));
         let (emitted, elided) = jit.guards();
         println!(
-            "{:<16} {:>10.3} {:>10.3}   (guards emitted {emitted}, elided {elided})",
+            "{:<26} {:>10.3} {:>10.3}   (guards emitted {emitted}, elided {elided})",
             format!("jit {name}"),
             ns,
             ns / native_ns

@@ -24,8 +24,10 @@
 //!
 //! Measured with `cargo bench -p kflex-jit --bench sfi` (a 100k-node linked-list walk in the heap,
 //! the same C compiled natively with gcc -O2; one guard per node on the pointer-chasing chain):
-//! native 2.98 ns/node, [`SfiMode::AndMask`] 3.28 (1.10x), [`SfiMode::Base`] 3.31 (1.11x),
-//! [`SfiMode::WritesOnly`] 3.01 (1.01x), no guards 3.01 (1.01x). The default is
+//! native 2.8-3.0 ns/node; [`SfiMode::AndMask`] 1.10x native, [`SfiMode::Base`] 1.11-1.12x,
+//! [`SfiMode::WritesOnly`] 1.01-1.03x, no guards 1.01-1.03x; adding the default one-load
+//! termination check at the loop's back-edge costs about 1% more (and-mask plus termination
+//! 1.12x, writes-only plus termination 1.02x). The default is
 //! [`SfiMode::AndMask`]: it is the cheapest mode that isolates reads as well as writes (the two
 //! guard instructions sit on the load-to-load dependency chain, which is where the 10% goes on a
 //! pure pointer chase; workloads that do more than chase pointers pay proportionally less).

@@ -9,8 +9,11 @@ use kflex_interp::{Limits, Vm};
 use kflex_isa::Insn;
 use kflex_isa::conformance::ConformanceTest;
 use kflex_isa::decode::Program;
+use kflex_jit::{JitEnv, JitOptions, JitProgram};
 use kflex_runtime::helpers::{HelperRegistry, RetKind, Signature};
 use kflex_runtime::{ExecEnv, HelperDef, MemoryMap, Region, RegionKind};
+
+use crate::engine::Engine;
 
 /// Instruction budget for one conformance program (the suite's programs are tiny; this stops
 /// runaway loops quickly).
@@ -54,9 +57,16 @@ pub fn conformance_registry() -> &'static HelperRegistry {
     })
 }
 
-/// Decodes and runs one program over `mem` (copied into a writable input region): r1 = its address
-/// (0 when empty), r2 = its length. Returns r0.
+/// Decodes and runs one program on the interpreter ([`run_program_on`]).
 pub fn run_program(insns: &[Insn], mem: &[u8]) -> Result<u64, ProgramError> {
+    run_program_on(Engine::Interp, insns, mem)
+}
+
+/// Decodes and runs one program on `engine` over `mem` (copied into a writable input region):
+/// r1 = its address (0 when empty), r2 = its length. Returns r0. The programs are not verified
+/// (the suite tests instruction semantics); on the JIT the interpreter's instruction budget does
+/// not apply.
+pub fn run_program_on(engine: Engine, insns: &[Insn], mem: &[u8]) -> Result<u64, ProgramError> {
     let program = Program::decode(insns).map_err(|e| ProgramError::Rejected(e.to_string()))?;
     let mut buffer = mem.to_vec();
     let mut map = MemoryMap::new();
@@ -77,23 +87,35 @@ pub fn run_program(insns: &[Insn], mem: &[u8]) -> Result<u64, ProgramError> {
         start
     };
     let mut env = ExecEnv::default();
-    let limits = Limits {
-        max_instructions: CONFORMANCE_MAX_INSTRUCTIONS,
-        ..Limits::default()
+    let args = [addr, mem.len() as u64, 0, 0, 0];
+    let result = match engine {
+        Engine::Jit => {
+            let jit = JitProgram::compile(&program, &JitOptions::default())
+                .map_err(|e| ProgramError::Rejected(e.to_string()))?;
+            let mut jenv = JitEnv::new(&mut map, conformance_registry(), &mut env);
+            jit.run(args, &mut jenv)
+                .map_err(|f| ProgramError::Fault(f.to_string()))
+        }
+        Engine::Interp => {
+            let limits = Limits {
+                max_instructions: CONFORMANCE_MAX_INSTRUCTIONS,
+                ..Limits::default()
+            };
+            let mut vm = Vm {
+                mem: &mut map,
+                ctx: None,
+                helpers: conformance_registry(),
+                env: &mut env,
+                limits,
+            };
+            kflex_interp::run(&program, args, &mut vm)
+                .map(|o| o.retval)
+                .map_err(|f| ProgramError::Fault(f.to_string()))
+        }
     };
-    let mut vm = Vm {
-        mem: &mut map,
-        ctx: None,
-        helpers: conformance_registry(),
-        env: &mut env,
-        limits,
-    };
-    let result = kflex_interp::run(&program, [addr, mem.len() as u64, 0, 0, 0], &mut vm);
     drop(map);
     drop(buffer);
     result
-        .map(|o| o.retval)
-        .map_err(|f| ProgramError::Fault(f.to_string()))
 }
 
 /// The outcome of one `.data` file.
@@ -111,6 +133,11 @@ pub struct FileOutcome {
 /// `-- result`. A program that fails to assemble, decode or run passes only if the test expects an
 /// error.
 pub fn run_test_text(text: &str) -> (bool, String) {
+    run_test_text_on(Engine::Interp, text)
+}
+
+/// [`run_test_text`] on `engine`.
+pub fn run_test_text_on(engine: Engine, text: &str) -> (bool, String) {
     let test = match ConformanceTest::parse(text) {
         Ok(t) => t,
         Err(e) => return (false, format!("cannot parse test file: {e}")),
@@ -120,7 +147,8 @@ pub fn run_test_text(text: &str) -> (bool, String) {
         Some(raw) => Ok(raw.clone()),
         None => kflex_isa::asm::assemble(&test.asm).map_err(|e| format!("assembly failed: {e}")),
     };
-    let outcome = insns.and_then(|insns| run_program(&insns, &test.mem).map_err(|e| e.to_string()));
+    let outcome = insns
+        .and_then(|insns| run_program_on(engine, &insns, &test.mem).map_err(|e| e.to_string()));
     match (outcome, test.result) {
         (Ok(r0), Some(expected)) if r0 == expected => (true, format!("r0 = {r0:#x}")),
         (Ok(r0), Some(expected)) => (false, format!("expected r0 = {expected:#x}, got {r0:#x}")),
@@ -131,10 +159,15 @@ pub fn run_test_text(text: &str) -> (bool, String) {
     }
 }
 
-/// Runs one `.data` file.
+/// Runs one `.data` file on the interpreter.
 pub fn run_file(path: &Path) -> FileOutcome {
+    run_file_on(Engine::Interp, path)
+}
+
+/// Runs one `.data` file on `engine`.
+pub fn run_file_on(engine: Engine, path: &Path) -> FileOutcome {
     let (passed, detail) = match std::fs::read_to_string(path) {
-        Ok(text) => run_test_text(&text),
+        Ok(text) => run_test_text_on(engine, &text),
         Err(e) => (false, format!("cannot read: {e}")),
     };
     FileOutcome {
@@ -157,7 +190,15 @@ pub fn test_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs every `.data` file in `dir`.
+/// Runs every `.data` file in `dir` on the interpreter.
 pub fn run_dir(dir: &Path) -> std::io::Result<Vec<FileOutcome>> {
-    Ok(test_files(dir)?.iter().map(|p| run_file(p)).collect())
+    run_dir_on(Engine::Interp, dir)
+}
+
+/// Runs every `.data` file in `dir` on `engine`.
+pub fn run_dir_on(engine: Engine, dir: &Path) -> std::io::Result<Vec<FileOutcome>> {
+    Ok(test_files(dir)?
+        .iter()
+        .map(|p| run_file_on(engine, p))
+        .collect())
 }

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use kflex_interp::Limits;
 use kflex_isa::Insn;
+use kflex_jit::HeapLayout;
 use kflex_object::{MapSpec, Object, ProgType};
 use kflex_runtime::HelperDef;
 use kflex_runtime::maps::{MapOptions, MapTable};
 use kflex_verify::VerifyOptions;
 
+use crate::engine::{self, Engine, JitConfig};
 use crate::error::{Error, Rejection, Result};
 use crate::link::{self, LoadedProgram};
 use crate::maps::MapRef;
@@ -32,6 +34,15 @@ pub struct ExtensionOptions {
     /// program type is never verified (the rules depend on the type). Set to `false` only to run
     /// programs deliberately unverified (tests of the runtime's own safety nets).
     pub verify: bool,
+    /// The engine test-runs use unless [`crate::TestRunOptions::engine`] says otherwise (default:
+    /// the JIT on x86-64 Linux, the interpreter elsewhere). Verified programs are compiled by the
+    /// JIT at load time whatever this says, so either engine can run them.
+    pub engine: Engine,
+    /// Size in bytes of the extension heap (the arena map), overriding the object's
+    /// `max_entries`; rounded up to whole pages (and by the heap to a power of two).
+    pub heap_size: Option<u64>,
+    /// How the JIT compiles verified programs (SFI mode, termination checks).
+    pub jit: JitConfig,
 }
 
 impl Default for ExtensionOptions {
@@ -41,6 +52,9 @@ impl Default for ExtensionOptions {
             helpers: Vec::new(),
             limits: None,
             verify: true,
+            engine: Engine::default(),
+            heap_size: None,
+            jit: JitConfig::default(),
         }
     }
 }
@@ -58,6 +72,10 @@ pub struct Extension {
     pub(crate) limits: Limits,
     /// Whether programs are verified before linking.
     pub(crate) verify: bool,
+    /// The default engine of test-runs.
+    pub(crate) engine: Engine,
+    /// How verified programs are compiled for the JIT.
+    pub(crate) jit_config: JitConfig,
     /// The instructions and type of a bare-bytecode extension (objects keep theirs in `object`).
     pub(crate) raw: Option<(Vec<Insn>, Option<ProgType>)>,
 }
@@ -100,7 +118,10 @@ impl Extension {
     }
 
     /// Builds an extension from an already parsed object.
-    pub fn from_object(object: Object, options: ExtensionOptions) -> Result<Self> {
+    pub fn from_object(mut object: Object, options: ExtensionOptions) -> Result<Self> {
+        if let Some(size) = options.heap_size {
+            set_heap_size(&mut object.maps, size)?;
+        }
         let map_opts = MapOptions {
             num_cpus: options.cpus,
             arena_init: object
@@ -122,6 +143,8 @@ impl Extension {
             limits: options.limits.unwrap_or_default(),
             object: Some(object),
             verify: options.verify,
+            engine: options.engine,
+            jit_config: options.jit,
             raw: None,
         };
         ext.programs = (0..ext.program_names.len())
@@ -156,6 +179,8 @@ impl Extension {
             helpers: options.helpers,
             limits: options.limits.unwrap_or_default(),
             verify: options.verify,
+            engine: options.engine,
+            jit_config: options.jit,
             raw: Some((insns.to_vec(), prog_type)),
         };
         ext.programs = vec![ext.build_program(0)?];
@@ -201,6 +226,16 @@ impl Extension {
             None => link::load_raw_program(name, insns, prog_type),
         };
         Ok(loaded.map(|mut p| {
+            if let (true, Some(v), Some(ty)) = (Engine::JIT_SUPPORTED, &verified, prog_type)
+                && engine::jit_unsupported(ty, v).is_none()
+            {
+                p.jit = Some(engine::compile(
+                    &p.code,
+                    v,
+                    self.heap_layout(),
+                    self.jit_config,
+                ));
+            }
             p.verified = verified;
             p
         }))
@@ -313,8 +348,41 @@ impl Extension {
         self.verify
     }
 
+    /// The extension heap (its arena map): base and size, if it has one.
+    pub fn heap_layout(&self) -> Option<HeapLayout> {
+        let index = self
+            .specs
+            .iter()
+            .position(|m| m.map_type == kflex_object::MapType::Arena)?;
+        let (base, size) = self.maps.heap(index).ok()?;
+        Some(HeapLayout { base, size })
+    }
+
+    /// The engine test-runs use by default ([`ExtensionOptions::engine`]).
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
     /// The interpreter limits used for test-runs.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+}
+
+/// Sets the arena map's size to `size` bytes (whole pages); an error if there is no arena map or
+/// the size is zero or too large.
+fn set_heap_size(maps: &mut [MapSpec], size: u64) -> Result<()> {
+    let arena = maps
+        .iter_mut()
+        .find(|m| m.map_type == kflex_object::MapType::Arena)
+        .ok_or_else(|| {
+            Error::Input("a heap size was given but the object has no arena map".into())
+        })?;
+    let page = kflex_runtime::maps::page_size().max(1);
+    let pages = size.div_ceil(page);
+    arena.max_entries = u32::try_from(pages)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| Error::Input(format!("heap size {size} is out of range")))?;
+    Ok(())
 }

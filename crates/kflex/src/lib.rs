@@ -16,7 +16,10 @@
 //! # Ok::<(), kflex::Error>(())
 //! ```
 //!
-//! Modules: [`extension`] (loading), [`link`] (verification, map reference resolution and
+//! Test-runs execute on the x86-64 JIT (`kflex-jit`) by default where it runs, or on the
+//! reference interpreter ([`Engine`], [`ExtensionOptions::engine`], [`TestRunOptions::engine`]).
+//!
+//! Modules: [`extension`] (loading), [`engine`] (engine choice and JIT compilation), [`link`] (verification, map reference resolution and
 //! decoding),
 //! [`test_run`], [`maps`] (host map access), [`conformance`] (the bpf_conformance suite),
 //! [`packet`] (test frame builders), [`hex`] (hex text).
@@ -24,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod engine;
 pub mod error;
 pub mod extension;
 pub mod hex;
@@ -32,6 +36,7 @@ pub mod maps;
 pub mod packet;
 pub mod test_run;
 
+pub use engine::Engine;
 pub use error::{Error, Rejection, Result, RunFault};
 pub use extension::{Extension, ExtensionOptions, RAW_PROGRAM_NAME};
 pub use link::LoadedProgram;

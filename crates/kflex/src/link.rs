@@ -34,6 +34,11 @@ pub struct LoadedProgram {
     /// What the verifier proved about the program (guards, termination points, cancellation
     /// table, statistics); `None` when it was loaded without verification.
     pub verified: Option<VerifiedProgram>,
+    /// The program compiled by the JIT (verified programs on x86-64 Linux), or why it could not
+    /// be; `None` when it was not compiled (unverified, no JIT on this host, or the program reads
+    /// context packet pointers, see [`crate::engine::jit_unsupported`]): it then runs on the
+    /// interpreter whatever engine is asked for.
+    pub jit: Option<std::result::Result<kflex_jit::JitProgram, kflex_jit::JitError>>,
 }
 
 impl LoadedProgram {
@@ -89,6 +94,7 @@ pub fn load_object_program(
         maps_used,
         meta: Some(meta.clone()),
         verified: None,
+        jit: None,
     })
 }
 
@@ -109,6 +115,7 @@ pub fn load_raw_program(
         maps_used,
         meta: None,
         verified: None,
+        jit: None,
     })
 }
 

@@ -13,12 +13,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kflex_hooks::{TestRunInput, TestRunOutput};
-use kflex_interp::Vm;
+use kflex_interp::{Limits, Vm};
+use kflex_jit::{JitEnv, JitFault, JitFaultKind, JitProgram};
 use kflex_object::ProgType;
+use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
 use kflex_runtime::helpers::HelperRegistry;
 use kflex_runtime::maps::MapTable;
 use kflex_runtime::{ExecEnv, MemoryMap, Region};
 
+use crate::engine::Engine;
 use crate::error::{Error, Result, RunFault};
 use crate::extension::Extension;
 use crate::link::LoadedProgram;
@@ -37,6 +40,12 @@ pub struct TestRunOptions {
     pub repeat: u32,
     /// CPU number the runs are considered to execute on (selects per-CPU map slots).
     pub cpu: u32,
+    /// The engine to run on; `None` for the extension's default ([`crate::ExtensionOptions::engine`]).
+    /// Programs loaded without verification always run on the interpreter.
+    pub engine: Option<Engine>,
+    /// Time budget of one JIT run of a program with loops: past it the watchdog cancels the run
+    /// (`cancelled` in the result). `None` for the default, 10 ms.
+    pub budget: Option<Duration>,
 }
 
 impl Default for TestRunOptions {
@@ -46,6 +55,8 @@ impl Default for TestRunOptions {
             ctx_in: None,
             repeat: 1,
             cpu: 0,
+            engine: None,
+            budget: None,
         }
     }
 }
@@ -79,7 +90,7 @@ pub struct TestRunResult {
     pub ctx_out: Option<Vec<u8>>,
     /// Mean wall-clock time of one run of the program, in nanoseconds.
     pub ns_per_run: u64,
-    /// Instructions executed by one run (the last one).
+    /// Instructions executed by one run (the last one); 0 on the JIT, which does not count them.
     pub instructions_per_run: u64,
     /// Lines written by `bpf_trace_printk`, over all runs (at most [`MAX_TRACE_LINES`]).
     pub trace: Vec<String>,
@@ -88,6 +99,19 @@ pub struct TestRunResult {
     /// Resources (ringbuf reservations, locks, ...) the program still held at exit and the runtime
     /// released, over all runs.
     pub resources_released: u64,
+    /// The engine that ran the program.
+    pub engine: Engine,
+    /// The last run was cancelled (a memory fault, a stack overflow, or the watchdog when it ran
+    /// past its budget, in JIT code); `retval` is then 0, the resources it held were released
+    /// (counted in `resources_released`), and the runs stop there.
+    pub cancelled: bool,
+    /// Why the run was cancelled.
+    pub cancel_reason: Option<String>,
+    /// SFI guard sequences in the JIT code (0 on the interpreter, which checks every access).
+    pub guards_emitted: u64,
+    /// Heap accesses the JIT compiled without a guard (elided by the verifier's facts, or loads
+    /// in writes-only mode).
+    pub guards_elided: u64,
 }
 
 impl Extension {
@@ -102,6 +126,25 @@ impl Extension {
             ))
         })?;
         let registry = self.run_registry(prog_type)?;
+        let jit = match options.engine.unwrap_or(self.engine) {
+            Engine::Jit => match &prog.jit {
+                Some(Ok(jit)) => Some(jit),
+                Some(Err(e)) => {
+                    return Err(Error::Input(format!(
+                        "program {} could not be compiled by the JIT: {e}",
+                        prog.name
+                    )));
+                }
+                None => None,
+            },
+            Engine::Interp => None,
+        };
+        let engine = if jit.is_some() {
+            Engine::Jit
+        } else {
+            Engine::Interp
+        };
+        let heap_base = self.heap_layout().map_or(0, |h| h.base);
         let map_regions = self.maps.regions();
         let mut mem = map_memory(&map_regions)?;
         let input = TestRunInput {
@@ -120,7 +163,15 @@ impl Extension {
                 // Something outlived the previous run in the map: start again from the maps.
                 mem = map_memory(&map_regions)?;
             }
-            let run = run_once(prog, prog_type, &input, &mut mem, &registry, &mut env, self);
+            let target = Target {
+                prog,
+                jit,
+                registry: &registry,
+                heap_base,
+                limits: self.limits,
+                budget: options.budget.unwrap_or(DEFAULT_BUDGET),
+            };
+            let run = run_once(&target, prog_type, &input, &mut mem, &mut env);
             for line in env.take_trace() {
                 if trace.len() < MAX_TRACE_LINES {
                     trace.push(line);
@@ -128,15 +179,28 @@ impl Extension {
                     trace_dropped += 1;
                 }
             }
-            let (retval, instructions, output, took, freed) = run?;
-            released += freed;
-            elapsed += took;
-            last = Some((retval, instructions, output));
+            let run = run?;
+            released += run.freed;
+            elapsed += run.took;
+            let stop = run.cancel.is_some();
+            last = Some(run);
+            if stop {
+                break;
+            }
         }
-        let Some((retval, instructions, output)) = last else {
+        let Some(RunOutput {
+            retval,
+            instructions,
+            output,
+            cancel,
+            ..
+        }) = last
+        else {
             return Err(Error::Input("repeat count produced no run".to_string()));
         };
-        let ns_per_run = (elapsed.as_nanos() / u128::from(repeat)) as u64;
+        let runs = u128::from(repeat);
+        let ns_per_run = (elapsed.as_nanos() / runs.max(1)) as u64;
+        let (guards_emitted, guards_elided) = jit.map_or((0, 0), JitProgram::guards);
         Ok(TestRunResult {
             retval,
             data_out: output.data_out,
@@ -146,6 +210,11 @@ impl Extension {
             trace,
             trace_dropped,
             resources_released: released,
+            engine,
+            cancelled: cancel.is_some(),
+            cancel_reason: cancel,
+            guards_emitted,
+            guards_elided,
         })
     }
 
@@ -209,51 +278,99 @@ fn new_env(maps: Arc<MapTable>, cpu: u32) -> ExecEnv {
     env
 }
 
-/// r0, instructions, outputs, time spent in the interpreter, resources released.
-type RunOutput = (u64, u64, TestRunOutput, Duration, u64);
+/// What one run produced.
+struct RunOutput {
+    retval: u64,
+    instructions: u64,
+    output: TestRunOutput,
+    /// Time spent in the engine.
+    took: Duration,
+    /// Resources released after the run.
+    freed: u64,
+    /// Why the run was cancelled, if it was.
+    cancel: Option<String>,
+}
+
+/// What runs: the program, its JIT code when the JIT runs it, and what it runs with.
+struct Target<'a> {
+    prog: &'a LoadedProgram,
+    jit: Option<&'a JitProgram>,
+    registry: &'a HelperRegistry,
+    heap_base: u64,
+    limits: Limits,
+    budget: Duration,
+}
 
 /// One run from a fresh copy of the input, in `mem` (which holds the map regions and gets back to
 /// exactly those before this returns: the run's packet, context, ringbuf samples and stack frames
 /// are removed).
 fn run_once(
-    prog: &LoadedProgram,
+    target: &Target<'_>,
     prog_type: ProgType,
     input: &TestRunInput,
     mem: &mut MemoryMap,
-    registry: &HelperRegistry,
     env: &mut ExecEnv,
-    ext: &Extension,
 ) -> Result<RunOutput> {
+    let prog = target.prog;
     let mut prepared =
         kflex_hooks::prepare(prog_type, input).map_err(|e| Error::Input(e.to_string()))?;
     // SAFETY: `prepared` owns the packet and context buffers its regions describe, keeps them alive
     // and unmoved until `finish`, and we uninstall them from `mem` before that.
     unsafe { prepared.install(mem) }.map_err(|e| Error::Input(e.to_string()))?;
     let ctx_addr = prepared.ctx_address();
+    let args = [ctx_addr, 0, 0, 0, 0];
     let start = Instant::now();
-    let outcome = {
-        let mut vm = Vm {
-            mem: &mut *mem,
-            ctx: Some(prepared.context_access()),
-            helpers: registry,
-            env: &mut *env,
-            limits: ext.limits,
-        };
-        kflex_interp::run(&prog.code, [ctx_addr, 0, 0, 0, 0], &mut vm)
+    let outcome = match target.jit {
+        Some(jit) => {
+            let mut jenv = JitEnv::new(&mut *mem, target.registry, &mut *env);
+            jenv.ctx = Some(prepared.context_access());
+            jenv.max_call_depth = target.limits.max_call_depth;
+            jenv.heap_base = target.heap_base;
+            jenv.budget = Some(target.budget);
+            match jit.run(args, &mut jenv) {
+                Ok(retval) => Ok((retval, 0, None, 0)),
+                Err(JitFault {
+                    kind: JitFaultKind::Cancelled { reason },
+                    resources_released,
+                    ..
+                }) => Ok((0, 0, Some(reason.to_string()), resources_released)),
+                Err(f) => Err((f.pc, f.to_string())),
+            }
+        }
+        None => {
+            let mut vm = Vm {
+                mem: &mut *mem,
+                ctx: Some(prepared.context_access()),
+                helpers: target.registry,
+                env: &mut *env,
+                limits: target.limits,
+            };
+            kflex_interp::run(&prog.code, args, &mut vm)
+                .map(|o| (o.retval, o.instructions, None, 0))
+                .map_err(|f| (f.pc, f.to_string()))
+        }
     };
     let took = start.elapsed();
-    let freed = env.release_all_in(mem) as u64;
+    let mut freed = env.release_all_in(mem) as u64;
     prepared.uninstall(mem);
-    let outcome = outcome.map_err(|f| {
+    let (retval, instructions, cancel, released_by_jit) = outcome.map_err(|(pc, message)| {
         Error::Fault(RunFault {
             program: prog.name.clone(),
-            pc: f.pc,
-            message: f.to_string(),
-            source: prog.source_line(f.pc),
+            pc,
+            message,
+            source: prog.source_line(pc),
         })
     })?;
+    freed += released_by_jit as u64;
     let output = prepared.finish();
-    Ok((outcome.retval, outcome.instructions, output, took, freed))
+    Ok(RunOutput {
+        retval,
+        instructions,
+        output,
+        took,
+        freed,
+        cancel,
+    })
 }
 
 #[cfg(test)]

@@ -59,29 +59,42 @@ fn run_json_reports_retval_timing_and_outputs() {
     let obj = example_object("xdp_firewall");
     let frame = packet::udp4_frame([10, 1, 1, 1], [10, 2, 2, 2], 999, 11211, b"stats");
     let pkt = tmp("memcached.bin", &frame);
-    let o = kflex(&[
-        "run",
-        obj.to_str().unwrap(),
-        "--program",
-        "xdp_firewall",
-        "--packet",
-        pkt.to_str().unwrap(),
-        "--repeat",
-        "3",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
-    assert_eq!(text.trim().lines().count(), 1, "one JSON object: {text}");
-    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-    assert_eq!(v["retval"], 1, "port 11211 is dropped");
-    assert!(v["ns_per_run"].as_u64().unwrap() > 0);
-    assert!(v["instructions"].as_u64().unwrap() > 10);
-    assert_eq!(v["data_out"], kflex::hex::encode(&frame));
-    assert!(v["ctx_out"].is_null() || v["ctx_out"].is_string());
-    let trace = v["trace"].as_array().unwrap();
-    assert_eq!(trace.len(), 3, "one drop line per run: {trace:?}");
-    assert!(trace[0].as_str().unwrap().contains("dport 11211"));
+    for engine in ["jit", "interp"] {
+        let o = kflex(&[
+            "run",
+            obj.to_str().unwrap(),
+            "--program",
+            "xdp_firewall",
+            "--packet",
+            pkt.to_str().unwrap(),
+            "--repeat",
+            "3",
+            "--engine",
+            engine,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        assert_eq!(text.trim().lines().count(), 1, "one JSON object: {text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        // The firewall reads packet pointers from its context: it runs on the interpreter
+        // whatever the engine asked for (see `kflex::engine::jit_unsupported`).
+        assert_eq!(v["engine"], "interp");
+        assert_eq!(v["retval"], 1, "port 11211 is dropped");
+        assert!(v["ns_per_run"].as_u64().unwrap() > 0);
+        assert!(v["instructions"].as_u64().unwrap() > 10);
+        assert_eq!(v["data_out"], kflex::hex::encode(&frame));
+        assert!(v["ctx_out"].is_null() || v["ctx_out"].is_string());
+        let trace = v["trace"].as_array().unwrap();
+        assert_eq!(trace.len(), 3, "one drop line per run: {trace:?}");
+        assert!(trace[0].as_str().unwrap().contains("dport 11211"));
+        assert_eq!(v["cancelled"], false);
+        assert!(v["cancel_reason"].is_null());
+        assert_eq!(v["resources_released"], 0);
+        // The firewall has no heap: no guards either way.
+        assert_eq!(v["guards_emitted"], 0);
+        assert_eq!(v["guards_elided"], 0);
+    }
 }
 
 #[test]

@@ -257,6 +257,8 @@ fn instruction_budget_stops_infinite_loops() {
                 max_instructions: 10_000,
                 ..kflex::Limits::default()
             }),
+            // The instruction budget is the interpreter's; the JIT has the watchdog (below).
+            engine: kflex::Engine::Interp,
             ..ExtensionOptions::default()
         },
     )
@@ -265,6 +267,44 @@ fn instruction_budget_stops_infinite_loops() {
         .test_run("main", &TestRunOptions::default())
         .unwrap_err();
     assert!(e.to_string().contains("10000"), "{e}");
+}
+
+#[test]
+fn the_jit_cancels_an_endless_loop_within_its_budget() {
+    if !kflex::Engine::JIT_SUPPORTED {
+        return;
+    }
+    // loop: goto loop
+    let prog = [Insn::new(op::JMP | op::JA, 0, 0, -1, 0), EXIT];
+    let ext = Extension::from_raw(
+        &prog,
+        Some(ProgType::Syscall),
+        ExtensionOptions {
+            engine: kflex::Engine::Jit,
+            ..ExtensionOptions::default()
+        },
+    )
+    .unwrap();
+    let budget = std::time::Duration::from_millis(20);
+    let start = std::time::Instant::now();
+    let r = ext
+        .test_run(
+            "main",
+            &TestRunOptions {
+                budget: Some(budget),
+                ..TestRunOptions::default()
+            },
+        )
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(r.engine, kflex::Engine::Jit);
+    assert!(r.cancelled);
+    assert_eq!(r.cancel_reason.as_deref(), Some("terminated"));
+    assert!(took >= budget, "stopped after {took:?}");
+    assert!(took < budget * 50, "stopped only after {took:?}");
+    // The host carries on: the same extension runs again and is cancelled again.
+    let again = ext.test_run("main", &TestRunOptions::default()).unwrap();
+    assert!(again.cancelled);
 }
 
 #[test]

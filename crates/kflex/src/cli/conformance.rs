@@ -1,4 +1,5 @@
-//! `kflex conformance DIR`: run every bpf_conformance `.data` test in a directory.
+//! `kflex conformance DIR [--engine jit|interp]`: run every bpf_conformance `.data` test in a
+//! directory on one engine.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,8 +7,8 @@ use std::process::ExitCode;
 use super::{CliError, EXIT_PROGRAM};
 
 /// Runs the subcommand.
-pub fn run(dir: &Path, verbose: bool) -> Result<ExitCode, CliError> {
-    let outcomes = kflex::conformance::run_dir(dir)
+pub fn run(dir: &Path, verbose: bool, engine: kflex::Engine) -> Result<ExitCode, CliError> {
+    let outcomes = kflex::conformance::run_dir_on(engine, dir)
         .map_err(|e| CliError::usage(format!("cannot read {}: {e}", dir.display())))?;
     let mut passed = 0usize;
     let mut failed = 0usize;

@@ -3,7 +3,8 @@
 //! The program arrives on stdin as hex text; the memory, when the test has one, is the last
 //! command-line argument in the same form. r1 points at the memory (0 if none), r2 holds its length.
 //! On success r0 is printed in hex and the exit status is 0; when the program is rejected or faults
-//! the error goes to stdout and the exit status is 1.
+//! the error goes to stdout and the exit status is 1. `--engine jit|interp` (before the runner's
+//! arguments) picks the engine.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -13,8 +14,8 @@ use kflex_isa::Insn;
 use super::EXIT_PROGRAM;
 
 /// Runs the plugin; never fails with a usage error (the protocol reports everything on stdout).
-pub fn run(args: &[String]) -> ExitCode {
-    match execute(args) {
+pub fn run(args: &[String], engine: kflex::Engine) -> ExitCode {
+    match execute(args, engine) {
         Ok(r0) => {
             println!("{r0:x}");
             ExitCode::SUCCESS
@@ -26,7 +27,7 @@ pub fn run(args: &[String]) -> ExitCode {
     }
 }
 
-fn execute(args: &[String]) -> Result<u64, String> {
+fn execute(args: &[String], engine: kflex::Engine) -> Result<u64, String> {
     let mut text = String::new();
     std::io::stdin()
         .read_to_string(&mut text)
@@ -43,5 +44,5 @@ fn execute(args: &[String]) -> Result<u64, String> {
         Some(arg) => kflex::hex::decode(arg).map_err(|e| format!("memory: {e}"))?,
         None => Vec::new(),
     };
-    kflex::conformance::run_program(&insns, &mem).map_err(|e| e.to_string())
+    kflex::conformance::run_program_on(engine, &insns, &mem).map_err(|e| e.to_string())
 }

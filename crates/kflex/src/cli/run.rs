@@ -10,22 +10,24 @@ use serde_json::{Value, json};
 
 use super::{CliError, RunArgs, read_file};
 
-/// Runs the subcommand.
+/// Runs the subcommand: every `--program` in order, in one extension instance (so maps and the
+/// heap are shared between the runs), reporting each run.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let ext = load(args)?;
-    let program = match &args.program {
-        Some(p) => p.clone(),
-        None => match ext.program_names() {
-            [only] => only.clone(),
+    let programs = if args.program.is_empty() {
+        match ext.program_names() {
+            [only] => vec![only.clone()],
             names => {
                 return Err(CliError::usage(format!(
-                    "{} has {} programs; choose one with --program ({})",
+                    "{} has {} programs; choose with --program ({})",
                     ext.name(),
                     names.len(),
                     names.join(", ")
                 )));
             }
-        },
+        }
+    } else {
+        args.program.clone()
     };
     let options = TestRunOptions {
         data_in: match &args.packet {
@@ -38,17 +40,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         },
         repeat: args.repeat,
         cpu: args.cpu,
+        engine: args.engine,
+        budget: args.budget,
     };
-    let result = ext.test_run(&program, &options)?;
-    let prog_type = ext.program(&program)?.prog_type;
-    let ringbufs = drain_ringbufs(&ext)?;
-    if args.json {
-        println!("{}", to_json(&program, &result, args.repeat, &ringbufs));
-    } else {
-        print!(
-            "{}",
-            to_text(&program, prog_type, &result, args.repeat, &ringbufs)
-        );
+    for program in &programs {
+        let result = ext.test_run(program, &options)?;
+        let prog_type = ext.program(program)?.prog_type;
+        let ringbufs = drain_ringbufs(&ext)?;
+        if args.json {
+            println!("{}", to_json(program, &result, args.repeat, &ringbufs));
+        } else {
+            print!(
+                "{}",
+                to_text(program, prog_type, &result, args.repeat, &ringbufs)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -63,6 +69,12 @@ fn load(args: &RunArgs) -> Result<Extension, CliError> {
     };
     let options = ExtensionOptions {
         verify: !args.no_verify,
+        engine: args.engine.unwrap_or_default(),
+        heap_size: args.heap,
+        jit: kflex::engine::JitConfig {
+            sfi: args.sfi.unwrap_or_default(),
+            ..kflex::engine::JitConfig::default()
+        },
         ..ExtensionOptions::default()
     };
     match bare {
@@ -187,6 +199,11 @@ fn to_json(program: &str, r: &TestRunResult, repeat: u32, ringbufs: &RingbufReco
         "trace_dropped": r.trace_dropped,
         "ringbuf": rb,
         "resources_released": r.resources_released,
+        "engine": r.engine.name(),
+        "cancelled": r.cancelled,
+        "cancel_reason": r.cancel_reason,
+        "guards_emitted": r.guards_emitted,
+        "guards_elided": r.guards_elided,
     })
 }
 
@@ -208,13 +225,30 @@ fn to_text(
         let _ = write!(s, " {v}");
     }
     s.push('\n');
-    let _ = writeln!(
-        s,
-        "{} ns/run over {} run(s), {} instructions/run",
-        r.ns_per_run,
-        repeat.max(1),
-        r.instructions_per_run
-    );
+    match r.engine {
+        kflex::Engine::Jit => {
+            let _ = writeln!(
+                s,
+                "{} ns/run over {} run(s) on the JIT ({} heap guard(s), {} elided)",
+                r.ns_per_run,
+                repeat.max(1),
+                r.guards_emitted,
+                r.guards_elided
+            );
+        }
+        kflex::Engine::Interp => {
+            let _ = writeln!(
+                s,
+                "{} ns/run over {} run(s) on the interpreter, {} instructions/run",
+                r.ns_per_run,
+                repeat.max(1),
+                r.instructions_per_run
+            );
+        }
+    }
+    if let Some(reason) = &r.cancel_reason {
+        let _ = writeln!(s, "cancelled: {reason}");
+    }
     let _ = writeln!(s, "data_out ({} bytes):", r.data_out.len());
     s.push_str(&kflex::hex::dump(&r.data_out, "  "));
     if let Some(ctx) = &r.ctx_out {

@@ -1,12 +1,13 @@
 //! `kflex demo`: load every bundled example, show its maps and programs with each program's
 //! verification (verdict, instructions processed, states, time, guards), test-run it on realistic
-//! inputs, show the results and map contents, then benchmark it.
+//! inputs, show the results and map contents, then benchmark it on the interpreter and the JIT
+//! side by side.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use kflex::packet::{self, ETH_P_ARP};
-use kflex::{Extension, ExtensionOptions, MapType, TestRunOptions};
+use kflex::{Engine, Extension, ExtensionOptions, MapType, TestRunOptions};
 
 use super::CliError;
 use super::disasm::describe_map;
@@ -225,6 +226,25 @@ fn verification_line(p: &kflex::LoadedProgram) -> String {
     )
 }
 
+/// How the JIT took a program: compiled (code size, guards) or why it runs on the interpreter.
+fn jit_line(p: &kflex::LoadedProgram) -> String {
+    match (&p.jit, &p.verified, p.prog_type) {
+        (Some(Ok(j)), _, _) => {
+            let (emitted, elided) = j.guards();
+            format!(
+                "compiled, {} bytes of x86-64, {emitted} heap guard(s), {elided} elided",
+                j.code().len()
+            )
+        }
+        (Some(Err(e)), _, _) => format!("compilation failed: {e}"),
+        (None, Some(v), Some(ty)) => match kflex::engine::jit_unsupported(ty, v) {
+            Some(why) => format!("interpreter only ({why})"),
+            None => "interpreter only (no JIT on this host)".to_string(),
+        },
+        (None, _, _) => "interpreter only (not verified)".to_string(),
+    }
+}
+
 fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kflex::Error> {
     let mut out = String::new();
     let ext = Extension::load(example.name, example.object, ExtensionOptions::default())?;
@@ -244,6 +264,7 @@ fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kf
                     p.len()
                 );
                 let _ = writeln!(out, "    {}", verification_line(p));
+                let _ = writeln!(out, "    jit: {}", jit_line(p));
             }
             Err(r) => {
                 let _ = writeln!(out, "  {r}");
@@ -259,7 +280,12 @@ fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kf
     let prog_type = ext.program(&program)?.prog_type;
     let cases = scenarios(example.name);
     for case in &cases {
-        let r = ext.test_run(&program, &case.options)?;
+        // Instruction counts come from the interpreter.
+        let options = TestRunOptions {
+            engine: Some(Engine::Interp),
+            ..case.options.clone()
+        };
+        let r = ext.test_run(&program, &options)?;
         let verdict = verdict_name(prog_type, r.retval)
             .map(|v| format!(" {v}"))
             .unwrap_or_default();
@@ -286,26 +312,45 @@ fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kf
     let _ = writeln!(out, "  maps after the runs:");
     show_maps(&ext, &mut out)?;
     if let Some(first) = cases.first() {
-        let options = TestRunOptions {
-            repeat,
-            ..first.options.clone()
+        let _ = writeln!(
+            out,
+            "  bench {} ({}, {} runs each):",
+            example.name,
+            first.what,
+            repeat.max(1)
+        );
+        let bench = |engine: Engine| {
+            let options = TestRunOptions {
+                repeat,
+                engine: Some(engine),
+                ..first.options.clone()
+            };
+            ext.test_run(&program, &options)
         };
-        let r = ext.test_run(&program, &options)?;
-        let ips = if r.ns_per_run > 0 {
-            r.instructions_per_run as f64 * 1e9 / r.ns_per_run as f64
+        let interp = bench(Engine::Interp)?;
+        let ips = if interp.ns_per_run > 0 {
+            interp.instructions_per_run as f64 * 1e9 / interp.ns_per_run as f64
         } else {
             0.0
         };
         let _ = writeln!(
             out,
-            "  bench {}: {} ns/run over {} runs ({}), {} instructions/run, {:.1} M instructions/s",
-            example.name,
-            r.ns_per_run,
-            repeat.max(1),
-            first.what,
-            r.instructions_per_run,
+            "    interp {:>8} ns/run, {} instructions/run, {:.1} M instructions/s",
+            interp.ns_per_run,
+            interp.instructions_per_run,
             ips / 1e6
         );
+        let jit = bench(Engine::Jit)?;
+        if jit.engine == Engine::Jit {
+            let speedup = interp.ns_per_run as f64 / jit.ns_per_run.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "    jit    {:>8} ns/run, {speedup:.1}x the interpreter's speed",
+                jit.ns_per_run
+            );
+        } else {
+            let _ = writeln!(out, "    jit    not used: {}", jit_line(ext.program(&program)?));
+        }
     }
     Ok(out)
 }

@@ -349,7 +349,11 @@ fn demo_one(example: &kflex_examples::Example, repeat: u32) -> Result<String, kf
                 jit.ns_per_run
             );
         } else {
-            let _ = writeln!(out, "    jit    not used: {}", jit_line(ext.program(&program)?));
+            let _ = writeln!(
+                out,
+                "    jit    not used: {}",
+                jit_line(ext.program(&program)?)
+            );
         }
     }
     Ok(out)

@@ -4,12 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use kflex_hooks::{PointerKind, check_ctx_access};
 use kflex_isa::decode::Program;
 use kflex_jit::{CtxAccess, HeapLayout, JitError, JitOptions, JitProgram};
 pub use kflex_jit::{SfiMode, TerminationMode};
-use kflex_object::ProgType;
-use kflex_runtime::memory::Access;
 use kflex_verify::{HeapAccess, VerifiedProgram};
 
 /// Which engine runs a program.
@@ -125,28 +122,6 @@ pub fn guards_required(verified: &VerifiedProgram) -> usize {
         .iter()
         .filter(|f| f.reachable && matches!(f.heap, Some(HeapAccess::Guard { .. })))
         .count()
-}
-
-/// Why the JIT cannot run `verified` with the interpreter's results yet, if it cannot: the JIT
-/// narrows the value of a context load to the load's size, while packet-pointer fields of the
-/// context (`xdp_md.data`, `__sk_buff.data_end`, ...) are 4-byte loads that yield full 64-bit
-/// addresses. Programs that read them run on the interpreter until the JIT keeps those values.
-pub fn jit_unsupported(prog_type: ProgType, verified: &VerifiedProgram) -> Option<String> {
-    verified.insns.iter().enumerate().find_map(|(pc, facts)| {
-        let c = facts.ctx.filter(|c| !c.write && c.size < 8)?;
-        let field = check_ctx_access(prog_type, u64::from(c.offset), c.size, Access::Read)
-            .ok()
-            .flatten()?;
-        field
-            .pointer
-            .filter(|k| *k != PointerKind::SockCommonOrNull)
-            .map(|_| {
-                format!(
-                    "instruction {pc} loads the packet pointer {} from the context",
-                    field.name
-                )
-            })
-    })
 }
 
 /// Compiles a verified program with the options its facts call for; `heap` is the extension's

@@ -226,9 +226,7 @@ impl Extension {
             None => link::load_raw_program(name, insns, prog_type),
         };
         Ok(loaded.map(|mut p| {
-            if let (true, Some(v), Some(ty)) = (Engine::JIT_SUPPORTED, &verified, prog_type)
-                && engine::jit_unsupported(ty, v).is_none()
-            {
+            if let (true, Some(v)) = (Engine::JIT_SUPPORTED, &verified) {
                 p.jit = Some(engine::compile(
                     &p.code,
                     v,

@@ -35,9 +35,8 @@ pub struct LoadedProgram {
     /// table, statistics); `None` when it was loaded without verification.
     pub verified: Option<VerifiedProgram>,
     /// The program compiled by the JIT (verified programs on x86-64 Linux), or why it could not
-    /// be; `None` when it was not compiled (unverified, no JIT on this host, or the program reads
-    /// context packet pointers, see [`crate::engine::jit_unsupported`]): it then runs on the
-    /// interpreter whatever engine is asked for.
+    /// be; `None` when it was not compiled (unverified, or no JIT on this host): it then runs on
+    /// the interpreter whatever engine is asked for.
     pub jit: Option<std::result::Result<kflex_jit::JitProgram, kflex_jit::JitError>>,
 }
 

@@ -24,7 +24,9 @@ pub(super) fn load(
     let d = reg(dst);
     if let Some((index, _)) = e.ctx_access(pc) {
         context_call(e, pc, index, None);
-        extend_r11(e, size, sign_extend);
+        if sign_extend {
+            sign_extend_r11(e, size);
+        }
         x64!(e.ops ; mov Rq(d), r11);
         return;
     }
@@ -42,17 +44,16 @@ pub(super) fn load(
     }
 }
 
-/// Truncates (or sign-extends) the context value in r11 to the access size.
-fn extend_r11(e: &mut Emitter<'_>, size: Size, sign_extend: bool) {
+/// Sign-extends the context value in r11 from the access size, as the interpreter does for a
+/// sign-extending context load. Other context loads keep the hook's value unchanged: pointer
+/// fields (`data`, `data_end`) are read with 4-byte loads but produce full 64-bit pointers.
+fn sign_extend_r11(e: &mut Emitter<'_>, size: Size) {
     let o = &mut e.ops;
-    match (size, sign_extend) {
-        (Size::B, false) => x64!(o ; movzx r11d, r11b),
-        (Size::H, false) => x64!(o ; movzx r11d, r11w),
-        (Size::W, false) => x64!(o ; mov r11d, r11d),
-        (Size::B, true) => x64!(o ; movsx r11, r11b),
-        (Size::H, true) => x64!(o ; movsx r11, r11w),
-        (Size::W, true) => x64!(o ; movsxd r11, r11d),
-        (Size::DW, _) => {}
+    match size {
+        Size::B => x64!(o ; movsx r11, r11b),
+        Size::H => x64!(o ; movsx r11, r11w),
+        Size::W => x64!(o ; movsxd r11, r11d),
+        Size::DW => {}
     }
 }
 

@@ -237,10 +237,7 @@ fn jit_line(p: &kflex::LoadedProgram) -> String {
             )
         }
         (Some(Err(e)), _, _) => format!("compilation failed: {e}"),
-        (None, Some(v), Some(ty)) => match kflex::engine::jit_unsupported(ty, v) {
-            Some(why) => format!("interpreter only ({why})"),
-            None => "interpreter only (no JIT on this host)".to_string(),
-        },
+        (None, Some(_), _) => "interpreter only (no JIT on this host)".to_string(),
         (None, _, _) => "interpreter only (not verified)".to_string(),
     }
 }

@@ -1,48 +1,10 @@
 //! `--engine`, `--budget`, `--heap`, `--sfi` and repeated `--program` of the `kflex` command.
 
-use std::io::Write;
+mod common;
+use common::cli::{kflex, kflex_stdin, stderr, stdout, tmp};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn kflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kflex"))
-        .args(args)
-        .output()
-        .expect("kflex runs")
-}
-
-fn kflex_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kflex"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kflex runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kflex-cli-engine");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
+use std::process::Output;
 
 /// `tests/c/multi_program.c` compiled, or `None` when clang is missing.
 fn multi_program() -> Option<PathBuf> {

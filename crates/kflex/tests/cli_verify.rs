@@ -1,25 +1,13 @@
 //! `kflex verify` end to end: verdicts, exit codes, JSON, source lines and hints, bare bytecode,
 //! and `kflex run` refusing rejected programs.
 
+mod common;
+use common::cli::{example_object, kflex, stderr, stdout, tmp};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-
-fn kflex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kflex"))
-        .args(args)
-        .output()
-        .expect("kflex runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn code(o: &Output) -> i32 {
     o.status.code().expect("exited normally")
@@ -28,21 +16,6 @@ fn code(o: &Output) -> i32 {
 fn json(o: &Output) -> Value {
     serde_json::from_str(stdout(o).trim())
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
-}
-
-fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kflex-cli-verify");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p
-}
-
-fn example_object(name: &str) -> PathBuf {
-    tmp(
-        &format!("{name}.o"),
-        kflex_examples::get(name).unwrap().object,
-    )
 }
 
 /// `tests/c/verify_two.c` compiled, or `None` when clang is missing (the skip is reported).

@@ -1,3 +1,4 @@
 //! Shared test support.
 
 pub mod cases;
+pub mod cli;

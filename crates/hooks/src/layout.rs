@@ -347,13 +347,15 @@ pub fn check_ctx_access(
             struct_name(prog_type)
         )));
     };
-    let field = format!("{}.{} (offset {offset})", struct_name(prog_type), fi.name);
+    // Formatted only on the error paths: a permitted access allocates nothing.
+    let field = || format!("{}.{} (offset {offset})", struct_name(prog_type), fi.name);
     let Some(rule) = fi.rule(access) else {
         let because = denied_because(prog_type, fi.name)
             .map(|why| format!(": {why}"))
             .unwrap_or_default();
         return Err(err(format!(
             "{field} cannot be {verb} by this program type{because}",
+            field = field(),
             verb = match access {
                 Access::Read => "read",
                 Access::Write => "written",
@@ -364,12 +366,14 @@ pub fn check_ctx_access(
     if rel + u64::from(size) > u64::from(fi.size) {
         return Err(err(format!(
             "{size}-byte {verb} of {field} runs past the field's {} bytes",
-            fi.size
+            fi.size,
+            field = field(),
         )));
     }
     match rule {
         SizeRule::Exact(n) if n != size => Err(err(format!(
-            "{size}-byte {verb} of {field}: only {n}-byte {verb}s are allowed"
+            "{size}-byte {verb} of {field}: only {n}-byte {verb}s are allowed",
+            field = field(),
         ))),
         _ => Ok(Some(fi)),
     }

@@ -7,26 +7,66 @@
 //! cancelled with `Terminated`); runs on other threads, and other runs of the same program, are
 //! unaffected. Dropping the [`WatchGuard`] disarms the deadline.
 //!
-//! Cost per run: arming takes a mutex and inserts into an ordered map; the thread is woken only
-//! when the new deadline is earlier than the one it already sleeps until, so back-to-back short
-//! runs wake it at most about once per budget.
+//! Cost per run: every thread has a *slot* (deadline, invocation, state) the watchdog thread
+//! scans. Arming the outermost invocation of a thread writes its slot with three atomic stores
+//! and disarming is one compare-and-swap: no lock, no allocation, no system call. The thread is
+//! woken (a mutex and a condition-variable notification) only when the new deadline is earlier
+//! than the time the watchdog will look again, so back-to-back short runs wake it at most about
+//! once per budget. Nested invocations (an extension run from inside a helper of another one on
+//! the same thread) find the slot taken and use a mutex-protected ordered table instead.
 //!
-//! Soundness: the deadline table keeps a raw pointer to the invocation. The guard borrows the
-//! invocation, so it cannot move or be dropped while the guard lives, and the guard's drop
-//! removes the entry under the same mutex the thread holds while calling `request_termination`:
-//! the thread never touches an invocation after its guard was dropped. Leaking the guard would
-//! break this, so [`Watchdog::arm`] is `unsafe`; [`Watchdog::watch`] is the safe scoped form.
+//! Wake-up protocol: the watchdog thread scans with the table's mutex held, publishing
+//! [`SCANNING`] in `next_look` before the scan and the earliest deadline it saw afterwards. An
+//! arm stores its slot *then* reads `next_look` (both sequentially consistent): if it reads a
+//! value from before the scan, the scan sees the slot; if it reads [`SCANNING`], it takes the
+//! mutex, which it gets only once the watchdog waits, and notifies; if it reads the scan's result,
+//! it notifies unless the watchdog already looks again before the new deadline.
+//!
+//! Soundness: slots and the table keep a raw pointer to the invocation. The guard borrows the
+//! invocation, so it cannot move or be dropped while the guard lives. A table entry is removed
+//! under the mutex the thread holds while calling `request_termination`; a slot is disarmed by a
+//! compare-and-swap that fails while the watchdog is firing it (`FIRING`), in which case the drop
+//! waits for the watchdog to finish: the watchdog never touches an invocation after its guard was
+//! dropped. Leaking the guard would break this, so [`Watchdog::arm`] is `unsafe`;
+//! [`Watchdog::watch`] is the safe scoped form.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use super::Invocation;
 
 /// Budget of a run when the engine is not told otherwise.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(10);
+
+/// `next_look` while the watchdog thread scans (arms must notify).
+const SCANNING: u64 = 0;
+/// `next_look` when the watchdog waits without a deadline.
+const IDLE_WAIT: u64 = u64::MAX;
+
+/// How long the thread keeps waking up at this interval after the last deadline it saw, before
+/// it waits without a deadline: during that time arms with a budget at least this long find it
+/// looking again before their deadline and need not wake it.
+const LINGER: Duration = DEFAULT_BUDGET;
+
+/// Slot states.
+const SLOT_IDLE: u8 = 0;
+const SLOT_ARMED: u8 = 1;
+/// The watchdog is requesting termination of the slot's invocation.
+const SLOT_FIRING: u8 = 2;
+/// The watchdog fired the slot; its guard still has to drop it.
+const SLOT_FIRED: u8 = 3;
+
+/// One thread's deadline (see the module docs).
+#[derive(Debug, Default)]
+struct Slot {
+    state: AtomicU8,
+    /// Deadline in ticks ([`now_ticks`]).
+    deadline: AtomicU64,
+    invocation: AtomicPtr<Invocation>,
+}
 
 /// A pointer to an armed invocation (only dereferenced under the table's mutex, while armed).
 struct Armed(*const Invocation);
@@ -37,13 +77,13 @@ struct Armed(*const Invocation);
 // `Invocation::request_termination` is an atomic store, safe from any thread.
 unsafe impl Send for Armed {}
 
-/// The deadline table.
+/// The deadline table of nested invocations and the registered slots.
 #[derive(Default)]
 struct Table {
-    /// (deadline, arm sequence number) -> invocation.
-    deadlines: BTreeMap<(Instant, u64), Armed>,
-    /// The deadline the thread sleeps until (`None`: until notified).
-    sleeping_until: Option<Instant>,
+    /// (deadline in ticks, arm sequence number) -> invocation.
+    deadlines: BTreeMap<(u64, u64), Armed>,
+    /// Every thread's slot (a slot whose thread exited is dropped at the next scan).
+    slots: Vec<Arc<Slot>>,
     next_id: u64,
     started: bool,
 }
@@ -53,9 +93,85 @@ pub struct Watchdog {
     table: Mutex<Table>,
     wake: Condvar,
     fired: AtomicU64,
+    /// When the thread looks at the deadlines next, in ticks ([`SCANNING`], [`IDLE_WAIT`]).
+    next_look: AtomicU64,
 }
 
 static WATCHDOG: OnceLock<Watchdog> = OnceLock::new();
+
+/// Nanoseconds of `clock` (a monotonic clock; 0 if it cannot be read).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid out-pointer; the call has no other preconditions.
+    if unsafe { libc::clock_gettime(clock, &mut t) } != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// Now, in deadline ticks: `CLOCK_MONOTONIC` nanoseconds (the clock of `std::time::Instant`) plus one,
+/// so no time equals [`SCANNING`].
+fn now_ticks() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC).saturating_add(1)
+}
+
+/// Resolution of `CLOCK_MONOTONIC_COARSE` in nanoseconds (`u64::MAX` if unavailable).
+fn coarse_resolution() -> u64 {
+    static RES: OnceLock<u64> = OnceLock::new();
+    *RES.get_or_init(|| {
+        let mut r = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `r` is a valid out-pointer.
+        if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut r) } != 0 {
+            return u64::MAX;
+        }
+        let secs = u64::try_from(r.tv_sec).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(r.tv_nsec).unwrap_or(u64::MAX);
+        secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+    })
+}
+
+/// The deadline `budget_ns` from now, in ticks; never earlier than that.
+///
+/// Budgets of at least two ticks of the coarse clock (the default budget on a 250 Hz kernel)
+/// read `CLOCK_MONOTONIC_COARSE`, which costs a few nanoseconds where the precise clock costs
+/// tens: it lags the precise clock (same time base) by less than its resolution, so one
+/// resolution is added and the deadline falls up to that much late, never early. Shorter
+/// budgets read the precise clock.
+fn deadline_ticks(budget_ns: u64) -> u64 {
+    let res = coarse_resolution();
+    let now = if res != u64::MAX && budget_ns / 2 >= res {
+        clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+            .saturating_add(res)
+            .saturating_add(1)
+    } else {
+        now_ticks()
+    };
+    now.saturating_add(budget_ns)
+}
+
+thread_local! {
+    /// This thread's slot, registered with the watchdog on first use.
+    static SLOT: OnceLock<Arc<Slot>> = const { OnceLock::new() };
+}
+
+/// What a guard disarms.
+#[derive(Debug)]
+enum Key {
+    /// Nothing (the budget never expires).
+    None,
+    /// The slot of the thread that armed the guard.
+    Slot(Arc<Slot>),
+    /// A table entry.
+    Table((u64, u64)),
+}
 
 impl Watchdog {
     /// The process's watchdog (its thread starts on the first [`Watchdog::arm`]).
@@ -64,6 +180,7 @@ impl Watchdog {
             table: Mutex::new(Table::default()),
             wake: Condvar::new(),
             fired: AtomicU64::new(0),
+            next_look: AtomicU64::new(IDLE_WAIT),
         })
     }
 
@@ -88,32 +205,61 @@ impl Watchdog {
     /// dropped: the watchdog keeps a raw pointer to it until the guard's drop disarms it.
     pub unsafe fn arm<'a>(invocation: &'a Invocation, budget: Duration) -> WatchGuard<'a> {
         let dog = Watchdog::global();
-        // A budget too large to represent never expires.
-        let Some(deadline) = Instant::now().checked_add(budget) else {
-            return WatchGuard {
-                key: None,
-                _invocation: PhantomData,
-            };
+        let guard = |key| WatchGuard {
+            key,
+            _invocation: PhantomData,
         };
-        let mut table = dog.lock();
-        if !table.started {
-            let spawned = std::thread::Builder::new()
-                .name("kflex-watchdog".into())
-                .spawn(move || dog.run_thread());
-            table.started = spawned.is_ok();
+        // A budget too large to represent never expires.
+        let Some(deadline) = u64::try_from(budget.as_nanos())
+            .ok()
+            .map(deadline_ticks)
+            .filter(|&d| d != u64::MAX)
+        else {
+            return guard(Key::None);
+        };
+        let slot = SLOT.try_with(|s| Arc::clone(s.get_or_init(|| dog.register_slot())));
+        if let Ok(slot) = slot
+            && slot.state.load(Ordering::Relaxed) == SLOT_IDLE
+        {
+            let ptr = (invocation as *const Invocation).cast_mut();
+            slot.invocation.store(ptr, Ordering::Relaxed);
+            slot.deadline.store(deadline, Ordering::Relaxed);
+            slot.state.store(SLOT_ARMED, Ordering::SeqCst);
+            let next = dog.next_look.load(Ordering::SeqCst);
+            if next == SCANNING || deadline < next {
+                let table = dog.lock();
+                dog.start_and_wake(table);
+            }
+            return guard(Key::Slot(slot));
         }
+        let mut table = dog.lock();
         let id = table.next_id;
         table.next_id = id.wrapping_add(1);
         table
             .deadlines
             .insert((deadline, id), Armed(invocation as *const Invocation));
-        if table.sleeping_until.is_none_or(|t| deadline < t) {
-            dog.wake.notify_one();
+        if deadline < dog.next_look.load(Ordering::SeqCst) {
+            dog.start_and_wake(table);
         }
-        WatchGuard {
-            key: Some((deadline, id)),
-            _invocation: PhantomData,
+        guard(Key::Table((deadline, id)))
+    }
+
+    /// A new slot for the calling thread, registered for scanning.
+    fn register_slot(&'static self) -> Arc<Slot> {
+        let slot = Arc::new(Slot::default());
+        self.lock().slots.push(Arc::clone(&slot));
+        slot
+    }
+
+    /// Starts the thread if it is not running yet, and wakes it.
+    fn start_and_wake(&'static self, mut table: MutexGuard<'_, Table>) {
+        if !table.started {
+            let spawned = std::thread::Builder::new()
+                .name("kflex-watchdog".into())
+                .spawn(move || self.run_thread());
+            table.started = spawned.is_ok();
         }
+        self.wake.notify_one();
     }
 
     /// How many terminations the watchdog has requested since the process started.
@@ -123,30 +269,77 @@ impl Watchdog {
 
     /// Deadlines currently armed.
     pub fn armed(&self) -> usize {
-        self.lock().deadlines.len()
+        let table = self.lock();
+        let slots = table
+            .slots
+            .iter()
+            .filter(|s| s.state.load(Ordering::Acquire) == SLOT_ARMED)
+            .count();
+        table.deadlines.len() + slots
+    }
+
+    /// Fires every expired deadline; returns the earliest one still pending and the latest
+    /// deadline any slot was armed with (pending or not).
+    fn scan(&self, table: &mut Table, now: u64) -> (Option<u64>, u64) {
+        while let Some(entry) = table.deadlines.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let Armed(inv) = entry.remove();
+            // SAFETY: the entry was still armed, so its guard (which borrows the invocation)
+            // is alive and cannot be dropped while we hold the table's mutex.
+            unsafe { (*inv).request_termination() };
+            self.fired.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut next = table.deadlines.first_key_value().map(|(k, _)| k.0);
+        let mut latest = 0;
+        for slot in &table.slots {
+            latest = latest.max(slot.deadline.load(Ordering::Relaxed));
+            if slot.state.load(Ordering::SeqCst) != SLOT_ARMED {
+                continue;
+            }
+            let deadline = slot.deadline.load(Ordering::Relaxed);
+            if deadline > now {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                continue;
+            }
+            if slot
+                .state
+                .compare_exchange(SLOT_ARMED, SLOT_FIRING, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                let inv = slot.invocation.load(Ordering::Relaxed);
+                // SAFETY: the slot was armed and is now `FIRING`: its guard (which borrows the
+                // invocation) cannot finish dropping until we store `FIRED` below.
+                unsafe { (*inv).request_termination() };
+                slot.state.store(SLOT_FIRED, Ordering::Release);
+                self.fired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Slots of exited threads (only the table holds them) are idle: drop them.
+        table.slots.retain(|s| Arc::strong_count(s) > 1);
+        (next, latest)
     }
 
     /// The watchdog thread's loop.
     fn run_thread(&self) {
         let mut table = self.lock();
         loop {
-            let now = Instant::now();
-            while let Some(entry) = table.deadlines.first_entry() {
-                if entry.key().0 > now {
-                    break;
-                }
-                let Armed(inv) = entry.remove();
-                // SAFETY: the entry was still armed, so its guard (which borrows the invocation)
-                // is alive and cannot be dropped while we hold the table's mutex.
-                unsafe { (*inv).request_termination() };
-                self.fired.fetch_add(1, Ordering::Relaxed);
-            }
-            let next = table.deadlines.first_key_value().map(|(k, _)| k.0);
-            table.sleeping_until = next;
+            self.next_look.store(SCANNING, Ordering::SeqCst);
+            let now = now_ticks();
+            let (next, latest) = self.scan(&mut table, now);
+            let linger = u64::try_from(LINGER.as_nanos()).unwrap_or(u64::MAX);
+            // Runs armed recently: look again in a while rather than wait to be woken.
+            let next = next.or_else(|| {
+                (latest.saturating_add(linger) > now).then(|| now.saturating_add(linger))
+            });
+            self.next_look
+                .store(next.unwrap_or(IDLE_WAIT), Ordering::SeqCst);
             table = match next {
                 None => self.wake.wait(table).unwrap_or_else(|p| p.into_inner()),
                 Some(t) => {
-                    let wait = t.saturating_duration_since(Instant::now());
+                    let now = now_ticks();
+                    let wait = Duration::from_nanos(t.saturating_sub(now));
                     self.wake
                         .wait_timeout(table, wait)
                         .unwrap_or_else(|p| p.into_inner())
@@ -160,14 +353,37 @@ impl Watchdog {
 /// An armed deadline; dropping it disarms.
 #[derive(Debug)]
 pub struct WatchGuard<'a> {
-    key: Option<(Instant, u64)>,
+    key: Key,
     _invocation: PhantomData<&'a Invocation>,
 }
 
 impl Drop for WatchGuard<'_> {
     fn drop(&mut self) {
-        if let Some(key) = self.key {
-            Watchdog::global().lock().deadlines.remove(&key);
+        match &self.key {
+            Key::None => {}
+            Key::Table(key) => {
+                Watchdog::global().lock().deadlines.remove(key);
+            }
+            Key::Slot(slot) => disarm(slot),
+        }
+    }
+}
+
+/// Disarms `slot`, waiting for the watchdog if it is firing it right now.
+fn disarm(slot: &Slot) {
+    loop {
+        match slot.state.compare_exchange(
+            SLOT_ARMED,
+            SLOT_IDLE,
+            Ordering::SeqCst,
+            Ordering::Acquire,
+        ) {
+            Ok(_) | Err(SLOT_IDLE) => return,
+            Err(SLOT_FIRED) => {
+                slot.state.store(SLOT_IDLE, Ordering::Release);
+                return;
+            }
+            Err(_) => std::hint::spin_loop(),
         }
     }
 }
@@ -202,6 +418,7 @@ pub fn cancellation_stats() -> CancellationStats {
 mod tests {
     use super::*;
     use crate::exec::trap_page;
+    use std::time::Instant;
 
     fn poisoned(inv: &Invocation) -> bool {
         inv.terminate_word().load(Ordering::Acquire) == trap_page() as u64
@@ -255,6 +472,74 @@ mod tests {
         while !poisoned(&short) {
             assert!(start.elapsed() < Duration::from_secs(10), "not woken");
             std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits (up to 10 s) until `inv` is poisoned; false if it never was.
+    fn wait_poisoned(inv: &Invocation) -> bool {
+        let start = Instant::now();
+        while !poisoned(inv) {
+            if start.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    #[test]
+    fn nested_arms_fire_independently() {
+        let (outer, inner) = (Invocation::new(1, 0), Invocation::new(1, 0));
+        // SAFETY: both guards are dropped at the end of the test, before the invocations.
+        let _go = unsafe { Watchdog::arm(&outer, Duration::from_secs(60)) };
+        // SAFETY: as above.
+        let gi = unsafe { Watchdog::arm(&inner, Duration::from_millis(2)) };
+        assert!(matches!(gi.key, Key::Table(_)), "the slot is taken");
+        assert!(wait_poisoned(&inner));
+        assert!(!poisoned(&outer));
+    }
+
+    #[test]
+    fn a_fired_slot_can_be_armed_again() {
+        for _ in 0..3 {
+            let inv = Invocation::new(1, 0);
+            let fired = Watchdog::watch(&inv, Duration::from_millis(1), || wait_poisoned(&inv));
+            assert!(fired);
+        }
+        let inv = Invocation::new(1, 0);
+        // SAFETY: dropped at the end of the test, before the invocation.
+        let g = unsafe { Watchdog::arm(&inv, Duration::from_secs(60)) };
+        assert!(
+            matches!(g.key, Key::Slot(_)),
+            "the slot was released after firing"
+        );
+    }
+
+    #[test]
+    fn earlier_deadline_on_another_thread_wakes_the_watchdog() {
+        let long = Invocation::new(1, 0);
+        // SAFETY: dropped at the end of the test, before the invocation.
+        let _gl = unsafe { Watchdog::arm(&long, Duration::from_secs(60)) };
+        std::thread::sleep(Duration::from_millis(10));
+        let fired = std::thread::spawn(|| {
+            let short = Invocation::new(1, 0);
+            Watchdog::watch(&short, Duration::from_millis(1), || wait_poisoned(&short))
+        })
+        .join()
+        .unwrap();
+        assert!(fired);
+        assert!(!poisoned(&long));
+    }
+
+    #[test]
+    fn deadlines_are_never_early() {
+        for budget in [100_000u64, 10_000_000, 1_000_000_000] {
+            let before = now_ticks();
+            let deadline = deadline_ticks(budget);
+            assert!(deadline >= before + budget, "budget {budget} ns");
+            // ... and late by at most one coarse tick (plus this test's own delay).
+            let slack = coarse_resolution().min(1_000_000_000) + 100_000_000;
+            assert!(deadline <= now_ticks() + budget + slack);
         }
     }
 

@@ -183,9 +183,80 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// A straight-line 5-instruction program: its run time is the JIT's fixed cost per run.
+fn tiny() -> Program {
+    let insns = [
+        mov(0, 7),
+        alu(AluOp::Add, 0, Operand::Imm(3)),
+        alu(AluOp::Mul, 0, Operand::Imm(5)),
+        alu(AluOp::Xor, 0, Operand::Imm(1)),
+        I::Exit,
+    ];
+    Program::decode(&encode_all(&insns)).expect("tiny program decodes")
+}
+
+/// A 3-iteration loop: short, but with a termination check (so the watchdog is armed).
+fn tiny_loop() -> Program {
+    let insns = [
+        mov(0, 0),
+        mov(9, 3),
+        alu(AluOp::Add, 0, Operand::Imm(2)),
+        alu(AluOp::Sub, 9, Operand::Imm(1)),
+        I::Jump {
+            width: Width::W64,
+            op: JmpOp::Ne,
+            dst: 9,
+            src: Operand::Imm(0),
+            off: -3,
+        },
+        I::Exit,
+    ];
+    Program::decode(&encode_all(&insns)).expect("tiny loop decodes")
+}
+
+/// Fixed cost of one run: the tiny programs on both engines, printed in ns per run.
+fn fixed_cost(c: &mut Criterion) {
+    let helpers = registry();
+    let mut mem = MemoryMap::new();
+    let mut env = ExecEnv::default();
+    let mut group = c.benchmark_group("fixed_cost");
+    // The loop's back-edge (slot 4) is a termination point: its runs arm the watchdog.
+    for (name, program, want, points) in [
+        ("tiny", tiny(), 51, vec![]),
+        ("tiny_loop", tiny_loop(), 6, vec![4]),
+    ] {
+        let options = JitOptions {
+            termination_points: points,
+            ..JitOptions::default()
+        };
+        let compiled = JitProgram::compile(&program, &options).expect("compiles");
+        assert_eq!(interp(&program, &helpers, &mut mem, &mut env).0, want);
+        assert_eq!(jit(&compiled, &helpers, &mut mem, &mut env), want);
+        let rounds = 200_000;
+        let ti = time(rounds, || {
+            black_box(interp(black_box(&program), &helpers, &mut mem, &mut env));
+        });
+        let tj = time(rounds, || {
+            black_box(jit(black_box(&compiled), &helpers, &mut mem, &mut env));
+        });
+        println!(
+            "{name}: interp {:.0} ns/run, jit {:.0} ns/run",
+            ti * 1e9,
+            tj * 1e9
+        );
+        group.bench_function(format!("interp/{name}"), |b| {
+            b.iter(|| interp(black_box(&program), &helpers, &mut mem, &mut env))
+        });
+        group.bench_function(format!("jit/{name}"), |b| {
+            b.iter(|| jit(black_box(&compiled), &helpers, &mut mem, &mut env))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench
+    targets = fixed_cost, bench
 }
 criterion_main!(benches);

@@ -48,7 +48,7 @@
 //!   the termination checks at the verifier's termination points and the watchdog
 //!   ([`termination`], [`JitEnv::budget`]);
 //! * all stack frames a run may use are registered in the memory map for the whole run, not
-//!   only while live;
+//!   only while live (frame 0 alone for a program without BPF-to-BPF calls or `callx`);
 //! * `callx` accepts only code addresses of function entries (slot 0, call targets and
 //!   `PSEUDO_FUNC` targets), not of arbitrary instructions.
 
@@ -65,7 +65,7 @@ mod trampoline;
 
 use std::ffi::c_void;
 
-use kflex_isa::decode::Program;
+use kflex_isa::decode::{Instruction, Program};
 use kflex_runtime::exec::{self, CancelReason, CodeRange, Invocation};
 use kflex_runtime::{ContextAccess, ExecEnv, HelperRegistry, MemoryMap};
 
@@ -191,6 +191,9 @@ pub struct JitProgram {
     heap: Option<HeapLayout>,
     /// True if the code contains termination checks (runs then arm the watchdog).
     has_termination_checks: bool,
+    /// True if the program can call a BPF function (`call` to a local function or `callx`);
+    /// otherwise a run only ever uses frame 0, and only that frame is set up.
+    calls: bool,
 }
 
 impl std::fmt::Debug for JitProgram {
@@ -231,6 +234,12 @@ impl JitProgram {
             guards: out.guards,
             heap: options.heap.filter(|_| options.sfi != SfiMode::None),
             has_termination_checks: out.has_termination_checks,
+            calls: program.iter().any(|(_, insn)| {
+                matches!(
+                    insn,
+                    Instruction::CallLocal { .. } | Instruction::Callx { .. }
+                )
+            }),
         })
     }
 
@@ -310,8 +319,10 @@ impl JitProgram {
             Some(h) => h.base,
             None => env.heap_base,
         };
-        let mut stack = stack::take(frames);
-        if let Err(reason) = stack.register(env.mem, frames) {
+        // Without BPF-to-BPF calls only frame 0 can be reached: set up that one alone.
+        let used = if self.calls { frames } else { 1 };
+        let mut stack = stack::take(used);
+        if let Err(reason) = stack.register(env.mem, used) {
             stack::give_back(stack);
             return Err(JitFault {
                 pc: 0,
@@ -340,7 +351,7 @@ impl JitProgram {
         };
         let setup = |stack: stack::StackBuffer, env: &mut JitEnv<'_>, reason: String| {
             let mut stack = stack;
-            stack.unregister(env.mem, frames);
+            stack.unregister(env.mem, used);
             stack::give_back(stack);
             Err(JitFault {
                 pc: 0,
@@ -380,7 +391,7 @@ impl JitProgram {
             Ok(r0) => r0,
             Err(e) => return setup(stack, env, format!("guarded stack: {e}")),
         };
-        stack.unregister(env.mem, frames);
+        stack.unregister(env.mem, used);
         stack.clear(state.deepest as usize);
         stack::give_back(stack);
         if let Some(fault) = invocation.fault() {
@@ -398,15 +409,16 @@ impl JitProgram {
                 CancelReason::Terminated,
             ));
         }
-        self.outcome(r0, state, frames)
+        self.outcome(r0, &mut state, frames)
     }
 
-    fn outcome(&self, r0: u64, state: RunState, frames: usize) -> Result<u64, JitFault> {
+    /// The result of a run that returned from the entry stub (`state` as the run left it).
+    fn outcome(&self, r0: u64, state: &mut RunState, frames: usize) -> Result<u64, JitFault> {
         let pc = state.fault_pc as usize;
         let kind = match state.fault_code {
             code::NONE => return Ok(r0),
             code::HOST => {
-                if let Some(f) = state.host_fault {
+                if let Some(f) = state.host_fault.take() {
                     return Err(f);
                 }
                 JitFaultKind::StackSetup("fault recorded without details".into())

@@ -42,12 +42,15 @@ impl StackBuffer {
     }
 
     /// Registers frames `0..frames` in `mem` as [`RegionKind::Stack`] regions.
+    ///
+    /// Frames are inserted deepest (lowest address) first and removed frame 0 (highest address)
+    /// first, so each insertion and removal happens at the end of the run of stack regions and
+    /// moves no other entry of the sorted table.
     pub(crate) fn register(&mut self, mem: &mut MemoryMap, frames: usize) -> Result<(), String> {
-        let top0 = self.top0();
-        for k in 0..frames.min(self.frames) {
-            let top = top0 - (k * STRIDE) as u64;
+        let frames = frames.min(self.frames);
+        for k in (0..frames).rev() {
             let region = Region {
-                start: top - STACK_SIZE as u64,
+                start: self.frame_start(k),
                 len: STACK_SIZE as u64,
                 kind: RegionKind::Stack(u8::try_from(k).unwrap_or(u8::MAX)),
                 writable: true,
@@ -56,18 +59,24 @@ impl StackBuffer {
             // SAFETY: the frame lies inside `self.buf`, which the caller keeps alive and does not
             // touch through references until `unregister` has removed the region again.
             if let Err(e) = unsafe { mem.insert(region) } {
-                self.unregister(mem, k);
+                for j in (k + 1..frames).rev() {
+                    mem.remove(self.frame_start(j));
+                }
                 return Err(e.to_string());
             }
         }
         Ok(())
     }
 
+    /// Lowest address of frame `k`.
+    fn frame_start(&mut self, k: usize) -> u64 {
+        self.top0() - (k * STRIDE) as u64 - STACK_SIZE as u64
+    }
+
     /// Removes the regions of frames `0..frames` from `mem`.
     pub(crate) fn unregister(&mut self, mem: &mut MemoryMap, frames: usize) {
-        let top0 = self.top0();
         for k in 0..frames.min(self.frames) {
-            mem.remove(top0 - (k * STRIDE) as u64 - STACK_SIZE as u64);
+            mem.remove(self.frame_start(k));
         }
     }
 
@@ -127,6 +136,25 @@ mod tests {
         assert!(mem.region_at(top0 - STRIDE as u64 - 8).is_some(), "frame 1");
         s.unregister(&mut mem, 3);
         assert!(mem.regions().is_empty());
+    }
+
+    #[test]
+    fn failed_registration_removes_the_frames_it_added() {
+        let mut mem = MemoryMap::new();
+        let mut s = take(3);
+        let foreign = Region {
+            start: s.frame_start(1) + 8,
+            len: 8,
+            kind: RegionKind::Context,
+            writable: false,
+            elements: None,
+        };
+        // SAFETY: the region lies inside the buffer, which outlives the table entry and is not
+        // accessed through references meanwhile.
+        unsafe { mem.insert(foreign.clone()) }.unwrap();
+        assert!(s.register(&mut mem, 3).is_err());
+        assert_eq!(mem.regions(), &[foreign], "frame 2 was rolled back");
+        give_back(s);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kflex::packet;
-use kflex::{Extension, ExtensionOptions, TestRunOptions};
+use kflex::{Engine, Extension, ExtensionOptions, TestRunOptions};
 use kflex_interp::{Vm, run};
 use kflex_isa::decode::{AluOp, Instruction as I, Operand, Program, Width, encode_all};
 use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
@@ -164,9 +164,39 @@ fn bench_interp(c: &mut Criterion) {
     c.bench_function("interp/tiny5", |b| b.iter(&mut once));
 }
 
+/// Every example's reported `ns_per_run` on both engines, measured alternately in one process
+/// (`repeat = 1`, mean of 2000 calls each), so the two columns share the machine's conditions.
+fn engines_side_by_side(_: &mut Criterion) {
+    for example in kflex_examples::all() {
+        let Some(options) = input(example.name) else {
+            continue;
+        };
+        let ext = Extension::load(example.name, example.object, ExtensionOptions::default())
+            .expect("bundled example loads");
+        let prog = ext.program_names().first().cloned().expect("a program");
+        let on = |engine| TestRunOptions {
+            engine: Some(engine),
+            ..options.clone()
+        };
+        let (interp, jit) = (on(Engine::Interp), on(Engine::Jit));
+        let (mut ti, mut tj) = (0.0, 0.0);
+        for _ in 0..4 {
+            ti += reported(&ext, &prog, &interp, 500).0;
+            tj += reported(&ext, &prog, &jit, 500).0;
+        }
+        let engine = ext.test_run(&prog, &jit).expect("runs").engine;
+        println!(
+            "engines/{}: interp {:.0} ns/run, jit {:.0} ns/run (ran on {engine:?})",
+            example.name,
+            ti / 4.0,
+            tj / 4.0
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench_interp, bench_examples
+    targets = engines_side_by_side, bench_interp, bench_examples
 }
 criterion_main!(benches);

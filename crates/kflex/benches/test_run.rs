@@ -180,7 +180,8 @@ fn bench_interp(c: &mut Criterion) {
 
 /// Every example's reported `ns_per_run` on both engines, measured alternately in one process
 /// (`repeat = 1`, mean of 2000 calls each), so the two columns share the machine's conditions.
-fn engines_side_by_side(_: &mut Criterion) {
+fn engines_side_by_side(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engines");
     for example in kflex_examples::all() {
         let Some(options) = input(example.name) else {
             continue;
@@ -205,7 +206,13 @@ fn engines_side_by_side(_: &mut Criterion) {
             ti / 4.0,
             tj / 4.0
         );
+        for (name, o) in [("interp", &interp), ("jit", &jit)] {
+            group.bench_function(format!("{name}/{}", example.name), |b| {
+                b.iter(|| ext.test_run(&prog, black_box(o)).expect("runs"))
+            });
+        }
     }
+    group.finish();
 }
 
 criterion_group! {

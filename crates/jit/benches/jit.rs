@@ -10,7 +10,7 @@
 //! ```text
 //!             interp    jit before -> after
 //! tiny         32 ns      169 ns  ->  62 ns   (frame 0 only for call-free programs)
-//! tiny_loop    49 ns      226 ns  ->  88 ns   (lock-free watchdog slot, coarse clock)
+//! tiny_loop    49 ns      226 ns  -> 104 ns   (lock-free watchdog slot)
 //! ```
 
 use std::hint::black_box;

@@ -120,41 +120,12 @@ fn now_ticks() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC).saturating_add(1)
 }
 
-/// Resolution of `CLOCK_MONOTONIC_COARSE` in nanoseconds (`u64::MAX` if unavailable).
-fn coarse_resolution() -> u64 {
-    static RES: OnceLock<u64> = OnceLock::new();
-    *RES.get_or_init(|| {
-        let mut r = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `r` is a valid out-pointer.
-        if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut r) } != 0 {
-            return u64::MAX;
-        }
-        let secs = u64::try_from(r.tv_sec).unwrap_or(u64::MAX);
-        let nanos = u64::try_from(r.tv_nsec).unwrap_or(u64::MAX);
-        secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-    })
-}
-
-/// The deadline `budget_ns` from now, in ticks; never earlier than that.
+/// The deadline `budget_ns` from now, in ticks.
 ///
-/// Budgets of at least two ticks of the coarse clock (the default budget on a 250 Hz kernel)
-/// read `CLOCK_MONOTONIC_COARSE`, which costs a few nanoseconds where the precise clock costs
-/// tens: it lags the precise clock (same time base) by less than its resolution, so one
-/// resolution is added and the deadline falls up to that much late, never early. Shorter
-/// budgets read the precise clock.
+/// This reads the precise clock: `CLOCK_MONOTONIC_COARSE` would be several times cheaper, but on
+/// a tickless kernel it can lag by more than its resolution, which would make deadlines early.
 fn deadline_ticks(budget_ns: u64) -> u64 {
-    let res = coarse_resolution();
-    let now = if res != u64::MAX && budget_ns / 2 >= res {
-        clock_ns(libc::CLOCK_MONOTONIC_COARSE)
-            .saturating_add(res)
-            .saturating_add(1)
-    } else {
-        now_ticks()
-    };
-    now.saturating_add(budget_ns)
+    now_ticks().saturating_add(budget_ns)
 }
 
 thread_local! {
@@ -306,15 +277,25 @@ impl Watchdog {
             if slot
                 .state
                 .compare_exchange(SLOT_ARMED, SLOT_FIRING, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
+                .is_err()
             {
-                let inv = slot.invocation.load(Ordering::Relaxed);
-                // SAFETY: the slot was armed and is now `FIRING`: its guard (which borrows the
-                // invocation) cannot finish dropping until we store `FIRED` below.
-                unsafe { (*inv).request_termination() };
-                slot.state.store(SLOT_FIRED, Ordering::Release);
-                self.fired.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
+            // While the slot is `FIRING` its thread can neither disarm nor re-arm it, so the
+            // deadline and invocation now are those of the arm the exchange caught, which may be
+            // a newer arm than the deadline read above belonged to: check again.
+            let deadline = slot.deadline.load(Ordering::Relaxed);
+            if deadline > now {
+                slot.state.store(SLOT_ARMED, Ordering::SeqCst);
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                continue;
+            }
+            let inv = slot.invocation.load(Ordering::Relaxed);
+            // SAFETY: the slot was armed and is now `FIRING`: its guard (which borrows the
+            // invocation) cannot finish dropping until we store `FIRED` below.
+            unsafe { (*inv).request_termination() };
+            slot.state.store(SLOT_FIRED, Ordering::Release);
+            self.fired.fetch_add(1, Ordering::Relaxed);
         }
         // Slots of exited threads (only the table holds them) are idle: drop them.
         table.slots.retain(|s| Arc::strong_count(s) > 1);
@@ -537,9 +518,7 @@ mod tests {
             let before = now_ticks();
             let deadline = deadline_ticks(budget);
             assert!(deadline >= before + budget, "budget {budget} ns");
-            // ... and late by at most one coarse tick (plus this test's own delay).
-            let slack = coarse_resolution().min(1_000_000_000) + 100_000_000;
-            assert!(deadline <= now_ticks() + budget + slack);
+            assert!(deadline <= now_ticks() + budget, "budget {budget} ns");
         }
     }
 

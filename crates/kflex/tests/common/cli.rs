@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Runs `kflex ARGS` and collects its output.
 pub fn kflex(args: &[&str]) -> Output {
@@ -48,7 +49,16 @@ pub fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kflex-{}", env!("CARGO_CRATE_NAME")));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
+    // Tests of one binary run in parallel and may write the same file (e.g. an example object):
+    // write a private copy and rename it into place, so a reader never sees a partial file.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let part = dir.join(format!(
+        ".{name}.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::rename(&part, &p).unwrap();
     p
 }
 

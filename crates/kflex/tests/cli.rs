@@ -240,3 +240,25 @@ fn malformed_objects_exit_2_with_a_clear_error() {
     let o = kflex(&["run", "/nonexistent/x.o"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn a_closed_output_pipe_ends_kflex_without_a_panic() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let obj = example_object("xdp_firewall");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kflex"))
+        .args(["disasm", obj.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kflex runs");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped here: the rest of the listing goes to a closed pipe.
+    let out = child.wait_with_output().unwrap();
+    assert!(first.starts_with("program xdp_firewall"), "{first}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -245,9 +245,33 @@ fn malformed_objects_exit_2_with_a_clear_error() {
 fn a_closed_output_pipe_ends_kflex_without_a_panic() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let obj = example_object("xdp_firewall");
+    // 10,000 trace lines: about 100 KB, more than a pipe buffer holds.
+    let program = kflex_isa::asm::assemble(
+        "mov %r6, 0
+         lddw %r1, 0x007a7a7a7a7a7a7a
+         stxdw [%r10-8], %r1
+         loop:
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, 8
+         call 6
+         add %r6, 1
+         jlt %r6, 10000, loop
+         mov %r0, 0
+         exit",
+    )
+    .unwrap();
+    let hex = kflex::hex::encode(&kflex_isa::Insn::slice_to_bytes(&program));
     let mut child = Command::new(env!("CARGO_BIN_EXE_kflex"))
-        .args(["disasm", obj.to_str().unwrap()])
+        .args([
+            "run",
+            "--hex",
+            &hex,
+            "--prog-type",
+            "syscall",
+            "--engine",
+            "interp",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -256,9 +280,9 @@ fn a_closed_output_pipe_ends_kflex_without_a_panic() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    // The reader is dropped here: the rest of the listing goes to a closed pipe.
+    // The reader is dropped here: the rest of the output goes to a closed pipe.
     let out = child.wait_with_output().unwrap();
-    assert!(first.starts_with("program xdp_firewall"), "{first}");
+    assert!(first.starts_with("program main"), "{first}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }

@@ -1,7 +1,7 @@
 //! kflex's JIT and interpreter beside the Linux kernel's JIT on the same bytes.
 //!
 //! The bundled `xdp_firewall`, `tc_classifier` and `syscall_events` examples, and the SFI
-//! bench's heap workload `list_walk` (`benches/c/list_walk.c`, compiled at bench start) where the
+//! bench's heap workload `list_walk` (`crates/jit/benches/c/list_walk.c`, compiled at bench start) where the
 //! kernel accepts it, are loaded into kflex (`kflex::Extension`, once per engine) and into the
 //! running kernel (`kflex_linux::prog_load`, maps created to match). Each is then run on one
 //! input through all three:
@@ -13,7 +13,7 @@
 //!
 //! Criterion groups `kernel/<program>/{linux,kflex_jit,kflex_interp}` time the same calls; a
 //! summary printed at the end gives ns/run for each and the ratio kflex-JIT / kernel, measured
-//! interleaved in one pass. Reproduce with `cargo bench -p kflex-jit --bench kernel`.
+//! interleaved in one pass. Reproduce with `cargo bench -p kflex --bench kernel`.
 //! Without `bpf(2)` (not root, no kernel support) the bench prints `SKIPPED: <reason>` and
 //! measures nothing.
 //!
@@ -199,7 +199,7 @@ impl Workload {
 }
 
 fn source_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/c")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../jit/benches/c")
 }
 
 /// `list_walk.c` compiled for BPF, or why not.

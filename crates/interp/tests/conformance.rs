@@ -1,7 +1,6 @@
 //! Runs the bpf_conformance suite (`shared/conformance/tests/*.data`) through the interpreter:
 //! parse, assemble, decode, run with the `-- mem` bytes as input memory, compare r0.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use kflex_interp::{Vm, run};
@@ -10,9 +9,6 @@ use kflex_isa::conformance::ConformanceTest;
 use kflex_isa::decode::Program;
 use kflex_runtime::helpers::{ArgKind, RetKind};
 use kflex_runtime::{ExecEnv, HelperDef, HelperRegistry, MemoryMap, Region, RegionKind, Signature};
-
-/// Number of tests in the suite; every one must pass.
-const SUITE_SIZE: usize = 313;
 
 /// The upstream suite calls helper 5 and expects execution to continue.
 fn registry() -> HelperRegistry {
@@ -63,42 +59,6 @@ fn run_one(text: &str, helpers: &HelperRegistry) -> Result<(), String> {
 
 #[test]
 fn bpf_conformance_suite() {
-    let Some(dir) = kflex_testutil::conformance_dir() else {
-        return;
-    };
-    let entries = std::fs::read_dir(&dir).expect("read the conformance directory");
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
     let helpers = registry();
-    let mut passed = 0;
-    let mut failures = Vec::new();
-    for path in &files {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let result = std::fs::read_to_string(path)
-            .map_err(|e| format!("read: {e}"))
-            .and_then(|text| run_one(&text, &helpers));
-        match result {
-            Ok(()) => passed += 1,
-            Err(why) => failures.push(format!("{name}: {why}")),
-        }
-    }
-    println!("conformance: {passed}/{} passed", files.len());
-    for f in &failures {
-        println!("FAILED {f}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    assert_eq!(files.len(), SUITE_SIZE, "suite size changed");
-    assert_eq!(passed, SUITE_SIZE);
+    kflex_testutil::run_conformance_suite("interpreter", |text| run_one(text, &helpers));
 }

@@ -105,3 +105,51 @@ pub fn compile_c_with(src: &Path, extra: &[&str]) -> Option<Vec<u8>> {
     let _ = std::fs::remove_file(&out);
     Some(bytes)
 }
+
+/// Number of tests in the bpf_conformance suite beside the repository.
+pub const CONFORMANCE_SUITE_SIZE: usize = 313;
+
+/// Runs every `.data` file of the bpf_conformance suite through `run_one` (which gets the file's
+/// text and explains a failure in its `Err`), prints `conformance (<engine>): N/M passed`, and
+/// asserts that every test passed and that the suite has all of its tests.
+/// `KFLEX_CONFORMANCE_ONLY=<text>` restricts the run to files whose path contains `<text>` (the
+/// suite-size checks are then skipped). Reports a skip when the suite is absent.
+pub fn run_conformance_suite(engine: &str, run_one: impl Fn(&str) -> Result<(), String>) {
+    let Some(dir) = conformance_dir() else {
+        return;
+    };
+    let only = std::env::var("KFLEX_CONFORMANCE_ONLY").ok();
+    let entries = std::fs::read_dir(&dir).expect("read the conformance directory");
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "data"))
+        .filter(|p| {
+            only.as_deref()
+                .is_none_or(|o| p.to_string_lossy().contains(o))
+        })
+        .collect();
+    files.sort();
+    let mut passed = 0;
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let result = std::fs::read_to_string(path)
+            .map_err(|e| format!("read: {e}"))
+            .and_then(|text| run_one(&text));
+        match result {
+            Ok(()) => passed += 1,
+            Err(why) => failures.push(format!("{name}: {why}")),
+        }
+    }
+    println!("conformance ({engine}): {passed}/{} passed", files.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    if only.is_none() {
+        assert_eq!(files.len(), CONFORMANCE_SUITE_SIZE, "suite size changed");
+        assert_eq!(passed, CONFORMANCE_SUITE_SIZE);
+    }
+}

@@ -1,0 +1,3 @@
+//! kflex-datastructures: data structures written in C against the kflex SDK.
+
+#![warn(missing_docs)]

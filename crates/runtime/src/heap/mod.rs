@@ -9,6 +9,11 @@
 //! (`kflex_verify::VerifyOptions::guard_zone`, 64 KiB by default), which also covers any
 //! instruction offset (at most 32 KiB) plus the access size.
 //!
+//! A heap of at most 4 GiB is also placed at the start of a 4 GiB-aligned window whose rest is
+//! reserved inaccessible ([`SEGMENT_WINDOW`], [`Heap::segment_window`]): the JIT's segment SFI mode
+//! addresses the heap as `gs:[base + (x mod 2^32)]`, which then lands in the heap or faults for any
+//! `x`, and a valid heap pointer's low 32 bits are its heap offset. This costs address space only.
+//!
 //! Pages are populated lazily on first touch, so a 64 GiB heap costs only address space until it
 //! is used. The heap is a `memfd`, so another process can map the same memory at the same address
 //! ([`Heap::share_fd`], [`SharedHeap::attach`]) and follow the same pointers.
@@ -34,6 +39,11 @@ pub use shared::{HeapShare, SharedHeap};
 
 /// Guard zone used when none is configured: the verifier's default `guard_zone` (64 KiB).
 pub const DEFAULT_GUARD: u64 = 1 << 16;
+
+/// The address window of the JIT's segment SFI mode: a heap of at most this size is placed at a
+/// multiple of it and everything above the heap up to the window's end is reserved inaccessible
+/// ([`Heap::segment_window`]), so a 32-bit offset from the base lands in the heap or faults.
+pub const SEGMENT_WINDOW: u64 = 1 << 32;
 
 /// Smallest guard accepted: any instruction offset (at most 32 KiB either way) plus the largest
 /// access (8 bytes) from a masked address must land in the guard zone.

@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{HeapConfig, HeapError, HeapShare, MIN_GUARD, sys};
+use super::{HeapConfig, HeapError, HeapShare, MIN_GUARD, SEGMENT_WINDOW, sys};
 use crate::maps::page_size;
 use crate::memory::{Region, RegionKind};
 
@@ -18,6 +18,8 @@ pub struct Heap {
     base: u64,
     size: u64,
     guard: u64,
+    /// Unmapped bytes reserved above the heap (the guard, or up to the end of the 4 GiB window).
+    above: u64,
     page: u64,
 }
 
@@ -69,33 +71,58 @@ fn validate(config: &HeapConfig<'_>, page: u64) -> Result<u64, HeapError> {
     Ok(guard)
 }
 
-/// Reserves `guard + size + guard` with a size-aligned middle and returns the heap base.
-fn reserve_aligned(size: u64, guard: u64, page: u64, at: Option<u64>) -> Result<u64, HeapError> {
+/// Unmapped bytes above a heap of `size` bytes at `base`: the guard, or, when the base is aligned
+/// to [`SEGMENT_WINDOW`] and the heap fits in it, everything up to the window's end (at least the
+/// guard), so that a 32-bit offset from the base never reaches another mapping.
+fn above_for(base: u64, size: u64, guard: u64) -> u64 {
+    if size <= SEGMENT_WINDOW && base.is_multiple_of(SEGMENT_WINDOW) {
+        guard.max(SEGMENT_WINDOW - size)
+    } else {
+        guard
+    }
+}
+
+/// Reserves `guard` bytes below and the [`above_for`] bytes above a heap of `size` bytes and
+/// returns `(base, above)`. Without a fixed address the base is aligned to the size, and to
+/// [`SEGMENT_WINDOW`] for heaps of at most 4 GiB.
+fn reserve_aligned(
+    size: u64,
+    guard: u64,
+    page: u64,
+    at: Option<u64>,
+) -> Result<(u64, u64), HeapError> {
     let too_big = || HeapError::Config(format!("heap of {size:#x} bytes plus guards is too large"));
-    let total = guard
-        .checked_mul(2)
-        .and_then(|g| g.checked_add(size))
-        .ok_or_else(too_big)?;
+    let total = |above: u64| {
+        guard
+            .checked_add(size)
+            .and_then(|n| n.checked_add(above))
+            .ok_or_else(too_big)
+    };
     if let Some(base) = at {
+        let above = above_for(base, size, guard);
         let start = base
             .checked_sub(guard)
             .ok_or_else(|| HeapError::Config(format!("no room for the guard below {base:#x}")))?;
-        start.checked_add(total).ok_or_else(too_big)?;
-        sys::reserve(Some(start), total)?;
-        return Ok(base);
+        let len = total(above)?;
+        start.checked_add(len).ok_or_else(too_big)?;
+        sys::reserve(Some(start), len)?;
+        return Ok((base, above));
     }
-    // Reserve enough slack to find a size-aligned base, then give back both ends.
-    let slack = size - page;
-    let padded = total.checked_add(slack).ok_or_else(too_big)?;
+    let align = size.max(SEGMENT_WINDOW);
+    // The base chosen below is a multiple of `align`, so this is the window it will get.
+    let above = above_for(align, size, guard);
+    let len = total(above)?;
+    // Reserve enough slack to find an aligned base, then give back both ends.
+    let padded = len.checked_add(align - page).ok_or_else(too_big)?;
     let start = sys::reserve(None, padded)?;
     let end = start + padded;
-    let base = align_up(start + guard, size).ok_or_else(too_big)?;
+    let base = align_up(start + guard, align).ok_or_else(too_big)?;
     let keep_start = base - guard;
-    let keep_end = base + size + guard;
+    let keep_end = base + size + above;
     debug_assert!(keep_start >= start && keep_end <= end);
     sys::unmap(start, keep_start - start);
     sys::unmap(keep_end, end - keep_end);
-    Ok(base)
+    Ok((base, above))
 }
 
 impl Heap {
@@ -105,12 +132,13 @@ impl Heap {
         let page = page_size();
         let guard = validate(&config, page)?;
         let fd = sys::memfd(config.size)?;
-        let base = reserve_aligned(config.size, guard, page, config.address)?;
+        let (base, above) = reserve_aligned(config.size, guard, page, config.address)?;
         let heap = Heap {
             fd,
             base,
             size: config.size,
             guard,
+            above,
             page,
         };
         // From here on, dropping `heap` releases the reservation.
@@ -145,13 +173,14 @@ impl Heap {
         if guard == 0 {
             sys::map_shared(fd.as_fd(), base, size, false)?;
         } else {
-            reserve_aligned(size, guard, page, Some(base))?;
+            let (_, above) = reserve_aligned(size, guard, page, Some(base))?;
             // Own the reservation first so that a failed mapping still releases it.
             let heap = Heap {
                 fd,
                 base,
                 size,
                 guard,
+                above,
                 page,
             };
             sys::map_shared(heap.fd.as_fd(), base, size, true)?;
@@ -162,6 +191,7 @@ impl Heap {
             base,
             size,
             guard,
+            above: 0,
             page,
         })
     }
@@ -181,9 +211,26 @@ impl Heap {
         self.size - 1
     }
 
-    /// Unmapped bytes on each side of the heap.
+    /// Unmapped bytes on each side of the heap (the guard zone; above the heap the unmapped range
+    /// may be larger, see [`Heap::unmapped_above`]).
     pub fn guard(&self) -> u64 {
         self.guard
+    }
+
+    /// Unmapped (reserved, inaccessible) bytes right above the heap: the guard, or for a heap in a
+    /// segment window ([`Heap::segment_window`]) everything up to the window's end.
+    pub fn unmapped_above(&self) -> u64 {
+        self.above
+    }
+
+    /// True if the heap sits at the start of a 4 GiB-aligned [`SEGMENT_WINDOW`] whose part above
+    /// the heap is reserved inaccessible for the heap's lifetime: then `base + (x mod 2^32)` is
+    /// inside the heap or faults, for any `x`, which is what the JIT's segment SFI mode relies on.
+    /// Every heap of at most 4 GiB created without a fixed address has one.
+    pub fn segment_window(&self) -> bool {
+        self.size <= SEGMENT_WINDOW
+            && self.base.is_multiple_of(SEGMENT_WINDOW)
+            && self.above >= SEGMENT_WINDOW - self.size
     }
 
     /// The memfd backing the heap.
@@ -259,8 +306,9 @@ impl Heap {
 
 impl Drop for Heap {
     fn drop(&mut self) {
-        // The heap and both guards are one contiguous range we mapped; the memfd closes after.
-        sys::unmap(self.base - self.guard, self.size + 2 * self.guard);
+        // The heap and the reserved ranges on both sides are one contiguous range we mapped; the
+        // memfd closes after.
+        sys::unmap(self.base - self.guard, self.guard + self.size + self.above);
     }
 }
 
@@ -327,5 +375,33 @@ mod tests {
         assert!(!h.contains(h.base() + h.size(), 1));
         assert!(!h.contains(u64::MAX, 2));
         assert_eq!(h.region().len, h.size());
+    }
+
+    #[test]
+    fn heaps_up_to_4_gib_get_a_segment_window() {
+        for size in [1u64 << 16, 1 << 30, SEGMENT_WINDOW] {
+            let h = Heap::create(HeapConfig::new(size)).unwrap();
+            assert!(h.segment_window(), "{size:#x}");
+            assert_eq!(h.base() % SEGMENT_WINDOW, 0);
+            assert_eq!(h.unmapped_above(), h.guard().max(SEGMENT_WINDOW - size));
+            // Nothing else can be mapped in the window above the heap.
+            let probe = (h.base() + size).max(h.base() + SEGMENT_WINDOW - 4096);
+            assert!(matches!(
+                sys::reserve(Some(probe), 4096),
+                Err(HeapError::AddressTaken { .. })
+            ));
+        }
+        let big = Heap::create(HeapConfig::new(SEGMENT_WINDOW * 2)).unwrap();
+        assert!(!big.segment_window());
+        assert_eq!(big.unmapped_above(), big.guard());
+        // A fixed base aligned to the size but not to 4 GiB has the plain guard only.
+        let addr = 0x5d00_0000_0000u64 + (1 << 20);
+        let fixed = Heap::create(HeapConfig {
+            address: Some(addr),
+            ..HeapConfig::new(1 << 20)
+        })
+        .unwrap();
+        assert!(!fixed.segment_window());
+        assert_eq!(fixed.unmapped_above(), fixed.guard());
     }
 }

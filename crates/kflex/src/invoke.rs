@@ -1,0 +1,364 @@
+//! Cheap repeated invocation of one program: [`Extension::invoker`] sets up everything a run
+//! needs once (helper registry, memory map with the map regions, execution environment, JIT
+//! environment), and [`Invoker::run`] then runs the program on a caller's buffer with as little
+//! per-run work as the engine allows.
+//!
+//! ```no_run
+//! use kflex::{Engine, Extension, ExtensionOptions};
+//!
+//! let ext = Extension::load_file("syscall_events.o", ExtensionOptions::default())?;
+//! let mut invoker = ext.invoker("syscall_events", Engine::Jit)?;
+//! let mut ctx = [0u8; 24];
+//! ctx[..8].copy_from_slice(&27u64.to_ne_bytes());
+//! let done = invoker.run(&mut ctx)?;
+//! println!("r0 = {}, result slot = {:?}", done.retval, &ctx[16..]);
+//! # Ok::<(), kflex::Error>(())
+//! ```
+//!
+//! What `ctx` is depends on the program type:
+//! * `syscall`: the context itself. The program reads and writes the caller's buffer in place (no
+//!   copy), as Linux's `BPF_PROG_TEST_RUN` does with its copy of `ctx_in`. An empty buffer passes
+//!   a NULL context, as Linux does.
+//! * packet types (`xdp`, `socket_filter`, `sched_cls`, `sk_skb`): the packet. Each run prepares a
+//!   fresh packet and default context from it (as one test-run does) and copies the packet the
+//!   program leaves back into `ctx` (its first `min(len)` bytes; [`Invocation::data_len`] is its
+//!   length after the run, which `bpf_xdp_adjust_head` may have changed).
+//!
+//! Map contents persist across runs, as in test-runs.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kflex_hooks::{TestRunInput, check_ctx_access};
+use kflex_interp::{Limits, Vm};
+use kflex_jit::{JitEnv, JitFault, JitFaultKind, JitProgram};
+use kflex_object::ProgType;
+use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
+use kflex_runtime::helpers::HelperRegistry;
+use kflex_runtime::{Access, ContextAccess, ExecEnv, MemoryMap, Region, RegionKind};
+
+use crate::engine::Engine;
+use crate::error::{Error, Result, RunFault};
+use crate::extension::Extension;
+use crate::link::LoadedProgram;
+
+/// Trace lines an invoker keeps (later lines are counted and dropped); see
+/// [`Invoker::take_trace`].
+pub const MAX_INVOKER_TRACE: usize = 10_000;
+
+/// What one [`Invoker::run`] produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// r0 at exit (0 when the run was cancelled).
+    pub retval: u64,
+    /// The run was cancelled (watchdog budget, memory fault, stack overflow); the resources it
+    /// held were released.
+    pub cancelled: bool,
+    /// Why the run was cancelled.
+    pub cancel_reason: Option<String>,
+    /// Resources (ringbuf reservations, locks, ...) the run still held at exit or cancellation
+    /// and the runtime released.
+    pub resources_released: u64,
+    /// Packet length after the run (packet program types); `None` for `syscall`.
+    pub data_len: Option<usize>,
+}
+
+/// A program of an extension set up for cheap repeated runs (see the [module docs](self)).
+pub struct Invoker<'e> {
+    prog: &'e LoadedProgram,
+    prog_type: ProgType,
+    jit: Option<&'e JitProgram>,
+    registry: Cow<'static, HelperRegistry>,
+    mem: MemoryMap,
+    /// Regions `mem` holds between runs (the extension's map regions).
+    map_regions: Vec<Region>,
+    env: ExecEnv,
+    heap_base: u64,
+    limits: Limits,
+    budget: Option<Duration>,
+    trace_dropped: u64,
+}
+
+impl std::fmt::Debug for Invoker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invoker")
+            .field("program", &self.prog.name)
+            .field("prog_type", &self.prog_type)
+            .field("engine", &self.engine())
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Extension {
+    /// Sets program `program` up for repeated runs on `engine` (see [`Invoker`]). The JIT falls
+    /// back to the interpreter for programs it did not compile (loaded unverified), as
+    /// test-runs do.
+    pub fn invoker(&self, program: &str, engine: Engine) -> Result<Invoker<'_>> {
+        let prog = self.program(program)?;
+        let prog_type = prog.prog_type.ok_or_else(|| {
+            Error::Input(format!(
+                "program {} (section {:?}) has no program type kflex can run",
+                prog.name, prog.section
+            ))
+        })?;
+        let jit = match engine {
+            Engine::Jit => match &prog.jit {
+                Some(Ok(jit)) => Some(jit),
+                Some(Err(e)) => {
+                    return Err(Error::Input(format!(
+                        "program {} could not be compiled by the JIT: {e}",
+                        prog.name
+                    )));
+                }
+                None => None,
+            },
+            Engine::Interp => None,
+        };
+        let registry = crate::link::helper_registry(prog_type, &self.helpers)?;
+        let map_regions = self.maps.regions();
+        let mut mem = MemoryMap::new();
+        for region in &map_regions {
+            // SAFETY: map regions describe value memory owned by the extension's `MapTable`,
+            // allocated outside Rust references, never moved, and alive as long as the
+            // extension, which the invoker borrows (and its `ExecEnv` holds an `Arc` of).
+            unsafe { mem.insert(region.clone()) }
+                .map_err(|e| Error::Input(format!("map memory layout: {e}")))?;
+        }
+        Ok(Invoker {
+            prog,
+            prog_type,
+            jit,
+            registry,
+            mem,
+            map_regions,
+            env: ExecEnv::with_maps(Arc::clone(&self.maps)),
+            heap_base: self.heap_layout().map_or(0, |h| h.base),
+            limits: self.limits,
+            budget: Some(DEFAULT_BUDGET),
+            trace_dropped: 0,
+        })
+    }
+}
+
+impl<'e> Invoker<'e> {
+    /// The engine runs execute on.
+    pub fn engine(&self) -> Engine {
+        if self.jit.is_some() {
+            Engine::Jit
+        } else {
+            Engine::Interp
+        }
+    }
+
+    /// Sets the time budget of one JIT run of a program with loops (default 10 ms; `None`
+    /// disables the watchdog). Past it the run is cancelled.
+    pub fn with_budget(mut self, budget: Option<Duration>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Sets the CPU number runs are considered to execute on (selects per-CPU map slots;
+    /// default 0).
+    pub fn with_cpu(mut self, cpu: u32) -> Self {
+        self.env.cpu = cpu;
+        self
+    }
+
+    /// The program type of the program.
+    pub fn prog_type(&self) -> ProgType {
+        self.prog_type
+    }
+
+    /// Takes the `bpf_trace_printk` lines written since the last call (at most
+    /// [`MAX_INVOKER_TRACE`]) and how many were dropped beyond that.
+    pub fn take_trace(&mut self) -> (Vec<String>, u64) {
+        let dropped = std::mem::take(&mut self.trace_dropped);
+        (self.env.take_trace(), dropped)
+    }
+
+    /// Runs the program once on `ctx` (the context for `syscall` programs, the packet for packet
+    /// types: see the [module docs](self)).
+    pub fn run(&mut self, ctx: &mut [u8]) -> Result<Invocation> {
+        self.reset_memory();
+        let invocation = if self.prog_type == ProgType::Syscall {
+            self.run_syscall(ctx)
+        } else {
+            self.run_packet(ctx)
+        };
+        if self.env.trace.len() > MAX_INVOKER_TRACE {
+            let extra = self.env.trace.len() - MAX_INVOKER_TRACE;
+            self.env.trace.truncate(MAX_INVOKER_TRACE);
+            self.trace_dropped += extra as u64;
+        }
+        invocation
+    }
+
+    /// A `syscall` run directly on the caller's buffer.
+    fn run_syscall(&mut self, ctx: &mut [u8]) -> Result<Invocation> {
+        if ctx.len() > kflex_hooks::MAX_SYSCALL_CTX {
+            return Err(Error::Input(format!(
+                "syscall context of {} bytes exceeds {} bytes",
+                ctx.len(),
+                kflex_hooks::MAX_SYSCALL_CTX
+            )));
+        }
+        let mut hook = RawContext {
+            addr: ctx.as_mut_ptr() as u64,
+            len: ctx.len() as u64,
+        };
+        let ctx_addr = if ctx.is_empty() { 0 } else { hook.addr };
+        if ctx_addr != 0 {
+            let region = Region {
+                start: hook.addr,
+                len: hook.len,
+                kind: RegionKind::Context,
+                writable: true,
+                elements: None,
+            };
+            // SAFETY: `ctx` is exclusively borrowed for this whole call and not touched through
+            // the reference while the region is installed; the region is removed before return.
+            unsafe { self.mem.insert(region) }
+                .map_err(|e| Error::Input(format!("syscall context: {e}")))?;
+        }
+        let outcome = self.execute(ctx_addr, &mut hook);
+        if ctx_addr != 0 {
+            self.mem.remove(ctx_addr);
+        }
+        let (retval, cancel, released) = outcome?;
+        Ok(Invocation {
+            retval,
+            cancelled: cancel.is_some(),
+            cancel_reason: cancel,
+            resources_released: released,
+            data_len: None,
+        })
+    }
+
+    /// A packet run on a fresh copy of `packet`, copied back afterwards.
+    fn run_packet(&mut self, packet: &mut [u8]) -> Result<Invocation> {
+        let input = TestRunInput {
+            data_in: packet.to_vec(),
+            ctx_in: None,
+        };
+        let mut prepared = kflex_hooks::prepare(self.prog_type, &input)
+            .map_err(|e| Error::Input(e.to_string()))?;
+        // SAFETY: `prepared` owns the buffers its regions describe and is uninstalled from
+        // `self.mem` below, before it is finished or dropped.
+        unsafe { prepared.install(&mut self.mem) }.map_err(|e| Error::Input(e.to_string()))?;
+        let ctx_addr = prepared.ctx_address();
+        let outcome = self.execute(ctx_addr, prepared.context_access());
+        prepared.uninstall(&mut self.mem);
+        let (retval, cancel, released) = outcome?;
+        let out = prepared.finish();
+        let n = out.data_out.len().min(packet.len());
+        packet[..n].copy_from_slice(&out.data_out[..n]);
+        Ok(Invocation {
+            retval,
+            cancelled: cancel.is_some(),
+            cancel_reason: cancel,
+            resources_released: released,
+            data_len: Some(out.data_out.len()),
+        })
+    }
+
+    /// Runs the program with r1 = `ctx_addr` and context hook `hook`; returns r0, the cancel
+    /// reason and the resources released. Leaves `self.mem` holding exactly the map regions and
+    /// whatever the caller installed.
+    fn execute(
+        &mut self,
+        ctx_addr: u64,
+        hook: &mut dyn ContextAccess,
+    ) -> Result<(u64, Option<String>, u64)> {
+        let args = [ctx_addr, 0, 0, 0, 0];
+        let outcome = match self.jit {
+            Some(jit) => {
+                let mut jenv = JitEnv::new(&mut self.mem, &self.registry, &mut self.env);
+                jenv.ctx = Some(hook);
+                jenv.max_call_depth = self.limits.max_call_depth;
+                jenv.heap_base = self.heap_base;
+                jenv.budget = self.budget;
+                match jit.run(args, &mut jenv) {
+                    Ok(retval) => Ok((retval, None, 0)),
+                    Err(JitFault {
+                        kind: JitFaultKind::Cancelled { reason },
+                        resources_released,
+                        ..
+                    }) => Ok((0, Some(reason.to_string()), resources_released as u64)),
+                    Err(f) => Err((f.pc, f.to_string())),
+                }
+            }
+            None => {
+                let mut vm = Vm {
+                    mem: &mut self.mem,
+                    ctx: Some(hook),
+                    helpers: &self.registry,
+                    env: &mut self.env,
+                    limits: self.limits,
+                };
+                kflex_interp::run(&self.prog.code, args, &mut vm)
+                    .map(|o| (o.retval, None, 0))
+                    .map_err(|f| (f.pc, f.to_string()))
+            }
+        };
+        let freed = self.env.release_all_in(&mut self.mem) as u64;
+        let (retval, cancel, released) = outcome.map_err(|(pc, message)| {
+            Error::Fault(RunFault {
+                program: self.prog.name.clone(),
+                pc,
+                message,
+                source: self.prog.source_line(pc),
+            })
+        })?;
+        Ok((retval, cancel, released + freed))
+    }
+
+    /// Restores the memory map to the map regions alone if something outlived a run in it.
+    fn reset_memory(&mut self) {
+        if self.mem.regions().len() != self.map_regions.len() {
+            let mut mem = MemoryMap::new();
+            for region in &self.map_regions {
+                // SAFETY: as in `Extension::invoker`.
+                let _ = unsafe { mem.insert(region.clone()) };
+            }
+            self.mem = mem;
+        }
+    }
+}
+
+/// The context hook of a `syscall` run on a caller's buffer: any access the syscall layout rules
+/// allow inside the buffer.
+struct RawContext {
+    addr: u64,
+    len: u64,
+}
+
+impl RawContext {
+    fn locate(&self, offset: u64, size: u8, access: Access) -> Result<u64, String> {
+        check_ctx_access(ProgType::Syscall, offset, size, access).map_err(|e| e.to_string())?;
+        match offset.checked_add(u64::from(size)) {
+            Some(end) if end <= self.len => Ok(self.addr + offset),
+            _ => Err(format!(
+                "syscall: {size}-byte access at offset {offset} is outside the {}-byte context",
+                self.len
+            )),
+        }
+    }
+}
+
+impl ContextAccess for RawContext {
+    fn load(&mut self, offset: u64, size: u8) -> Result<u64, String> {
+        let addr = self.locate(offset, size, Access::Read)?;
+        // SAFETY: `locate` checked `[addr, addr + size)` lies inside the caller's buffer, which is
+        // exclusively borrowed for the whole run and only accessed through raw pointers meanwhile.
+        Ok(unsafe { kflex_runtime::memory::raw_load(addr, size) })
+    }
+
+    fn store(&mut self, offset: u64, size: u8, value: u64) -> Result<(), String> {
+        let addr = self.locate(offset, size, Access::Write)?;
+        // SAFETY: as in `load`.
+        unsafe { kflex_runtime::memory::raw_store(addr, size, value) };
+        Ok(())
+    }
+}

@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * kflex SDK: the heap allocator (program side). Header-only, so every object has its own copy;
+ * its host side is the Rust crate kflex-sdk (HeapAllocator), which must match this layout.
+ *
+ * Design (details and bounds in sdk/README.md):
+ *   - Size classes of 16, 32, 64, ..., 4096 usable bytes (KFLEX_NR_CLASSES = 9). A block is an
+ *     8-byte header followed by the payload; the header carries the class, an "allocated" bit and
+ *     a magic tag, so kflex_free() finds the class in O(1) and ignores double frees and pointers
+ *     it did not hand out. Blocks never change class.
+ *   - Blocks are carved only by the host, which pushes whole chains onto a per-CPU, per-class
+ *     refill stack in the heap (lock-free: the host pushes with compare-and-swap, the program
+ *     takes the whole stack with one exchange). The head block's header tells how many blocks
+ *     the chain holds.
+ *   - Each CPU (kflex_cpu() modulo KFLEX_MAX_CPUS) has a private free list per class. malloc pops
+ *     from it, taking the refill stack when it is empty; free pushes onto it. No loops and no
+ *     host calls: cancellation can never stop an allocator call half-way.
+ *   - Every block malloc hands out is written into the CPU's in-flight journal (a ring of
+ *     KFLEX_JOURNAL_LEN entries) until kflex_commit(). When an invocation is cancelled the host
+ *     returns the journaled blocks that are still allocated to the free lists. If more than
+ *     KFLEX_JOURNAL_LEN blocks are allocated between two commits, only the last
+ *     KFLEX_JOURNAL_LEN are journaled (the older ones leak if the invocation is cancelled).
+ *   - The per-CPU held-lock record (KFLEX_HELD_LOCKS slots, see lock.h) lives here too.
+ *
+ * Per-CPU state assumes at most one invocation at a time per CPU id (kflex: give concurrent
+ * workers distinct ExecEnv::cpu ids; Linux: programs run with migration disabled).
+ */
+#ifndef KFLEX_ALLOC_H
+#define KFLEX_ALLOC_H
+
+#include "atomic.h"
+#include "heap.h"
+
+#define KFLEX_MAX_CPUS 64
+#define KFLEX_NR_CLASSES 9
+#define KFLEX_MIN_CLASS_SHIFT 4 /* class 0: 16 bytes */
+#define KFLEX_MAX_ALLOC 4096
+#define KFLEX_JOURNAL_LEN 16 /* power of two */
+#define KFLEX_HELD_LOCKS 4
+#define KFLEX_BLOCK_HEADER 8
+
+/* Block header: bits 0..7 class, bit 8 allocated, bits 16..47 chain length (valid in the head
+ * block of a chain on a refill stack), bits 48..63 KFLEX_BLOCK_MAGIC. */
+#define KFLEX_HDR_CLASS_MASK 0xffULL
+#define KFLEX_HDR_ALLOCATED (1ULL << 8)
+#define KFLEX_HDR_COUNT_SHIFT 16
+#define KFLEX_HDR_COUNT_MASK 0xffffffffULL
+#define KFLEX_HDR_MAGIC_SHIFT 48
+#define KFLEX_BLOCK_MAGIC 0x6b66ULL /* "kf" */
+
+/* Written by the host into kflex_alloc.magic when it attaches. */
+#define KFLEX_ALLOC_MAGIC 0x636f6c6c61786c66ULL /* "flxalloc" */
+#define KFLEX_ALLOC_VERSION 1
+
+/* A block as it sits on a free list or refill stack; the payload starts at `next`. */
+struct kflex_block {
+	__u64 hdr;
+	__u64 next; /* heap address of the next block on the list, 0 at the end */
+};
+
+/* One CPU's allocator state (512 bytes, so CPUs do not share cache lines). */
+struct kflex_alloc_cpu {
+	__u64 free_head[KFLEX_NR_CLASSES];  /* private free list per class (block address) */
+	__u64 free_count[KFLEX_NR_CLASSES]; /* blocks on each private list */
+	__u64 refill[KFLEX_NR_CLASSES];     /* refill stack per class, shared with the host */
+	__u64 starved[KFLEX_NR_CLASSES];    /* mallocs that found both empty (NULL returned) */
+	__u64 journal[KFLEX_JOURNAL_LEN];   /* blocks allocated since the last commit (a ring) */
+	__u64 journal_pos;                  /* blocks allocated since the last commit */
+	__u64 held_locks[KFLEX_HELD_LOCKS]; /* heap addresses of the locks this CPU holds, 0 = free */
+	__u64 scratch;                      /* kflex_addr()'s round trip */
+	__u64 _reserved[6];
+};
+
+/* The whole allocator state: one heap global per object (KFLEX_ALLOCATOR()). */
+struct kflex_alloc {
+	__u64 magic;   /* KFLEX_ALLOC_MAGIC once a host has attached */
+	__u64 version; /* KFLEX_ALLOC_VERSION, written by the host */
+	__u64 _reserved[6];
+	struct kflex_alloc_cpu cpu[KFLEX_MAX_CPUS];
+};
+
+_Static_assert(sizeof(struct kflex_block) == 16, "struct kflex_block is 16 bytes");
+_Static_assert(sizeof(struct kflex_alloc_cpu) == 512, "struct kflex_alloc_cpu is 512 bytes");
+_Static_assert(sizeof(struct kflex_alloc) == 64 + 64 * 512, "struct kflex_alloc is 32832 bytes");
+
+/* The object's allocator state, defined once per object by KFLEX_ALLOCATOR(). */
+extern struct kflex_alloc __arena kflex_alloc_state;
+
+/* KFLEX_ALLOCATOR(); at file scope (once per object) defines the allocator state in the heap. */
+#define KFLEX_ALLOCATOR() struct kflex_alloc __arena kflex_alloc_state
+
+/* Usable size of class `cls`. */
+#define KFLEX_CLASS_SIZE(cls) (1ULL << ((cls) + KFLEX_MIN_CLASS_SHIFT))
+
+/* The calling CPU's allocator state. */
+static __always_inline struct kflex_alloc_cpu __arena *kflex_alloc_cpu_state(void)
+{
+	return &kflex_alloc_state.cpu[kflex_cpu() & (KFLEX_MAX_CPUS - 1)];
+}
+
+/* The smallest class holding `size` bytes (size <= KFLEX_MAX_ALLOC). Loop-free. */
+static __always_inline __u32 kflex_size_class(__u64 size)
+{
+	if (size <= 16)
+		return 0;
+	if (size <= 32)
+		return 1;
+	if (size <= 64)
+		return 2;
+	if (size <= 128)
+		return 3;
+	if (size <= 256)
+		return 4;
+	if (size <= 512)
+		return 5;
+	if (size <= 1024)
+		return 6;
+	if (size <= 2048)
+		return 7;
+	return 8;
+}
+
+/*
+ * The heap address of heap pointer `p` as a plain number, e.g. to hand it to the host through
+ * the context (verifiers refuse to store pointers into the context; a value loaded back from the
+ * heap is a number to both of them). Uses this CPU's scratch word.
+ */
+static __always_inline __u64 kflex_addr(const void __arena *p)
+{
+	volatile __u64 __arena *slot = &kflex_alloc_cpu_state()->scratch;
+
+	*slot = (__u64)p;
+	return *slot;
+}
+
+/*
+ * Allocates `size` bytes (at most KFLEX_MAX_ALLOC) from the heap, 8-byte aligned, contents
+ * unspecified. NULL when size is too large or when this CPU's free list and refill stack of the
+ * class are both empty (the host refills them; the program never waits for it).
+ */
+static __always_inline void __arena *kflex_malloc(__u64 size)
+{
+	struct kflex_alloc_cpu __arena *c;
+	struct kflex_block __arena *b;
+	__u64 pos;
+	__u32 cls;
+
+	if (size > KFLEX_MAX_ALLOC)
+		return NULL;
+	cls = kflex_size_class(size);
+	c = kflex_alloc_cpu_state();
+	b = (struct kflex_block __arena *)c->free_head[cls];
+	if (!b) {
+		b = (struct kflex_block __arena *)kflex_xchg(&c->refill[cls], 0);
+		if (!b) {
+			c->starved[cls] += 1;
+			return NULL;
+		}
+		c->free_count[cls] += (b->hdr >> KFLEX_HDR_COUNT_SHIFT) & KFLEX_HDR_COUNT_MASK;
+	}
+	c->free_head[cls] = b->next;
+	c->free_count[cls] -= 1;
+	b->hdr |= KFLEX_HDR_ALLOCATED;
+	pos = c->journal_pos;
+	c->journal[pos & (KFLEX_JOURNAL_LEN - 1)] = (__u64)b;
+	c->journal_pos = pos + 1;
+	return (void __arena *)&b->next;
+}
+
+/*
+ * Returns a block to this CPU's free list. NULL is allowed; a pointer that is not an allocated
+ * block's payload (double free, foreign pointer) is ignored rather than corrupting the lists.
+ */
+static __always_inline void kflex_free(void __arena *p)
+{
+	struct kflex_alloc_cpu __arena *c;
+	struct kflex_block __arena *b;
+	__u64 hdr, cls;
+
+	if (!p)
+		return;
+	b = (struct kflex_block __arena *)((char __arena *)p - KFLEX_BLOCK_HEADER);
+	hdr = b->hdr;
+	cls = hdr & KFLEX_HDR_CLASS_MASK;
+	if ((hdr >> KFLEX_HDR_MAGIC_SHIFT) != KFLEX_BLOCK_MAGIC || !(hdr & KFLEX_HDR_ALLOCATED) ||
+	    cls >= KFLEX_NR_CLASSES)
+		return;
+	b->hdr = hdr & ~KFLEX_HDR_ALLOCATED;
+	c = kflex_alloc_cpu_state();
+	b->next = c->free_head[cls];
+	c->free_head[cls] = (__u64)b;
+	c->free_count[cls] += 1;
+}
+
+/*
+ * Declares every block allocated since the last commit reachable from the program's structure
+ * (or freed): clears this CPU's in-flight journal. Call it right after linking, with no loop in
+ * between, so that cancellation finds each block either journaled or linked, never neither.
+ */
+static __always_inline void kflex_commit(void)
+{
+	kflex_alloc_cpu_state()->journal_pos = 0;
+}
+
+#endif /* KFLEX_ALLOC_H */

@@ -138,3 +138,21 @@ fn cancellation_entries_name_live_references() {
     }
     assert_eq!(p.stats.back_edges, 1);
 }
+
+#[test]
+fn heap_addresses_may_be_stored_into_the_context() {
+    // A syscall program reports heap addresses (a mailbox, its allocator state) to its caller
+    // through the context; Linux accepts this for arena addresses.
+    accept(
+        "map_value %r2, 0, 64\nstxdw [%r1+8], %r2\nmov %r0, 0\nexit",
+        Syscall,
+        &[arena()],
+    );
+    // Other pointers still may not leak.
+    reject(
+        "map_value %r2, 0, 64\nstxdw [%r1+8], %r10\nmov %r0, 0\nexit",
+        Syscall,
+        &[arena()],
+        "leaks addr into ctx",
+    );
+}

@@ -34,7 +34,9 @@ pub fn access(
     let write = match acc {
         Access::Read { .. } => false,
         Access::Write(v) => {
-            if v.is_pointer() {
+            // Heap addresses are shared with user space by design (Linux treats arena
+            // addresses as scalars), so a `syscall` program may report one in its context.
+            if v.is_pointer() && !matches!(v, RegState::Heap { .. }) {
                 return Err(cx.error(
                     site.pc,
                     state,

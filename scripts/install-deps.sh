@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing kflex needs, and nothing that is already there.
 #
-# On Debian 12 (bookworm) it installs any of clang-19, llvm-19, libelf-dev, zlib1g-dev and
-# pkg-config that is missing (running `apt-get update` first only in that case, and using sudo only
-# when not root). It then checks that a Rust toolchain (`cargo`) is available. Safe to run again.
+# On Debian 12 (bookworm) it installs any of clang-19, llvm-19, libelf-dev, zlib1g-dev, pkg-config,
+# make, gcc and libc6-dev that is missing (running `apt-get update` first only in that case, and
+# using sudo only when not root): libbpf-sys builds its bundled libbpf with make, pkg-config and a C
+# compiler against libelf and zlib, and gcc also builds the native data-structure baseline.
+# It then checks that a Rust toolchain (`cargo`) is available. Safe to run again.
 set -euo pipefail
 
-PACKAGES=(clang-19 llvm-19 libelf-dev zlib1g-dev pkg-config)
+PACKAGES=(clang-19 llvm-19 libelf-dev zlib1g-dev pkg-config make gcc libc6-dev)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }

@@ -14,6 +14,9 @@
 //!   with the errno and log.
 //! * [`test_run`] runs a loaded program once or many times (`BPF_PROG_TEST_RUN`).
 //! * [`bpf_available`]: whether any of this works here, and if not, why.
+//! * [`backend`]: the back end proper on libbpf-rs: whole ELF objects (the examples, the
+//!   data-structure extensions) loaded into the kernel, their arena heap mapped into this process,
+//!   programs test-run, maps read and written.
 //!
 //! # Example
 //!
@@ -37,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backend;
 mod error;
 mod map;
 mod probe;

@@ -41,11 +41,20 @@ use std::collections::HashMap;
 use crate::JitError;
 use crate::codegen::{Emitter, reg, x64};
 
+pub mod segment;
+
 pub use kflex_verify::HeapAccess;
 
 /// How guarded heap accesses are compiled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SfiMode {
+    /// Every heap access is `gs:`-relative with 32-bit addressing and the GS base set to the heap
+    /// base for the run: zero guard instructions (see [`segment`]). Needs a heap of at most 4 GiB
+    /// at a 4 GiB-aligned base with the rest of the window reserved inaccessible (every
+    /// `kflex_runtime::heap::Heap` of at most 4 GiB created without a fixed address) and a CPU
+    /// with user-space FSGSBASE ([`segment::available`]); otherwise compiled as
+    /// [`SfiMode::AndMask`].
+    Segment,
     /// `and reg, mask ; or reg, base`: the pointer is forced into the heap in place.
     #[default]
     AndMask,
@@ -154,7 +163,7 @@ impl Plan {
                     pc: facts.first().map_or(0, |f| f.0),
                     reason: format!("SFI heap layout: {reason}"),
                 })?;
-                SfiModeOrOff::On(m, h)
+                SfiModeOrOff::On(effective(m, h), h)
             }
             (_, None) => match facts
                 .iter()
@@ -177,6 +186,20 @@ impl Plan {
             elided: 0,
         })
     }
+
+    /// True if heap accesses are compiled segment-relative (the entry stub then switches GS).
+    pub fn segment(&self) -> bool {
+        matches!(self.mode, SfiModeOrOff::On(SfiMode::Segment, _)) && !self.facts.is_empty()
+    }
+}
+
+/// The mode a compilation for `heap` really uses: [`SfiMode::Segment`] falls back to
+/// [`SfiMode::AndMask`] where the heap or the CPU does not allow it.
+pub fn effective(mode: SfiMode, heap: HeapLayout) -> SfiMode {
+    match mode {
+        SfiMode::Segment if !segment::usable(heap.base, heap.size) => SfiMode::AndMask,
+        m => m,
+    }
 }
 
 /// What to emit before the access at `pc` (`write`: a store or atomic).
@@ -186,7 +209,7 @@ fn decide(plan: &Plan, pc: usize, write: bool) -> Option<Option<(u8, SfiMode, He
         return Some(None);
     };
     let guard = match (mode, *fact) {
-        (SfiMode::None, _) => None,
+        (SfiMode::None | SfiMode::Segment, _) => None,
         (SfiMode::WritesOnly, HeapAccess::Guard { reg } | HeapAccess::Elided { reg, .. }) => {
             write.then_some(reg)
         }
@@ -196,15 +219,38 @@ fn decide(plan: &Plan, pc: usize, write: bool) -> Option<Option<(u8, SfiMode, He
     Some(guard.map(|r| (r, mode, heap)))
 }
 
-/// Emits the guard for the heap access at `pc`, if it needs one; counts the decision. Clobbers
-/// only x86 r11 besides the base register.
-pub(crate) fn guard(e: &mut Emitter<'_>, pc: usize, write: bool) {
+/// How the access itself is addressed, after [`guard`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Addressing {
+    /// A plain 64-bit `[reg + off]` operand.
+    Plain,
+    /// `gs:[reg32 + off]`: 32-bit address size, relative to the heap base in GS.
+    Segment,
+}
+
+/// Emits the guard for the heap access at `pc`, if it needs one; counts the decision; says how
+/// the access must be addressed. Clobbers only x86 r11 besides the base register.
+///
+/// In [`SfiMode::Segment`] no instruction is emitted and every heap access is segment-relative;
+/// the counts keep the verifier's split so they compare across modes: a
+/// [`HeapAccess::Guard`] site counts as emitted (a guard that costs nothing), an
+/// [`HeapAccess::Elided`] one as elided (it is segment-relative too, since no earlier guard
+/// masked its register in place).
+pub(crate) fn guard(e: &mut Emitter<'_>, pc: usize, write: bool) -> Addressing {
+    if let (SfiModeOrOff::On(SfiMode::Segment, _), Some(fact)) = (&e.sfi.mode, e.sfi.facts.get(&pc))
+    {
+        match fact {
+            HeapAccess::Guard { .. } => e.sfi.emitted += 1,
+            HeapAccess::Elided { .. } => e.sfi.elided += 1,
+        }
+        return Addressing::Segment;
+    }
     let Some(decision) = decide(&e.sfi, pc, write) else {
-        return;
+        return Addressing::Plain;
     };
     let Some((bpf_reg, mode, heap)) = decision else {
         e.sfi.elided += 1;
-        return;
+        return Addressing::Plain;
     };
     e.sfi.emitted += 1;
     let r = reg(bpf_reg);
@@ -232,6 +278,7 @@ pub(crate) fn guard(e: &mut Emitter<'_>, pc: usize, write: bool) {
             x64!(o ; or Rq(r), r12);
         }
     }
+    Addressing::Plain
 }
 
 #[cfg(test)]
@@ -345,5 +392,27 @@ mod tests {
         assert_eq!(guarded(SfiMode::WritesOnly, 1, true), Some(2));
         assert_eq!(guarded(SfiMode::None, 0, false), None);
         assert!(decide(&plan(SfiMode::AndMask), 2, false).is_none());
+    }
+
+    #[test]
+    fn segment_mode_falls_back_where_it_cannot_address_the_heap() {
+        let (window, mib) = (segment::WINDOW, 1u64 << 20);
+        let layout = |base, size| HeapLayout { base, size };
+        let fallback = [layout(2 * window, 2 * window), layout(window + mib, mib)];
+        for h in fallback {
+            assert_eq!(effective(SfiMode::Segment, h), SfiMode::AndMask, "{h:?}");
+        }
+        let fits = [layout(window, mib), layout(3 * window, window)];
+        let expect = if segment::available() {
+            SfiMode::Segment
+        } else {
+            SfiMode::AndMask
+        };
+        for h in fits {
+            assert_eq!(effective(SfiMode::Segment, h), expect, "{h:?}");
+        }
+        for m in [SfiMode::AndMask, SfiMode::Base, SfiMode::WritesOnly] {
+            assert_eq!(effective(m, layout(window + mib, mib)), m);
+        }
     }
 }

@@ -4,239 +4,23 @@
 //! the heap end are cancelled, and the guard instructions are present exactly where the verifier
 //! asked for them.
 
-use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
-use kflex_interp::{Vm, run};
-use kflex_isa::asm::assemble;
-use kflex_isa::decode::Program;
-use kflex_isa::insn::Insn;
-use kflex_isa::op;
+mod sfi_support;
+
+use iced_x86::{Mnemonic, OpKind, Register};
 use kflex_jit::{
     HeapAccess, HeapLayout, JitEnv, JitError, JitFault, JitFaultKind, JitOptions, JitProgram,
     SfiMode,
 };
-use kflex_object::{MapSpec, MapType, ProgType};
 use kflex_runtime::exec::CancelReason;
 use kflex_runtime::heap::{Heap, HeapConfig};
 use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
-use kflex_verify::{VerifiedProgram, VerifyInput, VerifyOptions, verify};
+use sfi_support::{
+    Canary, Case, HEAP_SIZE, PAGE, Rng, body, canaries, heap, interp_run, jit_run, read_u64,
+    write_u64,
+};
 
-const HEAP_SIZE: u64 = 1 << 20;
-const PAGE: usize = 4096;
 const MARK: u64 = 0x5afe_5afe_5afe_5afe;
 const GUARDED_MODES: [SfiMode; 3] = [SfiMode::AndMask, SfiMode::Base, SfiMode::WritesOnly];
-
-/// Assembles the conformance dialect plus `map_value %rN, OFF` (`lddw` of the arena map's value
-/// at OFF) and `cast_kern %rD, %rS` (`addr_space_cast` from address space 1 to 0).
-fn assemble_heap(src: &str) -> Vec<Insn> {
-    let (mut lines, mut patches, mut slot) = (Vec::new(), Vec::new(), 0usize);
-    for line in src.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (m, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let args: Vec<&str> = rest.split(',').map(str::trim).collect();
-        let text = match m {
-            "map_value" => {
-                patches.push((slot, true));
-                let off: u64 = args[1].parse().unwrap();
-                format!("lddw {}, {:#x}", args[0], off << 32)
-            }
-            "cast_kern" => {
-                patches.push((slot, false));
-                format!("mov {}, {}", args[0], args[1])
-            }
-            _ => line.to_string(),
-        };
-        if !text.ends_with(':') {
-            slot += if text.starts_with("lddw") { 2 } else { 1 };
-        }
-        lines.push(text);
-    }
-    let mut slots = assemble(&lines.join("\n")).unwrap_or_else(|e| panic!("{e}\n{src}"));
-    for (at, map_value) in patches {
-        if map_value {
-            slots[at].src = op::PSEUDO_MAP_VALUE;
-        } else {
-            slots[at].off = op::ADDR_SPACE_CAST;
-            slots[at].imm = 1;
-        }
-    }
-    slots
-}
-
-/// Verifies the program (one arena map) and returns the verifier's facts.
-fn verified(slots: &[Insn]) -> VerifiedProgram {
-    let program = Program::decode(slots).unwrap();
-    let maps = [MapSpec {
-        name: "heap".into(),
-        map_type: MapType::Arena,
-        key_size: 0,
-        value_size: 0,
-        max_entries: (HEAP_SIZE / PAGE as u64) as u32,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }];
-    let helpers = HelperRegistry::linux_default();
-    let input = VerifyInput {
-        program: &program,
-        prog_type: ProgType::Syscall,
-        maps: &maps,
-        helpers: &helpers,
-        line_info: &[],
-        func_info: &[],
-    };
-    verify(&input, &VerifyOptions::default()).unwrap_or_else(|e| panic!("rejected: {e}"))
-}
-
-/// Resolves `map_value` loads to the heap's address (what linking does).
-fn link(slots: &[Insn], heap: &Heap) -> Program {
-    let mut slots = slots.to_vec();
-    for i in 0..slots.len() {
-        if slots[i].opcode == op::LD | op::IMM | op::DW && slots[i].src == op::PSEUDO_MAP_VALUE {
-            let addr = heap.base() + u64::from(slots[i + 1].imm as u32);
-            slots[i].src = 0;
-            slots[i].imm = addr as u32 as i32;
-            slots[i + 1].imm = (addr >> 32) as u32 as i32;
-        }
-    }
-    Program::decode(&slots).unwrap()
-}
-
-/// A program ready to compile: linked code plus the verifier's heap facts.
-struct Case {
-    program: Program,
-    facts: Vec<(usize, HeapAccess)>,
-    verified: VerifiedProgram,
-}
-
-impl Case {
-    fn new(src: &str, heap: &Heap) -> Case {
-        let slots = assemble_heap(src);
-        let verified = verified(&slots);
-        let facts = verified
-            .insns
-            .iter()
-            .enumerate()
-            .filter_map(|(pc, f)| f.heap.map(|h| (pc, h)))
-            .collect();
-        Case {
-            program: link(&slots, heap),
-            facts,
-            verified,
-        }
-    }
-
-    fn compile(&self, mode: SfiMode, heap: &Heap) -> JitProgram {
-        let options = JitOptions {
-            sfi: mode,
-            heap: Some(HeapLayout {
-                base: heap.base(),
-                size: heap.size(),
-            }),
-            heap_facts: self.facts.clone(),
-            ..JitOptions::default()
-        };
-        JitProgram::compile(&self.program, &options).expect("compiles")
-    }
-}
-
-fn jit_run(jit: &JitProgram, heap: &Heap) -> Result<u64, JitFault> {
-    let (mut mem, helpers, mut env) = (
-        MemoryMap::new(),
-        HelperRegistry::linux_default(),
-        ExecEnv::default(),
-    );
-    let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
-    jenv.heap_base = heap.base();
-    jit.run([0; 5], &mut jenv)
-}
-
-fn interp_run(program: &Program, heap: &Heap) -> u64 {
-    let (mut mem, helpers, mut env) = (
-        MemoryMap::new(),
-        HelperRegistry::linux_default(),
-        ExecEnv::default(),
-    );
-    // SAFETY: the heap outlives the memory map and is only accessed through it during the run.
-    unsafe { mem.insert(heap.region()).unwrap() };
-    let mut vm = Vm::new(&mut mem, &helpers, &mut env);
-    run(program, [0; 5], &mut vm)
-        .expect("interpreter run")
-        .retval
-}
-
-fn heap() -> Heap {
-    Heap::create(HeapConfig::new(HEAP_SIZE)).expect("heap")
-}
-
-fn read_u64(heap: &Heap, offset: u64) -> u64 {
-    let mut b = [0u8; 8];
-    heap.read(offset, &mut b).unwrap();
-    u64::from_le_bytes(b)
-}
-
-fn write_u64(heap: &Heap, offset: u64, v: u64) {
-    heap.write(offset, &v.to_le_bytes()).unwrap();
-}
-
-/// An anonymous mapping filled with a pattern, placed at a fixed address.
-struct Canary {
-    addr: u64,
-    len: usize,
-}
-
-impl Canary {
-    const BYTE: u8 = 0xc5;
-
-    fn at(addr: u64, len: usize) -> Canary {
-        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the result is checked.
-        let p = unsafe {
-            libc::mmap(
-                addr as *mut libc::c_void,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                -1,
-                0,
-            )
-        };
-        assert_eq!(p as u64, addr, "canary mapping at {addr:#x}");
-        // SAFETY: the mapping was just created with this length, read-write.
-        unsafe { std::ptr::write_bytes(p.cast::<u8>(), Canary::BYTE, len) };
-        Canary { addr, len }
-    }
-
-    fn intact(&self) -> bool {
-        // SAFETY: the mapping lives until drop.
-        let bytes = unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) };
-        bytes.iter().all(|&b| b == Canary::BYTE)
-    }
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `at`.
-        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
-    }
-}
-
-/// Canaries right below and right above the guard zones.
-fn canaries(heap: &Heap) -> [Canary; 2] {
-    let below = heap.base() - heap.guard() - PAGE as u64;
-    let above = heap.base() + heap.size() + heap.guard();
-    [Canary::at(below, PAGE), Canary::at(above, PAGE)]
-}
-
-/// A small xorshift generator (deterministic test inputs).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Loads a (possibly forged) pointer from heap offset 0, stores `MARK` through it, returns 1.
 const FORGED_STORE: &str = "
@@ -464,21 +248,6 @@ fn accesses_past_the_heap_end_are_cancelled() {
         );
     }
     assert!(guards.iter().all(Canary::intact));
-}
-
-/// Machine instructions of slot `pc`'s body.
-fn body(jit: &JitProgram, pc: usize) -> Vec<iced_x86::Instruction> {
-    let (start, end) = (
-        jit.code_offset(pc).unwrap(),
-        jit.code_offset(pc + 1).unwrap(),
-    );
-    let bytes = &jit.code()[start..end];
-    let mut d = Decoder::with_ip(64, bytes, start as u64, DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while d.can_decode() {
-        out.push(d.decode());
-    }
-    out
 }
 
 fn uses_r12(i: &iced_x86::Instruction) -> bool {

@@ -1,13 +1,15 @@
 //! Loads, stores and atomics.
 //!
-//! Accesses are plain x86 memory operands `[reg + off]` (no checks: safety comes from the verifier
-//! and, later, SFI guards keyed on the reserved heap register). Accesses listed in the context
-//! rewrite table become calls to the context trampoline instead.
+//! Accesses are plain x86 memory operands `[reg + off]` (safety comes from the verifier and the SFI
+//! guards emitted before heap accesses), or, for heap accesses in segment SFI mode, `gs:[reg32 +
+//! off]` operands (prefixes `0x65 0x67`: 32-bit effective address added to the heap base in GS).
+//! Accesses listed in the context rewrite table become calls to the context trampoline instead.
 
 use dynasmrt::{DynasmApi, DynasmLabelApi};
 use kflex_isa::decode::{AtomicOp, Operand, Size};
 
 use super::{ARG_REGS, Emitter, STATE_SLOT, reg, x64};
+use crate::sfi::Addressing;
 use crate::state::{FAULT_CODE_OFF, reg_slot};
 use crate::trampoline;
 
@@ -30,9 +32,21 @@ pub(super) fn load(
         x64!(e.ops ; mov Rq(d), r11);
         return;
     }
-    crate::sfi::guard(e, pc, false);
+    let addressing = crate::sfi::guard(e, pc, false);
     let (s, off) = (reg(src), i32::from(off));
     let o = &mut e.ops;
+    if addressing == Addressing::Segment {
+        match (size, sign_extend) {
+            (Size::B, false) => x64!(o ; gs movzx Rd(d), BYTE [Rd(s) + off]),
+            (Size::H, false) => x64!(o ; gs movzx Rd(d), WORD [Rd(s) + off]),
+            (Size::W, false) => x64!(o ; gs mov Rd(d), DWORD [Rd(s) + off]),
+            (Size::B, true) => x64!(o ; gs movsx Rq(d), BYTE [Rd(s) + off]),
+            (Size::H, true) => x64!(o ; gs movsx Rq(d), WORD [Rd(s) + off]),
+            (Size::W, true) => x64!(o ; gs movsxd Rq(d), DWORD [Rd(s) + off]),
+            (Size::DW, _) => x64!(o ; gs mov Rq(d), QWORD [Rd(s) + off]),
+        }
+        return;
+    }
     match (size, sign_extend) {
         (Size::B, false) => x64!(o ; movzx Rd(d), BYTE [Rq(s) + off]),
         (Size::H, false) => x64!(o ; movzx Rd(d), WORD [Rq(s) + off]),
@@ -63,9 +77,22 @@ pub(super) fn store(e: &mut Emitter<'_>, pc: usize, size: Size, dst: u8, off: i1
         context_call(e, pc, index, Some(src));
         return;
     }
-    crate::sfi::guard(e, pc, true);
+    let addressing = crate::sfi::guard(e, pc, true);
     let (d, off) = (reg(dst), i32::from(off));
     let o = &mut e.ops;
+    if addressing == Addressing::Segment {
+        match (size, src) {
+            (Size::B, Operand::Reg(s)) => x64!(o ; gs mov BYTE [Rd(d) + off], Rb(reg(s))),
+            (Size::H, Operand::Reg(s)) => x64!(o ; gs mov WORD [Rd(d) + off], Rw(reg(s))),
+            (Size::W, Operand::Reg(s)) => x64!(o ; gs mov DWORD [Rd(d) + off], Rd(reg(s))),
+            (Size::DW, Operand::Reg(s)) => x64!(o ; gs mov QWORD [Rd(d) + off], Rq(reg(s))),
+            (Size::B, Operand::Imm(i)) => x64!(o ; gs mov BYTE [Rd(d) + off], i as i8),
+            (Size::H, Operand::Imm(i)) => x64!(o ; gs mov WORD [Rd(d) + off], i as i16),
+            (Size::W, Operand::Imm(i)) => x64!(o ; gs mov DWORD [Rd(d) + off], i),
+            (Size::DW, Operand::Imm(i)) => x64!(o ; gs mov QWORD [Rd(d) + off], i),
+        }
+        return;
+    }
     match (size, src) {
         (Size::B, Operand::Reg(s)) => x64!(o ; mov BYTE [Rq(d) + off], Rb(reg(s))),
         (Size::H, Operand::Reg(s)) => x64!(o ; mov WORD [Rq(d) + off], Rw(reg(s))),
@@ -144,9 +171,13 @@ pub(super) fn atomic(
     src: u8,
     off: i16,
 ) {
-    crate::sfi::guard(e, pc, true);
+    let addressing = crate::sfi::guard(e, pc, true);
     let (d, s, off) = (reg(dst), reg(src), i32::from(off));
     let wide = size == Size::DW;
+    if addressing == Addressing::Segment {
+        segment_atomic(e, wide, op, fetch, d, s, off);
+        return;
+    }
     let o = &mut e.ops;
     match (op, fetch) {
         (AtomicOp::Add, false) if wide => x64!(o ; lock add [Rq(d) + off], Rq(s)),
@@ -173,35 +204,103 @@ pub(super) fn atomic(
         (AtomicOp::Cmpxchg, _) if wide => x64!(o ; lock cmpxchg [Rq(d) + off], Rq(s)),
         // A 32-bit cmpxchg that succeeds leaves rax's upper half alone: zero-extend explicitly.
         (AtomicOp::Cmpxchg, _) => x64!(o ; lock cmpxchg [Rq(d) + off], Rd(s) ; mov eax, eax),
-        (op, true) => fetch_loop(e, wide, op, d, s, off),
+        (op, true) => fetch_loop(e, wide, op, d, s, off, Addressing::Plain),
+    }
+}
+
+/// [`atomic`] with a segment-relative operand `gs:[d32 + off]`.
+fn segment_atomic(
+    e: &mut Emitter<'_>,
+    wide: bool,
+    op: AtomicOp,
+    fetch: bool,
+    d: u8,
+    s: u8,
+    off: i32,
+) {
+    let o = &mut e.ops;
+    match (op, fetch) {
+        (AtomicOp::Add, false) if wide => x64!(o ; gs lock add [Rd(d) + off], Rq(s)),
+        (AtomicOp::Add, false) => x64!(o ; gs lock add [Rd(d) + off], Rd(s)),
+        (AtomicOp::Or, false) if wide => x64!(o ; gs lock or [Rd(d) + off], Rq(s)),
+        (AtomicOp::Or, false) => x64!(o ; gs lock or [Rd(d) + off], Rd(s)),
+        (AtomicOp::And, false) if wide => x64!(o ; gs lock and [Rd(d) + off], Rq(s)),
+        (AtomicOp::And, false) => x64!(o ; gs lock and [Rd(d) + off], Rd(s)),
+        (AtomicOp::Xor, false) if wide => x64!(o ; gs lock xor [Rd(d) + off], Rq(s)),
+        (AtomicOp::Xor, false) => x64!(o ; gs lock xor [Rd(d) + off], Rd(s)),
+        (AtomicOp::Add, true) if wide => {
+            x64!(o ; mov r11, Rq(s) ; gs lock xadd [Rd(d) + off], r11 ; mov Rq(s), r11)
+        }
+        (AtomicOp::Add, true) => {
+            x64!(o ; mov r11, Rq(s) ; gs lock xadd [Rd(d) + off], r11d ; mov Rd(s), r11d)
+        }
+        (AtomicOp::Xchg, _) if wide => {
+            x64!(o ; mov r11, Rq(s) ; gs xchg [Rd(d) + off], r11 ; mov Rq(s), r11)
+        }
+        (AtomicOp::Xchg, _) => {
+            x64!(o ; mov r11, Rq(s) ; gs xchg [Rd(d) + off], r11d ; mov Rd(s), r11d)
+        }
+        (AtomicOp::Cmpxchg, _) if wide => x64!(o ; gs lock cmpxchg [Rd(d) + off], Rq(s)),
+        (AtomicOp::Cmpxchg, _) => {
+            x64!(o ; gs lock cmpxchg [Rd(d) + off], Rd(s) ; mov eax, eax)
+        }
+        (op, true) => fetch_loop(e, wide, op, d, s, off, Addressing::Segment),
     }
 }
 
 /// `src = fetch_<op>(dst + off, src)` for and/or/xor, as a `lock cmpxchg` loop. rax (r0) is
-/// needed by cmpxchg, so r0 and the operand are parked on the native stack.
-fn fetch_loop(e: &mut Emitter<'_>, wide: bool, op: AtomicOp, d: u8, s: u8, off: i32) {
+/// needed by cmpxchg, so r0 and the operand are parked on the native stack. The address is formed
+/// in r10 first (`dst` may be rax); with [`Addressing::Segment`] only its low 32 bits are used,
+/// relative to GS.
+fn fetch_loop(
+    e: &mut Emitter<'_>,
+    wide: bool,
+    op: AtomicOp,
+    d: u8,
+    s: u8,
+    off: i32,
+    at: Addressing,
+) {
+    let seg = at == Addressing::Segment;
     let o = &mut e.ops;
     x64!(o
         ; push rax
         ; push Rq(s)
         ; lea r10, [Rq(d) + off]
     );
+    match (wide, seg) {
+        (true, false) => x64!(o ; mov rax, [r10]),
+        (true, true) => x64!(o ; gs mov rax, [r10d]),
+        (false, false) => x64!(o ; mov eax, [r10]),
+        (false, true) => x64!(o ; gs mov eax, [r10d]),
+    }
+    x64!(o ; retry:);
     if wide {
-        x64!(o ; mov rax, [r10] ; retry: ; mov r11, rax);
+        x64!(o ; mov r11, rax);
         match op {
             AtomicOp::And => x64!(o ; and r11, [rsp]),
             AtomicOp::Or => x64!(o ; or r11, [rsp]),
             _ => x64!(o ; xor r11, [rsp]),
         }
-        x64!(o ; lock cmpxchg [r10], r11 ; jne <retry ; mov r11, rax);
+        if seg {
+            x64!(o ; gs lock cmpxchg [r10d], r11);
+        } else {
+            x64!(o ; lock cmpxchg [r10], r11);
+        }
+        x64!(o ; jne <retry ; mov r11, rax);
     } else {
-        x64!(o ; mov eax, [r10] ; retry: ; mov r11d, eax);
+        x64!(o ; mov r11d, eax);
         match op {
             AtomicOp::And => x64!(o ; and r11d, [rsp]),
             AtomicOp::Or => x64!(o ; or r11d, [rsp]),
             _ => x64!(o ; xor r11d, [rsp]),
         }
-        x64!(o ; lock cmpxchg [r10], r11d ; jne <retry ; mov r11d, eax);
+        if seg {
+            x64!(o ; gs lock cmpxchg [r10d], r11d);
+        } else {
+            x64!(o ; lock cmpxchg [r10], r11d);
+        }
+        x64!(o ; jne <retry ; mov r11d, eax);
     }
     x64!(o ; add rsp, 8 ; pop rax);
     if wide {

@@ -244,6 +244,10 @@ impl<'p> Emitter<'p> {
             ; mov r9, rdi
             ; mov [r9 + SAVED_RSP_OFF], rsp
             ; mov r12, [r9 + HEAP_BASE_OFF]
+        );
+        // Segment SFI: save the host's GS base in the spare slot at [rsp], install the heap base.
+        crate::sfi::segment::enter(self);
+        x64!(self.ops
             ; mov rdi, [r9 + reg_slot(1)]
             ; mov rsi, [r9 + reg_slot(2)]
             ; mov rdx, [r9 + reg_slot(3)]
@@ -252,6 +256,10 @@ impl<'p> Emitter<'p> {
             ; xor eax, eax ; xor ebx, ebx ; xor r13d, r13d ; xor r14d, r14d ; xor r15d, r15d
             ; call =>main
             ; =>ret
+        );
+        // Both exits pass here (the fault exit jumps to `ret`): restore the host's GS base.
+        crate::sfi::segment::leave(self);
+        x64!(self.ops
             ; add rsp, 8
             ; pop r15 ; pop r14 ; pop r13 ; pop r12 ; pop rbp ; pop rbx
             ; ret

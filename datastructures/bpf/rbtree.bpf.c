@@ -1,18 +1,18 @@
-/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+// SPDX-License-Identifier: MIT OR Apache-2.0
 /*
- * Red-black tree programs: init, update, lookup, delete over the mailbox (see ds/common.h for the
- * protocol and ds/rbtree.h for the tree). Each op runs under the tree's heap lock.
+ * rbtree: the red-black tree (ds/rbtree.h) as a kflex data-structure object: programs init,
+ * update, lookup and delete over the mailbox protocol of ds/common.h, each op under the tree's
+ * heap lock.
  */
 #include <ds/rbtree.h>
 
-/* 64 MiB of heap: 100,000 nodes of 128 bytes plus the globals, with room to spare. */
-KFLEX_HEAP(16384);
+KFLEX_HEAP(16384); /* 64 MiB: 100,000 nodes of 128 bytes and the globals, with room to spare */
 KFLEX_ALLOCATOR();
 
-/* Every heap global of this object. The host's invariant check finds the tree from the mailbox:
- * `tree.root` is RB_GLOBALS_ROOT_OFF bytes into the struct and `ops` RB_GLOBALS_OPS_OFF bytes. */
+/* The heap globals. The tree comes first (its fields at small constant offsets from the heap
+ * start); the host's invariant check finds the root from the mailbox: `tree.root` is
+ * RB_GLOBALS_ROOT_OFF bytes into the struct and `ops` RB_GLOBALS_OPS_OFF bytes. */
 struct rb_globals {
-	struct kflex_lock lock;
 	struct rb_tree tree;
 	__u64 reserved[5];
 	struct ds_op ops[DS_BATCH_MAX];
@@ -26,60 +26,9 @@ _Static_assert(__builtin_offsetof(struct rb_globals, ops) == RB_GLOBALS_OPS_OFF,
 
 struct rb_globals __arena ds_globals;
 
-DS_PROG(init)
-{
-	rb_init(&ds_globals.tree);
-	ds_report_layout(ctx, &ds_globals.ops[0], &ds_globals, sizeof(ds_globals));
-	ctx->ret = 0;
-	return 0;
-}
+DS_INIT_PROG(ds_globals, ds_globals.ops)
+DS_BATCH_PROG(update, rb_update, &ds_globals.tree, ds_globals.ops)
+DS_BATCH_PROG(lookup, rb_lookup, &ds_globals.tree, ds_globals.ops)
+DS_BATCH_PROG(delete, rb_delete, &ds_globals.tree, ds_globals.ops)
 
-/* Runs one op under the lock; the op kind is a constant at each (inlined) call site. */
-#define RB_OP_UPDATE 0
-#define RB_OP_LOOKUP 1
-#define RB_OP_DELETE 2
-
-static __always_inline int rb_batch(struct ds_ctx *ctx, int kind)
-{
-	__u32 n = ds_batch_count(ctx);
-	int positive = 0;
-
-	for (__u32 i = 0; i < n; i++) {
-		struct ds_op __arena *op = &ds_globals.ops[i];
-		int r;
-
-		if (kflex_lock(&ds_globals.lock)) {
-			op->result = -DS_EBUSY;
-		} else {
-			if (kind == RB_OP_UPDATE)
-				r = rb_update(&ds_globals.tree, op);
-			else if (kind == RB_OP_LOOKUP)
-				r = rb_lookup(&ds_globals.tree, op);
-			else
-				r = rb_delete(&ds_globals.tree, op);
-			kflex_unlock(&ds_globals.lock);
-			op->result = r;
-			positive += r > 0;
-		}
-		kflex_cond_break;
-	}
-	ctx->ret = positive;
-	return positive;
-}
-
-DS_PROG(update)
-{
-	return rb_batch(ctx, RB_OP_UPDATE);
-}
-
-DS_PROG(lookup)
-{
-	return rb_batch(ctx, RB_OP_LOOKUP);
-}
-
-DS_PROG(delete)
-{
-	return rb_batch(ctx, RB_OP_DELETE);
-}
-
-KFLEX_LICENSE("GPL");
+KFLEX_LICENSE("Dual MIT/GPL");

@@ -70,7 +70,9 @@ static __always_inline __u32 sk_index(__u64 row_hash)
 	return (__u32)(row_hash >> (64 - SK_LOG_WIDTH));
 }
 
+/* The sketch: its heap lock and its counters. All zero is an empty sketch. */
 struct cm_sketch {
+	struct kflex_lock lock;
 	__s32 rows[CM_DEPTH][SK_WIDTH];
 };
 

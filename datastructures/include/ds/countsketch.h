@@ -22,7 +22,9 @@
 
 #define CS_DEPTH 5
 
+/* The sketch: its heap lock and its counters. All zero is an empty sketch. */
 struct cs_sketch {
+	struct kflex_lock lock;
 	__s32 rows[CS_DEPTH][SK_WIDTH];
 };
 

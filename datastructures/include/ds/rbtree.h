@@ -41,8 +41,9 @@ _Static_assert(__builtin_offsetof(struct rb_node, left) == 96, "rb_node.left at 
 _Static_assert(__builtin_offsetof(struct rb_node, parent) == 112, "rb_node.parent at 112");
 _Static_assert(__builtin_offsetof(struct rb_node, red) == 120, "rb_node.red at 120");
 
-/* The tree: its root (NULL when empty) and its size. */
+/* The tree: its heap lock, its root (NULL when empty) and its size. All zero is an empty tree. */
 struct rb_tree {
+	struct kflex_lock lock;
 	struct rb_node __arena *root;
 	__u64 size;
 };
@@ -268,13 +269,6 @@ static __always_inline void rb_delete_fixup(struct rb_tree __arena *t, struct rb
 	}
 	if (x)
 		x->red = RB_BLACK;
-}
-
-/* Empties the tree (nodes are not freed: init runs on a fresh heap). */
-static __always_inline void rb_init(struct rb_tree __arena *t)
-{
-	t->root = NULL;
-	t->size = 0;
 }
 
 /* The node holding `k`, or NULL; *ok is false when the loop budget cut the search short. */

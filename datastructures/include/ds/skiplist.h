@@ -38,9 +38,11 @@ struct sl_head {
 	struct sl_node __arena *next[SL_MAX_LEVEL];
 };
 
+/* The list. All zero is an empty list (the generator then starts from SL_SEED). */
 struct sl_list {
-	__u64 rng;    /* xorshift64* state, never 0 */
-	__u64 levels; /* levels in use: 1 ..= SL_MAX_LEVEL */
+	struct kflex_lock lock;
+	__u64 rng;    /* xorshift64* state (0: not started) */
+	__u64 levels; /* levels in use: 0 ..= SL_MAX_LEVEL */
 	__u64 size;
 	/* Scratch for the op in progress (the list lock is held): the predecessor on each level. In
 	 * the heap rather than on the stack so that it is indexed by a masked level, which every
@@ -93,25 +95,10 @@ static __always_inline struct sl_node __arena *sl_head_node(struct sl_list __are
 	return (struct sl_node __arena *)&l->head;
 }
 
-static __always_inline void sl_init(struct sl_list __arena *l)
-{
-	struct sl_node __arena *nil = NULL;
-
-	/* An opaque NULL, so that the stores are not merged into a memset (which clang-19 lowers for
-	 * BPF without the heap address-space cast). */
-	barrier_var(nil);
-	l->rng = SL_SEED;
-	l->levels = 1;
-	l->size = 0;
-	l->head.level = SL_MAX_LEVEL;
-	for (int i = 0; i < SL_MAX_LEVEL; i++)
-		l->head.next[i] = nil;
-}
-
 /* Draws a level: 1 plus one for every pair of zero bits at the bottom of a xorshift64* draw. */
 static __always_inline __u64 sl_random_level(struct sl_list __arena *l)
 {
-	__u64 x = l->rng;
+	__u64 x = l->rng ? l->rng : SL_SEED;
 	__u64 r, level = 1;
 
 	x ^= x >> 12;

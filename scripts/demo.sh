@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Loads, runs and benchmarks the bundled example extensions (`kflex demo`), after installing
-# whatever is missing to build them.
+# Loads, runs and benchmarks the bundled example extensions (`kflex demo`), then runs the quick
+# data-structure benchmark (`kflex bench datastructures --quick`: every structure on native code,
+# kflex's JIT and interpreter, and the Linux kernel when BPF is available), after installing
+# whatever is missing to build them. Arguments are passed to `kflex demo`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,4 +11,6 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
     # shellcheck disable=SC1091
     source "$HOME/.cargo/env"
 fi
-exec cargo run --release -p kflex -- demo "$@"
+cargo run --release -p kflex -- demo "$@"
+echo
+exec cargo run --release -p kflex -- bench datastructures --quick

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to one module per subcommand.
 
+mod bench;
 mod conformance;
 mod demo;
 mod disasm;
@@ -65,6 +66,9 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         repeat: u32,
     },
+    /// Benchmarks: `kflex bench datastructures` compares every engine with native code.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Arguments of `kflex run`.
@@ -264,6 +268,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(plugin::run(&args, engine.unwrap_or_default()))
         }
         Command::Demo { repeat } => demo::run(repeat),
+        Command::Bench(what) => bench::run(&what),
     }
 }
 

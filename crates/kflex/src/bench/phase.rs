@@ -1,0 +1,139 @@
+//! One timed phase: a key stream pushed through a driver's mailbox in batches, with each batch's
+//! outcome condensed into a check value that another engine's run must reproduce.
+
+use std::time::{Duration, Instant};
+
+use kflex_datastructures::protocol::BATCH_MAX;
+use kflex_datastructures::{Driver, OpKind};
+
+use super::keys::mix64;
+use super::{KEY_SIZE, VALUE_SIZE};
+
+/// What one batch returned: the program's return value and a digest of every op's result and
+/// the leading value bytes (a lookup's copied value or a sketch's estimate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchCheck {
+    /// The program's return value (ops with a result > 0).
+    pub ret: i64,
+    /// Digest of the ops' results and values.
+    pub digest: u64,
+}
+
+/// A measured phase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhaseRun {
+    /// Time spent inside the driver's `run` calls (mailbox filling and checking excluded).
+    pub elapsed: Duration,
+    /// One check per batch.
+    pub checks: Vec<BatchCheck>,
+    /// Ops whose result was negative (out of memory, lock not taken).
+    pub negative: u64,
+}
+
+impl PhaseRun {
+    /// Ops of the phase whose result was positive.
+    pub fn successes(&self) -> u64 {
+        self.checks.iter().map(|c| c.ret.max(0) as u64).sum()
+    }
+
+    /// Where `self` first differs from `reference`: `(batch, self's, reference's)`.
+    pub fn first_difference(
+        &self,
+        reference: &PhaseRun,
+    ) -> Option<(usize, BatchCheck, BatchCheck)> {
+        if self.checks.len() != reference.checks.len() {
+            let i = self.checks.len().min(reference.checks.len());
+            let missing = BatchCheck { ret: -1, digest: 0 };
+            return Some((
+                i,
+                self.checks.get(i).copied().unwrap_or(missing),
+                reference.checks.get(i).copied().unwrap_or(missing),
+            ));
+        }
+        self.checks
+            .iter()
+            .zip(&reference.checks)
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| (i, *a, *b))
+    }
+}
+
+/// Keys and values of the key space, derived once per structure workload.
+pub struct KeySpace {
+    /// Key of each index.
+    pub keys: Vec<[u8; KEY_SIZE]>,
+    /// Value of each index.
+    pub values: Vec<[u8; VALUE_SIZE]>,
+}
+
+impl KeySpace {
+    /// The first `n` keys and values.
+    pub fn new(n: usize) -> Self {
+        KeySpace {
+            keys: (0..n as u64).map(super::keys::key).collect(),
+            values: (0..n as u64).map(super::keys::value).collect(),
+        }
+    }
+}
+
+/// Runs `op` over `stream` (key indices into `space`) in mailbox batches of at most
+/// [`BATCH_MAX`] ops and times the driver calls.
+pub fn run_phase(
+    driver: &mut dyn Driver,
+    op: OpKind,
+    stream: &[u32],
+    space: &KeySpace,
+) -> Result<PhaseRun, String> {
+    let mut run = PhaseRun {
+        checks: Vec::with_capacity(stream.len().div_ceil(BATCH_MAX)),
+        ..PhaseRun::default()
+    };
+    for chunk in stream.chunks(BATCH_MAX) {
+        let mailbox = driver.mailbox();
+        if mailbox.len() < chunk.len() {
+            return Err(format!(
+                "mailbox holds {} ops, batch has {}",
+                mailbox.len(),
+                chunk.len()
+            ));
+        }
+        for (slot, &k) in mailbox.iter_mut().zip(chunk) {
+            slot.key = space.keys[k as usize];
+            slot.value = match op {
+                OpKind::Update => space.values[k as usize],
+                OpKind::Lookup | OpKind::Delete => [0; VALUE_SIZE],
+            };
+            slot.result = 0;
+        }
+        let start = Instant::now();
+        let ret = driver
+            .run(op, chunk.len())
+            .map_err(|e| format!("{} batch {}: {e}", op.program(), run.checks.len()))?;
+        run.elapsed += start.elapsed();
+        let mailbox = driver.mailbox();
+        let mut digest = 0u64;
+        let mut positive = 0i64;
+        for (i, slot) in mailbox[..chunk.len()].iter().enumerate() {
+            let mut lead = [0u8; 8];
+            lead.copy_from_slice(&slot.value[..8]);
+            let shown = if op == OpKind::Update {
+                0
+            } else {
+                u64::from_le_bytes(lead)
+            };
+            digest = mix64(digest ^ mix64(i as u64) ^ (slot.result as u64).rotate_left(17) ^ shown);
+            positive += i64::from(slot.result > 0);
+            run.negative += u64::from(slot.result < 0);
+        }
+        if ret != positive {
+            return Err(format!(
+                "{} batch {}: program returned {ret} but {positive} ops have a result > 0",
+                op.program(),
+                run.checks.len()
+            ));
+        }
+        run.checks.push(BatchCheck { ret, digest });
+    }
+    Ok(run)
+}

@@ -1,0 +1,342 @@
+//! The benchmark loop: for each structure × key stream, a fresh instance per engine runs the
+//! update, lookup and delete phases over the stream (repeated for a median where it is cheap);
+//! native runs first and every other engine must reproduce its per-batch results.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use kflex_datastructures::protocol::{BATCH_MAX, LRU_CAPACITY};
+use kflex_datastructures::{Driver, OpKind, Structure};
+
+use super::engine_kind::EngineKind;
+use super::keys::{self, KeyDist};
+use super::phase::{KeySpace, PhaseRun, run_phase};
+use super::report::{BenchResult, Failure, ProgramGuards, Report};
+use super::stats::median;
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchConfig {
+    /// Distinct keys in the key space (and ops per phase) of every structure but the list.
+    pub keys: usize,
+    /// Distinct keys (and ops per phase) of the linked list, whose ops are O(n).
+    pub list_keys: usize,
+    /// Most repetitions of the three phases on one instance (the median is reported).
+    pub max_repetitions: usize,
+    /// No further repetition starts once an instance has run this long.
+    pub instance_budget: Duration,
+    /// Structures, in report order.
+    pub structures: Vec<Structure>,
+    /// Engines, in column order (native is always measured, as the reference).
+    pub engines: Vec<EngineKind>,
+    /// Whether this is the `--quick` configuration.
+    pub quick: bool,
+    /// Seed of the key streams.
+    pub seed: u64,
+}
+
+impl BenchConfig {
+    /// The full benchmark: N = 100,000 keys (the list 2,000), up to 5 repetitions within 3 s per
+    /// instance, every structure and engine.
+    pub fn full() -> Self {
+        BenchConfig {
+            keys: 100_000,
+            list_keys: 2_000,
+            max_repetitions: 5,
+            instance_budget: Duration::from_secs(3),
+            structures: Structure::ALL.to_vec(),
+            engines: EngineKind::ALL.to_vec(),
+            quick: false,
+            seed: 0x6b66_6c65_7862,
+        }
+    }
+
+    /// The quick benchmark: N = 10,000 keys (the list 500), one repetition.
+    pub fn quick() -> Self {
+        BenchConfig {
+            keys: 10_000,
+            list_keys: 500,
+            max_repetitions: 1,
+            quick: true,
+            ..BenchConfig::full()
+        }
+    }
+
+    /// Keys (= ops per phase) for `structure`.
+    pub fn keys_for(&self, structure: Structure) -> usize {
+        match structure {
+            Structure::List => self.list_keys,
+            _ => self.keys,
+        }
+    }
+}
+
+/// Opens structure instances on engines.
+pub trait DriverFactory {
+    /// Whether `engine` can run here at all; `Err` says why not (the engine is then left out
+    /// with a note, not reported as a failure).
+    fn probe(&mut self, engine: EngineKind) -> Result<(), String>;
+
+    /// A fresh, initialised instance of `structure` on `engine`.
+    fn open(&mut self, structure: Structure, engine: EngineKind)
+    -> Result<Box<dyn Driver>, String>;
+
+    /// Static guard sites of `structure`'s programs on kflex's JIT in its default SFI mode.
+    fn guards(&mut self, structure: Structure) -> Result<Vec<ProgramGuards>, String>;
+}
+
+/// The three phases of one repetition.
+type Phases = [PhaseRun; 3];
+
+/// Runs the benchmark. The report has results, summary, guards, notes and failures; a phase is
+/// reported only when its engine reproduced native's results batch for batch in every
+/// repetition.
+pub fn run(
+    config: &BenchConfig,
+    factory: &mut dyn DriverFactory,
+    progress: &ProgressBar,
+) -> Report {
+    let mut report = Report {
+        keys_n: config.keys,
+        batch: BATCH_MAX,
+        quick: config.quick,
+        ..Report::default()
+    };
+    let mut engines = vec![EngineKind::Native];
+    if !config.engines.contains(&EngineKind::Native) {
+        report
+            .notes
+            .push("native is always measured: it is the reference of every ratio".into());
+    }
+    for &e in &config.engines {
+        if e == EngineKind::Native || engines.contains(&e) {
+            continue;
+        }
+        match factory.probe(e) {
+            Ok(()) => engines.push(e),
+            Err(why) => report.notes.push(format!("{e} not measured: {why}")),
+        }
+    }
+    if let Err(why) = factory.probe(EngineKind::Native) {
+        report.failures.push(Failure {
+            structure: "*".into(),
+            keys: "*".into(),
+            engine: "native".into(),
+            error: why,
+        });
+        return report;
+    }
+    report.engines = engines.iter().map(|e| e.name().to_string()).collect();
+    report.notes.push(format!(
+        "ops go through the mailbox in batches of {BATCH_MAX}: one program invocation runs a \
+         whole batch, so the per-invocation cost is amortised over it, as it is for the native loop"
+    ));
+    if config.structures.contains(&Structure::List) {
+        report.notes.push(format!(
+            "list: {} keys and ops per phase (its ops are O(n)); the other structures {}",
+            config.list_keys, config.keys
+        ));
+    }
+
+    progress.set_length((config.structures.len() * KeyDist::ALL.len() * engines.len()) as u64);
+    for &structure in &config.structures {
+        let n = config.keys_for(structure);
+        let space = KeySpace::new(n);
+        for dist in KeyDist::ALL {
+            let stream = keys::stream(dist, n, n, config.seed);
+            let case = Case {
+                structure,
+                dist,
+                stream: &stream,
+                space: &space,
+            };
+            measure_case(config, factory, progress, &engines, &case, &mut report);
+        }
+    }
+    progress.finish_and_clear();
+
+    let mut no_guards: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for &structure in &config.structures {
+        match factory.guards(structure) {
+            Ok(programs) => report.guards.programs.extend(programs),
+            Err(why) => no_guards.entry(why).or_default().push(structure.name()),
+        }
+    }
+    for (why, structures) in no_guards {
+        report.notes.push(format!(
+            "no guard statistics for {}: {why}",
+            structures.join(", ")
+        ));
+    }
+    report.guards =
+        super::report::GuardTotals::from_programs(std::mem::take(&mut report.guards.programs));
+    report.summarise();
+    report
+}
+
+/// One structure and key stream.
+struct Case<'a> {
+    structure: Structure,
+    dist: KeyDist,
+    stream: &'a [u32],
+    space: &'a KeySpace,
+}
+
+impl Case<'_> {
+    fn failure(&self, engine: EngineKind, error: String) -> Failure {
+        Failure {
+            structure: self.structure.name().into(),
+            keys: self.dist.name().into(),
+            engine: engine.name().into(),
+            error,
+        }
+    }
+}
+
+/// Measures every engine on one case, native first.
+fn measure_case(
+    config: &BenchConfig,
+    factory: &mut dyn DriverFactory,
+    progress: &ProgressBar,
+    engines: &[EngineKind],
+    case: &Case<'_>,
+    report: &mut Report,
+) {
+    let mut reference: Option<Phases> = None;
+    let mut native_ns = [0.0f64; 3];
+    for &engine in engines {
+        progress.set_message(format!("{} {} {engine}", case.structure, case.dist.name()));
+        let outcome = measure_engine(config, factory, progress, engine, case, reference.as_ref());
+        progress.inc(1);
+        let (ns, first, reps) = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                report.failures.push(case.failure(engine, e));
+                if engine == EngineKind::Native {
+                    // Without the reference nothing else can be checked or compared.
+                    progress.inc((engines.len() - 1) as u64);
+                    return;
+                }
+                continue;
+            }
+        };
+        if engine == EngineKind::Native {
+            if let Err(e) = plausible(case, &first) {
+                report.failures.push(case.failure(engine, e));
+                progress.inc((engines.len() - 1) as u64);
+                return;
+            }
+            native_ns = ns;
+        }
+        for (i, op) in OpKind::ALL.into_iter().enumerate() {
+            report.results.push(BenchResult {
+                structure: case.structure.name().into(),
+                op: op.program().into(),
+                keys: case.dist.name().into(),
+                engine: engine.name().into(),
+                ns_per_op: ns[i],
+                ratio_to_native: native_ns[i] / ns[i],
+                ops: case.stream.len(),
+                repetitions: reps,
+                successes: first[i].successes(),
+            });
+        }
+        if engine == EngineKind::Native {
+            reference = Some(first);
+        }
+    }
+}
+
+/// Runs the phases on a fresh instance, repeated while cheap; returns the median ns/op per
+/// phase, the first repetition's runs and the repetition count.
+fn measure_engine(
+    config: &BenchConfig,
+    factory: &mut dyn DriverFactory,
+    progress: &ProgressBar,
+    engine: EngineKind,
+    case: &Case<'_>,
+    reference: Option<&Phases>,
+) -> Result<([f64; 3], Phases, usize), String> {
+    let mut driver = factory.open(case.structure, engine)?;
+    let started = Instant::now();
+    let mut samples: [Vec<f64>; 3] = Default::default();
+    let mut first: Option<Phases> = None;
+    let reps = config.max_repetitions.max(1);
+    for rep in 0..reps {
+        let mut phases: Phases = Default::default();
+        for (i, op) in OpKind::ALL.into_iter().enumerate() {
+            progress.set_message(format!(
+                "{} {} {engine}: {} (repetition {}/{reps})",
+                case.structure,
+                case.dist.name(),
+                op.program(),
+                rep + 1
+            ));
+            let run = run_phase(driver.as_mut(), op, case.stream, case.space)?;
+            // Native's own repetitions must agree with its first; others with native's.
+            if let Some(want) = reference.or(first.as_ref())
+                && let Some((batch, got, expected)) = run.first_difference(&want[i])
+            {
+                return Err(format!(
+                    "{} disagrees with native in repetition {} at batch {batch}: returned {} \
+                     (digest {:#x}), native {} (digest {:#x})",
+                    op.program(),
+                    rep + 1,
+                    got.ret,
+                    got.digest,
+                    expected.ret,
+                    expected.digest
+                ));
+            }
+            samples[i].push(run.elapsed.as_nanos() as f64 / case.stream.len().max(1) as f64);
+            phases[i] = run;
+        }
+        if first.is_none() {
+            first = Some(phases);
+        }
+        if started.elapsed() >= config.instance_budget {
+            break;
+        }
+    }
+    let count = samples[0].len();
+    let ns = samples.map(|s| median(&s).unwrap_or(f64::NAN).max(f64::MIN_POSITIVE));
+    Ok((ns, first.expect("at least one repetition ran"), count))
+}
+
+/// Checks that native's first repetition did what the structure promises, so that a broken
+/// native build cannot become the reference: no op failed, and for the key-value structures
+/// every update succeeded, every lookup after them found its key and delete removed each
+/// distinct key once.
+fn plausible(case: &Case<'_>, first: &Phases) -> Result<(), String> {
+    for (i, op) in OpKind::ALL.into_iter().enumerate() {
+        if first[i].negative > 0 {
+            return Err(format!(
+                "native {}: {} ops failed (negative result: out of memory or lock not taken)",
+                op.program(),
+                first[i].negative
+            ));
+        }
+    }
+    let len = case.stream.len() as u64;
+    let distinct = case.stream.iter().collect::<HashSet<_>>().len() as u64;
+    let expect: BTreeMap<&str, u64> = if case.structure.is_sketch() {
+        [("update", len), ("lookup", len), ("delete", len)].into()
+    } else if case.structure != Structure::Lru || distinct <= LRU_CAPACITY as u64 {
+        [("update", len), ("lookup", len), ("delete", distinct)].into()
+    } else {
+        [("update", len)].into()
+    };
+    for (i, op) in OpKind::ALL.into_iter().enumerate() {
+        if let Some(&want) = expect.get(op.program()) {
+            let got = first[i].successes();
+            if got != want {
+                return Err(format!(
+                    "native {}: {got} of {len} ops succeeded, expected {want}",
+                    op.program()
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The runner on in-process model drivers: agreement checking, failures, notes and the report.
+
+use std::collections::HashMap;
+
+use indicatif::ProgressBar;
+use kflex_datastructures::protocol::{BATCH_MAX, Key, Op, Value};
+use kflex_datastructures::{Driver, DriverError, OpKind, Structure};
+
+use super::*;
+
+/// A hash map behind the mailbox protocol; `bug` makes every 50th lookup miss.
+struct ModelDriver {
+    name: &'static str,
+    map: HashMap<Key, Value>,
+    mailbox: Vec<Op>,
+    lookups: u64,
+    bug: bool,
+}
+
+impl Driver for ModelDriver {
+    fn engine(&self) -> &str {
+        self.name
+    }
+
+    fn mailbox(&mut self) -> &mut [Op] {
+        &mut self.mailbox
+    }
+
+    fn run(&mut self, op: OpKind, count: usize) -> Result<i64, DriverError> {
+        if count > BATCH_MAX {
+            return Err(DriverError::BatchTooLarge {
+                count,
+                max: BATCH_MAX,
+            });
+        }
+        let mut positive = 0;
+        for o in &mut self.mailbox[..count] {
+            o.result = match op {
+                OpKind::Update => match self.map.insert(o.key, o.value) {
+                    None => 1,
+                    Some(_) => 2,
+                },
+                OpKind::Lookup => {
+                    self.lookups += 1;
+                    match self.map.get(&o.key) {
+                        Some(v) if !(self.bug && self.lookups.is_multiple_of(50)) => {
+                            o.value = *v;
+                            1
+                        }
+                        _ => 0,
+                    }
+                }
+                OpKind::Delete => i64::from(self.map.remove(&o.key).is_some()),
+            };
+            positive += i64::from(o.result > 0);
+        }
+        Ok(positive)
+    }
+}
+
+/// Native and kflex-jit are correct models, kflex-interp is buggy, linux is unavailable.
+struct ModelFactory {
+    opened: Vec<(Structure, EngineKind)>,
+}
+
+impl DriverFactory for ModelFactory {
+    fn probe(&mut self, engine: EngineKind) -> Result<(), String> {
+        match engine {
+            EngineKind::Linux => Err("no BPF in this test".into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn open(&mut self, s: Structure, e: EngineKind) -> Result<Box<dyn Driver>, String> {
+        self.opened.push((s, e));
+        if e == EngineKind::KflexJitPerf {
+            return Err("cannot compile".into());
+        }
+        Ok(Box::new(ModelDriver {
+            name: e.name(),
+            map: HashMap::new(),
+            mailbox: vec![Op::default(); BATCH_MAX],
+            lookups: 0,
+            bug: e == EngineKind::KflexInterp,
+        }))
+    }
+
+    fn guards(&mut self, s: Structure) -> Result<Vec<ProgramGuards>, String> {
+        Ok(OpKind::ALL
+            .iter()
+            .map(|op| ProgramGuards {
+                structure: s.name().into(),
+                program: op.program().into(),
+                emitted: 1,
+                elided: 4,
+            })
+            .collect())
+    }
+}
+
+fn config(engines: &[EngineKind]) -> BenchConfig {
+    BenchConfig {
+        keys: 3000,
+        list_keys: 100,
+        max_repetitions: 3,
+        structures: vec![Structure::Hash, Structure::List],
+        engines: engines.to_vec(),
+        ..BenchConfig::quick()
+    }
+}
+
+#[test]
+fn agreeing_engines_are_reported_and_broken_ones_are_failures() {
+    let mut factory = ModelFactory { opened: vec![] };
+    let cfg = config(&EngineKind::ALL);
+    let report = run(&cfg, &mut factory, &ProgressBar::hidden());
+    assert_eq!(
+        report.engines,
+        ["native", "kflex-jit", "kflex-jit-perf", "kflex-interp"]
+    );
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("linux not measured: no BPF"))
+    );
+    // A fresh instance per structure, stream and engine, native first.
+    assert_eq!(factory.opened.len(), 2 * 2 * 4);
+    assert_eq!(factory.opened[0], (Structure::Hash, EngineKind::Native));
+    // 2 structures x 2 streams x 3 ops for native and kflex-jit; none for the others.
+    assert_eq!(report.results.len(), 24);
+    for r in &report.results {
+        assert!(r.engine == "native" || r.engine == "kflex-jit", "{r:?}");
+        assert!(r.ns_per_op > 0.0 && r.ratio_to_native > 0.0);
+        let ops = if r.structure == "list" { 100 } else { 3000 };
+        assert_eq!(r.ops, ops);
+        if r.engine == "native" {
+            assert_eq!(r.ratio_to_native, 1.0);
+        }
+    }
+    let lookup = |s: &str, keys: &str| {
+        report
+            .results
+            .iter()
+            .find(|r| r.structure == s && r.keys == keys && r.op == "lookup")
+            .unwrap()
+    };
+    assert_eq!(
+        lookup("hash", "uniform").successes,
+        3000,
+        "every looked-up key was inserted"
+    );
+    // The failures: perf could not open, interp's lookups disagree with native's.
+    assert_eq!(report.failures.len(), 8);
+    let interp: Vec<_> = report
+        .failures
+        .iter()
+        .filter(|f| f.engine == "kflex-interp")
+        .collect();
+    assert_eq!(interp.len(), 4);
+    assert!(
+        interp
+            .iter()
+            .any(|f| f.error.contains("lookup disagrees with native")),
+        "{interp:?}"
+    );
+    assert_eq!(report.guards.emitted, 6);
+    assert_eq!(report.guards.elided, 24);
+    let jit = &report.summary["kflex-jit"];
+    assert_eq!(jit.results, 12);
+    assert!(jit.worst_ratio <= jit.geomean_ratio);
+}
+
+#[test]
+fn native_is_measured_even_when_not_asked_for() {
+    let mut factory = ModelFactory { opened: vec![] };
+    let report = run(
+        &config(&[EngineKind::KflexJit]),
+        &mut factory,
+        &ProgressBar::hidden(),
+    );
+    assert_eq!(report.engines, ["native", "kflex-jit"]);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("native is always measured"))
+    );
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.results.len(), 24);
+}

@@ -1,0 +1,439 @@
+//! [`HeapAllocator`]: the host side of `alloc.h` and `lock.h`, working on raw heap memory.
+//!
+//! # Protocol and memory orderings
+//!
+//! * **Refill (host → program).** For an empty refill stack the host builds a chain of free
+//!   blocks (headers and `next` links written with relaxed atomic stores, the chain length in
+//!   the head's header) and publishes it with a *release* compare-and-swap of the stack head
+//!   from 0. The program takes the whole stack with `kflex_xchg` (a full barrier on BPF and
+//!   `SEQ_CST` natively), so it observes every link written before the publication. The host
+//!   only ever pushes onto an *empty* stack and the program only ever swaps in 0, so there is no
+//!   ABA problem; refills are serialised by the allocator's mutex.
+//! * **Starvation (program → host).** `starved[cls]` counters are hints read relaxed: a counter
+//!   that moved since the last refill doubles that CPU/class's chain length (up to
+//!   [`AllocConfig::max_chain`]).
+//! * **Cancellation cleanup.** [`HeapAllocator::release_after_cancel`] runs after the cancelled
+//!   invocation has returned to the host and before the next invocation on that CPU id, so the
+//!   CPU's record is quiescent (the return happens-after the program's writes). Locks are
+//!   released with a *release* compare-and-swap from `cpu + 1` to 0, so the next taker (whose
+//!   cmpxchg is a full barrier) sees what was written under the lock.
+//! * **Statistics** read live words relaxed; they are exact only while no program runs.
+//!
+//! Every address read from the heap (journal entries, lock records, refill heads) is validated
+//! before the host follows it: blocks must start exactly where the host carved one, locks must be
+//! 8-byte aligned words inside the heap range. A corrupted heap can lose the program its own
+//! memory but never makes the host touch memory outside the heap.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::block;
+use crate::carve::Carver;
+use crate::error::{Error, Result};
+use crate::layout::{
+    ALLOC_MAGIC, ALLOC_VERSION, HELD_LOCKS, JOURNAL_LEN, MAX_CPUS, NR_CLASSES, STATE_SIZE,
+    class_stride, cpu_field, field,
+};
+use crate::mem::HeapView;
+use crate::refill_thread::RefillThread;
+
+/// Tuning of a [`HeapAllocator`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllocConfig {
+    /// CPU ids (0..cpus, at most [`MAX_CPUS`]) whose refill stacks [`HeapAllocator::refill`]
+    /// keeps stocked. Default: the host's available parallelism.
+    pub cpus: u32,
+    /// Bytes of blocks in the first chain pushed per CPU and class (default 256 KiB).
+    pub chain_bytes: u64,
+    /// Fewest blocks in a chain (default 4).
+    pub min_chain: u64,
+    /// Most blocks in a chain, after doubling on starvation (default 16384).
+    pub max_chain: u64,
+    /// Addresses the host may access (the state, the carve range and whatever heap memory a
+    /// lock may live in). Default: the smallest range covering the state and the carve range.
+    pub heap: Option<Range<u64>>,
+    /// Page size used to touch newly carved pages (default 4096).
+    pub page_size: u64,
+}
+
+impl Default for AllocConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        AllocConfig {
+            cpus: cpus.clamp(1, MAX_CPUS) as u32,
+            chain_bytes: 256 * 1024,
+            min_chain: 4,
+            max_chain: 16384,
+            heap: None,
+            page_size: 4096,
+        }
+    }
+}
+
+/// What [`HeapAllocator::release_after_cancel`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReleaseReport {
+    /// Heap locks that were held by the CPU and are now free.
+    pub locks_released: u32,
+    /// Journaled blocks that were still allocated and are back in the host's pool.
+    pub blocks_reclaimed: u64,
+    /// Blocks allocated since the last commit that did not fit in the journal (they stay
+    /// allocated: the host cannot tell whether the structure links them).
+    pub unjournaled: u64,
+    /// Journal or lock entries that named no carved block / no heap word (ignored).
+    pub ignored: u64,
+}
+
+/// A snapshot of the allocator's accounting (exact while no program runs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocStats {
+    /// Blocks carved per class.
+    pub carved: [u64; NR_CLASSES],
+    /// Free blocks per class: the host's pool, the refill stacks and the CPUs' free lists.
+    pub free: [u64; NR_CLASSES],
+    /// Blocks in the CPUs' in-flight journals that are still allocated.
+    pub in_flight: u64,
+    /// Bytes of the carve range used so far.
+    pub carve_used: u64,
+    /// Bytes of the carve range.
+    pub carve_capacity: u64,
+    /// Mallocs that returned NULL because both the free list and the refill stack were empty.
+    pub starved: u64,
+    /// Blocks reclaimed from journals after cancellations, in total.
+    pub reclaimed: u64,
+    /// Locks released after cancellations, in total.
+    pub locks_released: u64,
+}
+
+impl AllocStats {
+    /// Blocks carved, all classes.
+    pub fn carved_total(&self) -> u64 {
+        self.carved.iter().sum()
+    }
+
+    /// Free blocks, all classes.
+    pub fn free_total(&self) -> u64 {
+        self.free.iter().sum()
+    }
+
+    /// Blocks neither free nor in flight: what the programs' structures hold.
+    pub fn live(&self) -> u64 {
+        self.carved_total()
+            .saturating_sub(self.free_total())
+            .saturating_sub(self.in_flight)
+    }
+}
+
+/// Host-side mutable state, behind the allocator's mutex.
+#[derive(Debug)]
+struct Inner {
+    carver: Carver,
+    chain: [[u64; NR_CLASSES]; MAX_CPUS],
+    seen_starved: [[u64; NR_CLASSES]; MAX_CPUS],
+    reclaimed: u64,
+    locks_released: u64,
+}
+
+/// The host side of one object's allocator: carves blocks from heap memory, keeps the refill
+/// stacks stocked and cleans up after cancelled invocations. Backend-neutral: it works on any
+/// host-writable mapping in which heap addresses are host addresses (kflex's heap, a Linux
+/// arena's user mapping, a native buffer).
+#[derive(Debug)]
+pub struct HeapAllocator {
+    state: u64,
+    view: HeapView,
+    cfg: AllocConfig,
+    inner: Mutex<Inner>,
+}
+
+impl HeapAllocator {
+    /// Attaches to the allocator state `kflex_alloc_state` at `state` with the default
+    /// [`AllocConfig`]; the host cuts blocks only from the heap addresses in `carve`.
+    ///
+    /// # Safety
+    ///
+    /// `state` must point to the object's `struct kflex_alloc`, and the state and `carve` (and
+    /// the configured heap range) must be mapped readable and writable at these addresses for
+    /// the allocator's whole lifetime, with heap addresses equal to host addresses. Nothing else
+    /// may carve from `carve`.
+    pub unsafe fn attach(state: *mut u8, carve: Range<u64>) -> Result<HeapAllocator> {
+        // SAFETY: the caller's guarantees are forwarded unchanged.
+        unsafe { Self::attach_with(state, carve, AllocConfig::default()) }
+    }
+
+    /// [`HeapAllocator::attach`] with an explicit configuration. Attaching resets every CPU's
+    /// lists, refill stacks, journal and lock record (blocks of an earlier attachment are
+    /// forgotten) and writes the state's magic and version.
+    ///
+    /// # Safety
+    ///
+    /// As for [`HeapAllocator::attach`].
+    pub unsafe fn attach_with(
+        state: *mut u8,
+        carve: Range<u64>,
+        cfg: AllocConfig,
+    ) -> Result<HeapAllocator> {
+        let s = state as u64;
+        if s == 0 || !s.is_multiple_of(8) {
+            return Err(Error::MisalignedState(s));
+        }
+        if cfg.cpus == 0 || cfg.cpus as usize > MAX_CPUS {
+            return Err(Error::Config(format!(
+                "cpus {} not in 1..={MAX_CPUS}",
+                cfg.cpus
+            )));
+        }
+        if cfg.min_chain == 0 || cfg.min_chain > cfg.max_chain || cfg.max_chain > 0xffff_ffff {
+            return Err(Error::Config(format!(
+                "chain bounds {}..={} invalid",
+                cfg.min_chain, cfg.max_chain
+            )));
+        }
+        if !cfg.page_size.is_power_of_two() {
+            return Err(Error::Config(format!(
+                "page size {} not a power of two",
+                cfg.page_size
+            )));
+        }
+        let state_range = s..s + STATE_SIZE as u64;
+        if carve.end <= carve.start || carve.end - carve.start < class_stride(0) {
+            return Err(Error::EmptyCarve(carve));
+        }
+        if carve.start < state_range.end && state_range.start < carve.end {
+            return Err(Error::CarveOverlapsState {
+                carve,
+                state: state_range,
+            });
+        }
+        let heap = cfg
+            .heap
+            .clone()
+            .unwrap_or_else(|| state_range.start.min(carve.start)..state_range.end.max(carve.end));
+        for (what, r) in [("state", &state_range), ("carve range", &carve)] {
+            if r.start < heap.start || r.end > heap.end {
+                return Err(Error::OutsideHeap {
+                    what,
+                    range: r.clone(),
+                    heap,
+                });
+            }
+        }
+        let view = HeapView::new(heap);
+        let mut chain = [[0; NR_CLASSES]; MAX_CPUS];
+        for row in &mut chain {
+            for (cls, c) in row.iter_mut().enumerate() {
+                *c = (cfg.chain_bytes / class_stride(cls)).clamp(cfg.min_chain, cfg.max_chain);
+            }
+        }
+        let a = HeapAllocator {
+            state: s,
+            view,
+            cfg,
+            inner: Mutex::new(Inner {
+                carver: Carver::new(carve),
+                chain,
+                seen_starved: [[0; NR_CLASSES]; MAX_CPUS],
+                reclaimed: 0,
+                locks_released: 0,
+            }),
+        };
+        for off in (16..STATE_SIZE as u64).step_by(8) {
+            a.view.store(s + off, 0, Relaxed);
+        }
+        a.view.store(s + 8, ALLOC_VERSION, Relaxed);
+        a.view.store(s, ALLOC_MAGIC, Release);
+        Ok(a)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AllocConfig {
+        &self.cfg
+    }
+
+    /// Heap address of the allocator state.
+    pub fn state_addr(&self) -> u64 {
+        self.state
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves counters at worst stale, never unsafe.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cpu_word(&self, cpu: usize, field: usize, index: usize) -> u64 {
+        self.state + (cpu_field(cpu, field) + index * 8) as u64
+    }
+
+    /// Tops up every empty refill stack of CPUs `0..cpus` with a chain of free blocks (from
+    /// the host's pool first, then newly carved, with their pages touched first). Returns the
+    /// number of blocks pushed. A stack that is not empty is left alone.
+    pub fn refill(&self) -> usize {
+        let mut inner = self.inner();
+        let mut pushed = 0;
+        for cpu in 0..self.cfg.cpus as usize {
+            for cls in 0..NR_CLASSES {
+                pushed += self.refill_one(&mut inner, cpu, cls);
+            }
+        }
+        pushed
+    }
+
+    fn refill_one(&self, inner: &mut Inner, cpu: usize, cls: usize) -> usize {
+        let head = self.cpu_word(cpu, field::REFILL, cls);
+        if self.view.load(head, Acquire) != 0 {
+            return 0;
+        }
+        let starved = self
+            .view
+            .load(self.cpu_word(cpu, field::STARVED, cls), Relaxed);
+        if starved != inner.seen_starved[cpu][cls] {
+            inner.seen_starved[cpu][cls] = starved;
+            inner.chain[cpu][cls] = (inner.chain[cpu][cls] * 2).min(self.cfg.max_chain);
+        }
+        let want = inner.chain[cpu][cls] as usize;
+        let pool = &mut inner.carver.pool[cls];
+        let mut blocks: Vec<u64> = pool.split_off(pool.len().saturating_sub(want));
+        if blocks.len() < want {
+            let (range, n) = inner.carver.carve(cls, (want - blocks.len()) as u64);
+            if n > 0 {
+                self.view.touch_pages(range.clone(), self.cfg.page_size);
+                blocks.extend((0..n).map(|i| range.start + i * class_stride(cls)));
+            }
+        }
+        if blocks.is_empty() {
+            return 0;
+        }
+        let n = blocks.len() as u64;
+        for (i, &b) in blocks.iter().enumerate() {
+            let next = blocks.get(i + 1).copied().unwrap_or(0);
+            let chain = if i == 0 { n } else { 0 };
+            self.view.store(b, block::free_header(cls, chain), Relaxed);
+            self.view.store(b + 8, next, Relaxed);
+        }
+        match self.view.cas(head, 0, blocks[0], Release) {
+            Ok(_) => blocks.len(),
+            Err(_) => {
+                // Unreachable while refills are serialised (only the host pushes); keep the
+                // blocks rather than lose them.
+                inner.carver.pool[cls].extend(blocks);
+                0
+            }
+        }
+    }
+
+    /// Starts a thread calling [`HeapAllocator::refill`] every `period`; it stops when the
+    /// returned handle is dropped.
+    pub fn spawn_refill_thread(self: Arc<Self>, period: Duration) -> RefillThread {
+        RefillThread::spawn(self, period)
+    }
+
+    /// Cleans up after an invocation on CPU id `cpu` (modulo [`MAX_CPUS`]) was cancelled:
+    /// releases every heap lock in the CPU's held-lock record that this CPU still holds and
+    /// returns every journaled block that is still allocated to the host's pool, then clears the
+    /// record and the journal. Call it after the cancelled invocation returned and before the
+    /// next invocation on that CPU id.
+    pub fn release_after_cancel(&self, cpu: u32) -> ReleaseReport {
+        let cpu = cpu as usize % MAX_CPUS;
+        let mut inner = self.inner();
+        let mut report = ReleaseReport::default();
+        let owner = cpu as u64 + 1;
+        for slot in 0..HELD_LOCKS {
+            let rec = self.cpu_word(cpu, field::HELD_LOCKS, slot);
+            let lock = self.view.load(rec, Acquire);
+            if lock == 0 {
+                continue;
+            }
+            if lock.is_multiple_of(8) && self.view.contains(lock, 8) {
+                if self.view.cas(lock, owner, 0, Release).is_ok() {
+                    report.locks_released += 1;
+                }
+            } else {
+                report.ignored += 1;
+            }
+            self.view.store(rec, 0, Relaxed);
+        }
+        let pos = self
+            .view
+            .load(self.cpu_word(cpu, field::JOURNAL_POS, 0), Acquire);
+        let journaled = pos.min(JOURNAL_LEN as u64);
+        report.unjournaled = pos - journaled;
+        let mut seen = Vec::with_capacity(journaled as usize);
+        for k in 1..=journaled {
+            let idx = ((pos - k) % JOURNAL_LEN as u64) as usize;
+            let b = self
+                .view
+                .load(self.cpu_word(cpu, field::JOURNAL, idx), Relaxed);
+            if seen.contains(&b) {
+                continue;
+            }
+            seen.push(b);
+            let Some(cls) = inner.carver.segments.class_of(b) else {
+                report.ignored += 1;
+                continue;
+            };
+            let hdr = self.view.load(b, Relaxed);
+            if block::is_block(hdr) && block::is_allocated(hdr) {
+                self.view.store(b, block::free_header(cls, 0), Relaxed);
+                inner.carver.pool[cls].push(b);
+                report.blocks_reclaimed += 1;
+            }
+        }
+        self.view
+            .store(self.cpu_word(cpu, field::JOURNAL_POS, 0), 0, Release);
+        inner.reclaimed += report.blocks_reclaimed;
+        inner.locks_released += u64::from(report.locks_released);
+        report
+    }
+
+    /// The allocator's accounting now (exact while no program runs).
+    pub fn stats(&self) -> AllocStats {
+        let inner = self.inner();
+        let mut st = AllocStats {
+            carved: inner.carver.carved,
+            carve_capacity: inner.carver.capacity(),
+            carve_used: inner.carver.capacity() - inner.carver.remaining(),
+            reclaimed: inner.reclaimed,
+            locks_released: inner.locks_released,
+            ..AllocStats::default()
+        };
+        for cls in 0..NR_CLASSES {
+            st.free[cls] = inner.carver.pool[cls].len() as u64;
+        }
+        for cpu in 0..MAX_CPUS {
+            for cls in 0..NR_CLASSES {
+                st.free[cls] += self
+                    .view
+                    .load(self.cpu_word(cpu, field::FREE_COUNT, cls), Relaxed);
+                st.starved += self
+                    .view
+                    .load(self.cpu_word(cpu, field::STARVED, cls), Relaxed);
+                let head = self
+                    .view
+                    .load(self.cpu_word(cpu, field::REFILL, cls), Acquire);
+                if head != 0 && inner.carver.segments.class_of(head) == Some(cls) {
+                    st.free[cls] += block::chain_len(self.view.load(head, Relaxed));
+                }
+            }
+            let pos = self
+                .view
+                .load(self.cpu_word(cpu, field::JOURNAL_POS, 0), Relaxed);
+            let mut seen = Vec::new();
+            for k in 1..=pos.min(JOURNAL_LEN as u64) {
+                let idx = ((pos - k) % JOURNAL_LEN as u64) as usize;
+                let b = self
+                    .view
+                    .load(self.cpu_word(cpu, field::JOURNAL, idx), Relaxed);
+                if seen.contains(&b) || inner.carver.segments.class_of(b).is_none() {
+                    continue;
+                }
+                seen.push(b);
+                if block::is_allocated(self.view.load(b, Relaxed)) {
+                    st.in_flight += 1;
+                }
+            }
+        }
+        st
+    }
+}

@@ -71,7 +71,7 @@ use kflex_runtime::{ContextAccess, ExecEnv, HelperRegistry, MemoryMap};
 
 pub use error::{JitError, JitFault, JitFaultKind};
 pub use sfi::{HeapAccess, HeapLayout, SfiMode};
-pub use stack::STACK_SIZE;
+pub use stack::{FrameLease, STACK_SIZE};
 pub use termination::TerminationMode;
 
 use exec_mem::ExecutableMemory;
@@ -129,6 +129,10 @@ pub struct JitOptions {
     /// Slots of the termination points (`VerifiedProgram::termination_points`: loop back-edge
     /// jumps and `may_goto`s); a check is emitted at each.
     pub termination_points: Vec<usize>,
+    /// Test-only fault injection: the back-edge jump or `may_goto` at this slot is compiled as
+    /// an unconditional cancellation (`CancelReason::Terminated`, every live resource released),
+    /// so a test can cancel a run exactly when it reaches that termination point.
+    pub inject_cancel_at: Option<usize>,
 }
 
 /// What a run executes against (the JIT counterpart of the interpreter's `Vm`).
@@ -304,32 +308,66 @@ impl JitProgram {
     /// Runs the program with r1..r5 = `args` and r10 = the top of a zeroed 512-byte frame;
     /// returns r0 at the final `exit`, or the fault that stopped the run.
     pub fn run(&self, args: [u64; 5], env: &mut JitEnv<'_>) -> Result<u64, JitFault> {
+        let used = self.frames_used(env.max_call_depth);
+        let mut stack = stack::take(used);
+        if let Err(reason) = stack.register(env.mem, used) {
+            stack::give_back(stack);
+            return Err(setup_fault(reason));
+        }
+        let out = self.run_on(args, env, &mut stack);
+        stack.unregister(env.mem, used);
+        stack::give_back(stack);
+        out
+    }
+
+    /// Frames of the BPF stack a run with `max_call_depth` sets up: all of them if the program
+    /// can call a BPF function, frame 0 alone otherwise.
+    fn frames_used(&self, max_call_depth: usize) -> usize {
+        if self.calls {
+            max_call_depth.clamp(1, MAX_FRAMES)
+        } else {
+            1
+        }
+    }
+
+    /// A [`FrameLease`] for runs of this program with up to `max_call_depth` frames (pass the
+    /// same depth as [`JitEnv::max_call_depth`]).
+    pub fn frame_lease(&self, max_call_depth: usize) -> FrameLease {
+        FrameLease::new(self.frames_used(max_call_depth))
+    }
+
+    /// [`JitProgram::run`] on the frames of `lease`, which stay registered in `env.mem` after the
+    /// run (registered on first use): repeated runs skip the per-run registration. The frames a
+    /// run used are zeroed again before this returns, as in `run`.
+    pub fn run_leased(
+        &self,
+        args: [u64; 5],
+        env: &mut JitEnv<'_>,
+        lease: &mut FrameLease,
+    ) -> Result<u64, JitFault> {
+        let used = self.frames_used(env.max_call_depth);
+        let stack = lease.ensure(env.mem, used).map_err(setup_fault)?;
+        self.run_on(args, env, stack)
+    }
+
+    /// Runs the program on `stack`, whose frames the caller registered in `env.mem`.
+    fn run_on(
+        &self,
+        args: [u64; 5],
+        env: &mut JitEnv<'_>,
+        stack: &mut stack::StackBuffer,
+    ) -> Result<u64, JitFault> {
         let frames = env.max_call_depth.clamp(1, MAX_FRAMES);
         let heap_base = match self.heap {
             Some(h) if env.heap_base != 0 && env.heap_base != h.base => {
-                return Err(JitFault {
-                    pc: 0,
-                    kind: JitFaultKind::StackSetup(format!(
-                        "JitEnv::heap_base {:#x} differs from the heap {:#x} the program's SFI guards were compiled for",
-                        env.heap_base, h.base
-                    )),
-                    resources_released: 0,
-                });
+                return Err(setup_fault(format!(
+                    "JitEnv::heap_base {:#x} differs from the heap {:#x} the program's SFI guards were compiled for",
+                    env.heap_base, h.base
+                )));
             }
             Some(h) => h.base,
             None => env.heap_base,
         };
-        // Without BPF-to-BPF calls only frame 0 can be reached: set up that one alone.
-        let used = if self.calls { frames } else { 1 };
-        let mut stack = stack::take(used);
-        if let Err(reason) = stack.register(env.mem, used) {
-            stack::give_back(stack);
-            return Err(JitFault {
-                pc: 0,
-                kind: JitFaultKind::StackSetup(reason),
-                resources_released: 0,
-            });
-        }
         let mut state = RunState {
             terminate: std::ptr::null(),
             regs: [0, args[0], args[1], args[2], args[3], args[4]],
@@ -349,18 +387,8 @@ impl JitProgram {
             ctx_table_len: self.ctx_table.len() as u64,
             host_fault: None,
         };
-        let setup = |stack: stack::StackBuffer, env: &mut JitEnv<'_>, reason: String| {
-            let mut stack = stack;
-            stack.unregister(env.mem, used);
-            stack::give_back(stack);
-            Err(JitFault {
-                pc: 0,
-                kind: JitFaultKind::StackSetup(reason),
-                resources_released: 0,
-            })
-        };
         if let Err(e) = exec::fault::prepare_thread() {
-            return setup(stack, env, format!("fault handler: {e}"));
+            return Err(setup_fault(format!("fault handler: {e}")));
         }
         // SAFETY: the code was generated by `codegen` with the entry stub at offset 0 following
         // the `EntryFn` ABI, and lives (read-execute) as long as `self`.
@@ -389,11 +417,9 @@ impl JitProgram {
         };
         let r0 = match ran {
             Ok(r0) => r0,
-            Err(e) => return setup(stack, env, format!("guarded stack: {e}")),
+            Err(e) => return Err(setup_fault(format!("guarded stack: {e}"))),
         };
-        stack.unregister(env.mem, used);
         stack.clear(state.deepest as usize);
-        stack::give_back(stack);
         if let Some(fault) = invocation.fault() {
             let pc = (fault.rip as usize)
                 .checked_sub(self.mem.addr())
@@ -436,6 +462,15 @@ impl JitProgram {
             kind,
             resources_released: 0,
         })
+    }
+}
+
+/// The fault of a run that could not be set up.
+fn setup_fault(reason: String) -> JitFault {
+    JitFault {
+        pc: 0,
+        kind: JitFaultKind::StackSetup(reason),
+        resources_released: 0,
     }
 }
 

@@ -116,9 +116,125 @@ pub(crate) fn give_back(buf: StackBuffer) {
     });
 }
 
+/// A stack buffer whose frames stay registered in a [`MemoryMap`] across runs
+/// ([`crate::JitProgram::run_leased`]), so that repeated runs of a program skip registering
+/// and removing them every time. Made by [`crate::JitProgram::frame_lease`].
+///
+/// Give it back with [`FrameLease::release`] and the map it was used with. A lease dropped while
+/// its frames may still be registered somewhere keeps its buffer allocated for the rest of the
+/// process (leaked), so that no memory map can ever hold regions of freed memory.
+pub struct FrameLease {
+    stack: Option<StackBuffer>,
+    frames: usize,
+    /// Number of times the frames were registered in a map that did not hold them.
+    registrations: usize,
+}
+
+impl std::fmt::Debug for FrameLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameLease")
+            .field("frames", &self.frames)
+            .field("registrations", &self.registrations)
+            .finish()
+    }
+}
+
+impl FrameLease {
+    pub(crate) fn new(frames: usize) -> Self {
+        let frames = frames.max(1);
+        FrameLease {
+            stack: Some(take(frames)),
+            frames,
+            registrations: 0,
+        }
+    }
+
+    /// Frames the lease holds.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// The buffer, its frames `0..used` registered in `mem` (registered now if `mem` does not
+    /// hold them).
+    pub(crate) fn ensure(
+        &mut self,
+        mem: &mut MemoryMap,
+        used: usize,
+    ) -> Result<&mut StackBuffer, String> {
+        if used > self.frames {
+            return Err(format!(
+                "the frame lease holds {} frames, the run needs {used}",
+                self.frames
+            ));
+        }
+        let stack = self
+            .stack
+            .as_mut()
+            .ok_or_else(|| "the frame lease was released".to_string())?;
+        let holds = |mem: &MemoryMap, k: usize, start: u64| {
+            mem.region_at(start).is_some_and(|r| {
+                r.start == start && r.kind == RegionKind::Stack(u8::try_from(k).unwrap_or(u8::MAX))
+            })
+        };
+        let (first, last) = (stack.frame_start(0), stack.frame_start(self.frames - 1));
+        if !(holds(mem, 0, first) && holds(mem, self.frames - 1, last)) {
+            stack.unregister(mem, self.frames);
+            stack.register(mem, self.frames)?;
+            self.registrations += 1;
+        }
+        Ok(stack)
+    }
+
+    /// Removes the frames from `mem` and returns the buffer to the thread's cache (or keeps it
+    /// allocated for good if the frames were also registered in another map).
+    pub fn release(mut self, mem: &mut MemoryMap) {
+        if let Some(mut stack) = self.stack.take() {
+            stack.unregister(mem, self.frames);
+            if self.registrations <= 1 {
+                give_back(stack);
+            } else {
+                std::mem::forget(stack);
+            }
+        }
+    }
+}
+
+impl Drop for FrameLease {
+    fn drop(&mut self) {
+        if let Some(stack) = self.stack.take() {
+            if self.registrations == 0 {
+                give_back(stack);
+            } else {
+                // Some map may still describe the frames: keep their memory valid.
+                std::mem::forget(stack);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_registers_once_and_releases_its_frames() {
+        let mut mem = MemoryMap::new();
+        let mut lease = FrameLease::new(3);
+        let top0 = lease.ensure(&mut mem, 3).unwrap().top0();
+        assert_eq!(mem.regions().len(), 3);
+        lease.ensure(&mut mem, 1).unwrap();
+        assert_eq!((mem.regions().len(), lease.registrations), (3, 1));
+        assert!(
+            lease.ensure(&mut mem, 4).is_err(),
+            "more frames than leased"
+        );
+        // A map that lost the frames gets them again.
+        mem.remove(top0 - STACK_SIZE as u64);
+        lease.ensure(&mut mem, 3).unwrap();
+        assert_eq!((mem.regions().len(), lease.registrations), (3, 2));
+        lease.release(&mut mem);
+        assert!(mem.regions().is_empty());
+    }
 
     #[test]
     fn frames_are_registered_and_removed() {

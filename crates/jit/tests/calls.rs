@@ -529,3 +529,61 @@ fn one_program_runs_concurrently_on_many_threads() {
         h.join().expect("thread finished");
     }
 }
+
+/// Runs on a frame lease keep the frames registered in the memory map between runs, see zeroed
+/// frames every time (the callee reads its slot before writing it), and give the same results as
+/// plain runs; releasing the lease removes the frames again.
+#[test]
+fn leased_runs_reuse_registered_zeroed_frames() {
+    let dw = kflex_isa::decode::Size::DW;
+    let p = program(&[
+        I::CallLocal { imm: 1 },
+        I::Exit,
+        // subprogram: r0 = old slot value + r1; slot = 99
+        I::Load {
+            size: dw,
+            dst: 0,
+            src: 10,
+            off: -8,
+            sign_extend: false,
+        },
+        add(0, Operand::Reg(1)),
+        I::Store {
+            size: dw,
+            dst: 10,
+            off: -8,
+            src: Operand::Imm(99),
+        },
+        I::Exit,
+    ]);
+    let jit = JitProgram::compile(&p, &JitOptions::default()).unwrap();
+    let helpers = HelperRegistry::empty();
+    let (mut mem, mut env) = (MemoryMap::new(), ExecEnv::default());
+    let mut lease = jit.frame_lease(4);
+    assert_eq!(lease.frames(), 4, "a program with calls leases every frame");
+    for arg in [5u64, 6, 7] {
+        let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+        jenv.max_call_depth = 4;
+        assert_eq!(
+            jit.run_leased([arg, 0, 0, 0, 0], &mut jenv, &mut lease),
+            Ok(arg)
+        );
+        assert_eq!(mem.regions().len(), 4, "frames stay registered");
+        let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+        jenv.max_call_depth = 4;
+        assert_eq!(jit.run([arg, 0, 0, 0, 0], &mut jenv), Ok(arg));
+    }
+    // A run needing more frames than leased is refused, not overrun.
+    let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+    jenv.max_call_depth = 8;
+    assert!(matches!(
+        jit.run_leased([1, 0, 0, 0, 0], &mut jenv, &mut lease),
+        Err(f) if matches!(f.kind, JitFaultKind::StackSetup(_))
+    ));
+    lease.release(&mut mem);
+    assert!(mem.regions().is_empty());
+    // A program without calls leases frame 0 alone.
+    let flat = program(&[mov(0, 3), I::Exit]);
+    let flat = JitProgram::compile(&flat, &JitOptions::default()).unwrap();
+    assert_eq!(flat.frame_lease(8).frames(), 1);
+}

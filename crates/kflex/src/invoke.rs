@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use kflex_hooks::{TestRunInput, check_ctx_access};
 use kflex_interp::{Limits, Vm};
-use kflex_jit::{JitEnv, JitFault, JitFaultKind, JitProgram};
+use kflex_jit::{FrameLease, JitEnv, JitFault, JitFaultKind, JitProgram};
 use kflex_object::ProgType;
 use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
 use kflex_runtime::helpers::HelperRegistry;
@@ -78,6 +78,16 @@ pub struct Invoker<'e> {
     limits: Limits,
     budget: Option<Duration>,
     trace_dropped: u64,
+    /// The JIT program's stack frames, registered in `mem` once (released on drop).
+    lease: Option<FrameLease>,
+}
+
+impl Drop for Invoker<'_> {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release(&mut self.mem);
+        }
+    }
 }
 
 impl std::fmt::Debug for Invoker<'_> {
@@ -138,6 +148,7 @@ impl Extension {
             limits: self.limits,
             budget: Some(DEFAULT_BUDGET),
             trace_dropped: 0,
+            lease: jit.map(|j| j.frame_lease(self.limits.max_call_depth)),
         })
     }
 }
@@ -272,14 +283,14 @@ impl<'e> Invoker<'e> {
         hook: &mut dyn ContextAccess,
     ) -> Result<(u64, Option<String>, u64)> {
         let args = [ctx_addr, 0, 0, 0, 0];
-        let outcome = match self.jit {
-            Some(jit) => {
+        let outcome = match (self.jit, self.lease.as_mut()) {
+            (Some(jit), Some(lease)) => {
                 let mut jenv = JitEnv::new(&mut self.mem, &self.registry, &mut self.env);
                 jenv.ctx = Some(hook);
                 jenv.max_call_depth = self.limits.max_call_depth;
                 jenv.heap_base = self.heap_base;
                 jenv.budget = self.budget;
-                match jit.run(args, &mut jenv) {
+                match jit.run_leased(args, &mut jenv, lease) {
                     Ok(retval) => Ok((retval, None, 0)),
                     Err(JitFault {
                         kind: JitFaultKind::Cancelled { reason },
@@ -289,7 +300,7 @@ impl<'e> Invoker<'e> {
                     Err(f) => Err((f.pc, f.to_string())),
                 }
             }
-            None => {
+            _ => {
                 let mut vm = Vm {
                     mem: &mut self.mem,
                     ctx: Some(hook),
@@ -314,9 +325,15 @@ impl<'e> Invoker<'e> {
         Ok((retval, cancel, released + freed))
     }
 
-    /// Restores the memory map to the map regions alone if something outlived a run in it.
+    /// Restores the memory map to the map regions (and the leased stack frames) alone if
+    /// something outlived a run in it.
     fn reset_memory(&mut self) {
-        if self.mem.regions().len() != self.map_regions.len() {
+        let frames = self.lease.as_ref().map_or(0, FrameLease::frames);
+        if self.mem.regions().len() != self.map_regions.len() + frames {
+            if let Some(lease) = self.lease.take() {
+                lease.release(&mut self.mem);
+                self.lease = self.jit.map(|j| j.frame_lease(self.limits.max_call_depth));
+            }
             let mut mem = MemoryMap::new();
             for region in &self.map_regions {
                 // SAFETY: as in `Extension::invoker`.

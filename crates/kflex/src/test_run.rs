@@ -1,20 +1,24 @@
 //! Test-runs modelled on Linux `BPF_PROG_TEST_RUN`: prepare the program type's context and packet,
-//! run the program `repeat` times (each time from a fresh copy of the input), and report the return
-//! value, the output packet and context, timing and trace output.
+//! run the program `repeat` times, and report the return value, the output packet and context,
+//! timing and trace output.
 //!
-//! Fixed costs are paid once, not per run: the helper registry of each program type is built once
-//! per process (and shared by every extension without host helpers), and the memory map holding
-//! the map regions, the execution environment and the interpreter's stack buffers are set up once
-//! per call and reused by every run of a `repeat` loop. Each run still gets a fresh copy of the
-//! packet and context and zeroed stack frames.
+//! As in Linux's test-run loop, everything is set up once per call and the `repeat` runs then
+//! execute back to back on it, timed as one loop (`ns_per_run` is the loop's time divided by the
+//! runs): the helper registry of each program type is built once per process (and shared by every
+//! extension without host helpers); the memory map with the map regions, the execution
+//! environment, the packet and context (prepared and installed once) and, on the JIT, the
+//! program's stack frames (a [`kflex_jit::FrameLease`], registered once) live for the call. As in
+//! Linux for `xdp` and `__sk_buff` programs, the packet and context are **not** reset between the
+//! runs of one call: a run sees what the previous run left in them (each call starts from
+//! `data_in`/`ctx_in` again). Stack frames are zeroed after every run.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use kflex_hooks::{TestRunInput, TestRunOutput};
+use kflex_hooks::TestRunInput;
 use kflex_interp::{Limits, Vm};
-use kflex_jit::{JitEnv, JitFault, JitFaultKind, JitProgram};
+use kflex_jit::{FrameLease, JitEnv, JitFault, JitFaultKind, JitProgram};
 use kflex_object::ProgType;
 use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
 use kflex_runtime::helpers::HelperRegistry;
@@ -145,59 +149,60 @@ impl Extension {
             Engine::Interp
         };
         let heap_base = self.heap_layout().map_or(0, |h| h.base);
-        let map_regions = self.maps.regions();
-        let mut mem = map_memory(&map_regions)?;
+        let mut mem = map_memory(&self.maps.regions())?;
         let input = TestRunInput {
             data_in: options.data_in.clone(),
             ctx_in: options.ctx_in.clone(),
         };
         let mut env = new_env(Arc::clone(&self.maps), options.cpu);
+        let target = Target {
+            prog,
+            jit,
+            registry: &registry,
+            heap_base,
+            limits: self.limits,
+            budget: options.budget.unwrap_or(DEFAULT_BUDGET),
+        };
         let repeat = options.repeat.max(1);
-        let mut elapsed = Duration::ZERO;
+        let mut prepared =
+            kflex_hooks::prepare(prog_type, &input).map_err(|e| Error::Input(e.to_string()))?;
+        // SAFETY: `prepared` owns the packet and context buffers its regions describe, keeps them
+        // alive and unmoved until `finish`, and we uninstall them from `mem` before that.
+        unsafe { prepared.install(&mut mem) }.map_err(|e| Error::Input(e.to_string()))?;
+        let mut lease = jit.map(|j| j.frame_lease(self.limits.max_call_depth));
         let mut trace = Vec::new();
         let mut trace_dropped = 0u64;
         let mut released = 0u64;
-        let mut last = None;
+        let mut last = Ok((0, 0, None, 0));
+        let start = Instant::now();
         for _ in 0..repeat {
-            if mem.regions().len() != map_regions.len() {
-                // Something outlived the previous run in the map: start again from the maps.
-                mem = map_memory(&map_regions)?;
-            }
-            let target = Target {
-                prog,
-                jit,
-                registry: &registry,
-                heap_base,
-                limits: self.limits,
-                budget: options.budget.unwrap_or(DEFAULT_BUDGET),
-            };
-            let run = run_once(&target, prog_type, &input, &mut mem, &mut env);
-            for line in env.take_trace() {
-                if trace.len() < MAX_TRACE_LINES {
-                    trace.push(line);
-                } else {
-                    trace_dropped += 1;
+            last = run_once(&target, &mut prepared, &mut mem, &mut env, lease.as_mut());
+            released += env.release_all_in(&mut mem) as u64;
+            if !env.trace.is_empty() {
+                for line in env.take_trace() {
+                    if trace.len() < MAX_TRACE_LINES {
+                        trace.push(line);
+                    } else {
+                        trace_dropped += 1;
+                    }
                 }
             }
-            let run = run?;
-            released += run.freed;
-            elapsed += run.took;
-            let stop = run.cancel.is_some();
-            last = Some(run);
-            if stop {
-                break;
+            match &last {
+                Ok((_, _, None, _)) => {}
+                Ok((_, _, Some(_), by_cancel)) => {
+                    released += by_cancel;
+                    break;
+                }
+                Err(_) => break,
             }
         }
-        let Some(RunOutput {
-            retval,
-            instructions,
-            output,
-            cancel,
-            ..
-        }) = last
-        else {
-            return Err(Error::Input("repeat count produced no run".to_string()));
-        };
+        let elapsed = start.elapsed();
+        prepared.uninstall(&mut mem);
+        if let Some(lease) = lease {
+            lease.release(&mut mem);
+        }
+        let (retval, instructions, cancel, _) = last?;
+        let output = prepared.finish();
         let runs = u128::from(repeat);
         let ns_per_run = (elapsed.as_nanos() / runs.max(1)) as u64;
         let (guards_emitted, guards_elided) = jit.map_or((0, 0), JitProgram::guards);
@@ -278,19 +283,6 @@ fn new_env(maps: Arc<MapTable>, cpu: u32) -> ExecEnv {
     env
 }
 
-/// What one run produced.
-struct RunOutput {
-    retval: u64,
-    instructions: u64,
-    output: TestRunOutput,
-    /// Time spent in the engine.
-    took: Duration,
-    /// Resources released after the run.
-    freed: u64,
-    /// Why the run was cancelled, if it was.
-    cancel: Option<String>,
-}
-
 /// What runs: the program, its JIT code when the JIT runs it, and what it runs with.
 struct Target<'a> {
     prog: &'a LoadedProgram,
@@ -301,43 +293,37 @@ struct Target<'a> {
     budget: Duration,
 }
 
-/// One run from a fresh copy of the input, in `mem` (which holds the map regions and gets back to
-/// exactly those before this returns: the run's packet, context, ringbuf samples and stack frames
-/// are removed).
+/// One run of `target` on the installed `prepared` run in `mem`: r0, the instructions executed
+/// (interpreter), why the run was cancelled, if it was, and the resources the cancellation
+/// released. Resources the run left held are the
+/// caller's to release (`ExecEnv::release_all_in`); cancelled runs have released theirs.
 fn run_once(
     target: &Target<'_>,
-    prog_type: ProgType,
-    input: &TestRunInput,
+    prepared: &mut kflex_hooks::PreparedRun,
     mem: &mut MemoryMap,
     env: &mut ExecEnv,
-) -> Result<RunOutput> {
+    lease: Option<&mut FrameLease>,
+) -> Result<(u64, u64, Option<String>, u64)> {
     let prog = target.prog;
-    let mut prepared =
-        kflex_hooks::prepare(prog_type, input).map_err(|e| Error::Input(e.to_string()))?;
-    // SAFETY: `prepared` owns the packet and context buffers its regions describe, keeps them alive
-    // and unmoved until `finish`, and we uninstall them from `mem` before that.
-    unsafe { prepared.install(mem) }.map_err(|e| Error::Input(e.to_string()))?;
-    let ctx_addr = prepared.ctx_address();
-    let args = [ctx_addr, 0, 0, 0, 0];
-    let start = Instant::now();
-    let outcome = match target.jit {
-        Some(jit) => {
+    let args = [prepared.ctx_address(), 0, 0, 0, 0];
+    let outcome = match (target.jit, lease) {
+        (Some(jit), Some(lease)) => {
             let mut jenv = JitEnv::new(&mut *mem, target.registry, &mut *env);
             jenv.ctx = Some(prepared.context_access());
             jenv.max_call_depth = target.limits.max_call_depth;
             jenv.heap_base = target.heap_base;
             jenv.budget = Some(target.budget);
-            match jit.run(args, &mut jenv) {
+            match jit.run_leased(args, &mut jenv, lease) {
                 Ok(retval) => Ok((retval, 0, None, 0)),
                 Err(JitFault {
                     kind: JitFaultKind::Cancelled { reason },
                     resources_released,
                     ..
-                }) => Ok((0, 0, Some(reason.to_string()), resources_released)),
+                }) => Ok((0, 0, Some(reason.to_string()), resources_released as u64)),
                 Err(f) => Err((f.pc, f.to_string())),
             }
         }
-        None => {
+        _ => {
             let mut vm = Vm {
                 mem: &mut *mem,
                 ctx: Some(prepared.context_access()),
@@ -350,26 +336,13 @@ fn run_once(
                 .map_err(|f| (f.pc, f.to_string()))
         }
     };
-    let took = start.elapsed();
-    let mut freed = env.release_all_in(mem) as u64;
-    prepared.uninstall(mem);
-    let (retval, instructions, cancel, released_by_jit) = outcome.map_err(|(pc, message)| {
+    outcome.map_err(|(pc, message)| {
         Error::Fault(RunFault {
             program: prog.name.clone(),
             pc,
             message,
             source: prog.source_line(pc),
         })
-    })?;
-    freed += released_by_jit as u64;
-    let output = prepared.finish();
-    Ok(RunOutput {
-        retval,
-        instructions,
-        output,
-        took,
-        freed,
-        cancel,
     })
 }
 

@@ -9,7 +9,9 @@
 //!
 //! Cost per run: every thread has a *slot* (deadline, invocation, state) the watchdog thread
 //! scans. Arming the outermost invocation of a thread writes its slot with three atomic stores
-//! and disarming is one compare-and-swap: no lock, no allocation, no system call. The thread is
+//! and disarming is one compare-and-swap: no lock, no allocation, no system call; the deadline
+//! comes from the precise clock at most once per [`BRIDGE_SLACK_NS`] of back-to-back arms and is
+//! bridged with the time-stamp counter in between (never early, at most that much late). The thread is
 //! woken (a mutex and a condition-variable notification) only when the new deadline is earlier
 //! than the time the watchdog will look again, so back-to-back short runs wake it at most about
 //! once per budget. Nested invocations (an extension run from inside a helper of another one on
@@ -120,12 +122,75 @@ fn now_ticks() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC).saturating_add(1)
 }
 
-/// The deadline `budget_ns` from now, in ticks.
+/// The deadline `budget_ns` from now, in ticks: never early, at most [`BRIDGE_SLACK_NS`] late.
 ///
-/// This reads the precise clock: `CLOCK_MONOTONIC_COARSE` would be several times cheaper, but on
-/// a tickless kernel it can lag by more than its resolution, which would make deadlines early.
+/// This starts from the precise clock: `CLOCK_MONOTONIC_COARSE` would be several times cheaper,
+/// but on a tickless kernel it can lag by more than its resolution, which would make deadlines
+/// early. The precise clock costs a `clock_gettime` per run, though, so back-to-back arms bridge
+/// from the thread's last reading with the time-stamp counter (see [`now_upper_bound`]).
 fn deadline_ticks(budget_ns: u64) -> u64 {
-    now_ticks().saturating_add(budget_ns)
+    now_upper_bound().saturating_add(budget_ns)
+}
+
+/// Largest time-stamp-counter distance bridged from the last clock reading.
+const TSC_BRIDGE: u64 = 1 << 16;
+
+/// Upper bound of nanoseconds per time-stamp-counter tick: an invariant TSC runs at the CPU's
+/// nominal frequency, well above 0.5 GHz on every x86-64 part.
+const NS_PER_TICK_MAX: u64 = 2;
+
+/// How much later than with the precise clock a bridged deadline can be (about 131 µs).
+pub const BRIDGE_SLACK_NS: u64 = TSC_BRIDGE * NS_PER_TICK_MAX;
+
+thread_local! {
+    /// The thread's last precise clock reading and the time-stamp counter read just before it.
+    static LAST_READING: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// An upper bound of [`now_ticks`]: the precise clock, or, within [`TSC_BRIDGE`] counter ticks of
+/// the thread's last reading, that reading plus the most time the elapsed ticks can represent.
+/// Falls back to the precise clock without an invariant time-stamp counter, and whenever the
+/// counter went backwards (a migration to a CPU whose counter is behind).
+fn now_upper_bound() -> u64 {
+    let Some(tsc) = tsc() else {
+        return now_ticks();
+    };
+    let (t0, ns0) = LAST_READING.with(std::cell::Cell::get);
+    let delta = tsc.wrapping_sub(t0);
+    if ns0 != 0 && delta <= TSC_BRIDGE {
+        // The reading was taken after `t0`, so the time at `t0` is at most `ns0`, and at most
+        // `delta * NS_PER_TICK_MAX` nanoseconds passed since.
+        return ns0.saturating_add(delta * NS_PER_TICK_MAX);
+    }
+    let ns = now_ticks();
+    LAST_READING.with(|c| c.set((tsc, ns)));
+    ns
+}
+
+/// The time-stamp counter, if it is invariant (constant rate, runs in every power state).
+#[cfg(target_arch = "x86_64")]
+fn tsc() -> Option<u64> {
+    use std::sync::atomic::AtomicU8;
+    static INVARIANT: AtomicU8 = AtomicU8::new(0);
+    let known = INVARIANT.load(Ordering::Relaxed);
+    let invariant = if known == 0 {
+        // CPUID leaf 0x8000_0007, EDX bit 8: invariant TSC (when the extended leaf exists).
+        let max_ext = std::arch::x86_64::__cpuid(0x8000_0000).eax;
+        let yes =
+            max_ext >= 0x8000_0007 && std::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0;
+        INVARIANT.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+        yes
+    } else {
+        known == 1
+    };
+    // SAFETY: `rdtsc` is available on every x86-64 CPU and only reads the counter.
+    invariant.then(|| unsafe { std::arch::x86_64::_rdtsc() })
+}
+
+/// No time-stamp counter elsewhere: always the precise clock.
+#[cfg(not(target_arch = "x86_64"))]
+fn tsc() -> Option<u64> {
+    None
 }
 
 thread_local! {
@@ -515,10 +580,32 @@ mod tests {
     #[test]
     fn deadlines_are_never_early() {
         for budget in [100_000u64, 10_000_000, 1_000_000_000] {
-            let before = now_ticks();
-            let deadline = deadline_ticks(budget);
-            assert!(deadline >= before + budget, "budget {budget} ns");
-            assert!(deadline <= now_ticks() + budget, "budget {budget} ns");
+            for _ in 0..1000 {
+                let before = now_ticks();
+                let deadline = deadline_ticks(budget);
+                assert!(deadline >= before + budget, "budget {budget} ns");
+                assert!(
+                    deadline <= now_ticks() + budget + BRIDGE_SLACK_NS,
+                    "budget {budget} ns"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn back_to_back_deadlines_bridge_from_one_clock_reading() {
+        if tsc().is_none() {
+            return;
+        }
+        deadline_ticks(0);
+        let first = LAST_READING.with(std::cell::Cell::get);
+        deadline_ticks(0);
+        // Two arms a few hundred counter ticks apart share the reading (a preemption in
+        // between may legitimately refresh it, so allow one retry).
+        let second = LAST_READING.with(std::cell::Cell::get);
+        if second != first {
+            deadline_ticks(0);
+            assert_eq!(LAST_READING.with(std::cell::Cell::get), second);
         }
     }
 

@@ -3,8 +3,16 @@
 //! Values live in a slab of `max_entries` slots allocated at creation, so a value pointer handed to
 //! a program always points at valid memory, even after its element is deleted (as in Linux, it may
 //! then see another element's value). Keys live in the index, out of the program's reach.
+//!
+//! The index hashes keys with [`KeyHasher`], a small multiply-rotate hash over 8-byte words
+//! (several times cheaper than the standard library's SipHash on the short keys maps use), keyed
+//! with a random per-map seed. Trade-off: it is not a keyed cryptographic hash, so a program that
+//! can observe timing and choose keys could still provoke collisions more easily than with
+//! SipHash; the per-map seed keeps collision sets from being precomputed offline, and the damage is
+//! bounded by `max_entries` (the index never grows past it), as with Linux's jhash-based maps.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use kflex_object::MapSpec;
@@ -17,9 +25,73 @@ use super::{BPF_EXIST, BPF_NOEXIST, MapError, round_up8};
 /// Largest key size accepted (Linux: `MAX_BPF_STACK`).
 const MAX_KEY_SIZE: u32 = 512;
 
+/// Multiplier of the key hash (an odd constant with well-spread bits: 2^64 / golden ratio).
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The per-map seeded key hash of the index (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyHasher {
+    seed: u64,
+}
+
+impl KeyHasher {
+    /// A hasher with a random seed (drawn from the standard library's per-process random keys).
+    fn random() -> Self {
+        KeyHasher {
+            seed: std::collections::hash_map::RandomState::new().hash_one(MUL) | 1,
+        }
+    }
+}
+
+impl BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash(self.seed)
+    }
+}
+
+/// The running state of one [`KeyHasher`] hash.
+#[derive(Debug)]
+pub(crate) struct KeyHash(u64);
+
+impl KeyHash {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(MUL);
+    }
+}
+
+impl Hasher for KeyHash {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            // The length in the top byte keeps `[0]` and `[0, 0]` apart.
+            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fold the high bits (where multiplication gathers entropy) into the low ones too.
+        let h = self.0 ^ (self.0 >> 32);
+        h.wrapping_mul(MUL) ^ (h >> 29)
+    }
+}
+
 /// The index: key -> slot, free slots, and recency for LRU maps.
 struct Index {
-    slots: HashMap<Box<[u8]>, u32>,
+    slots: HashMap<Box<[u8]>, u32, KeyHasher>,
     /// Key stored in each slot (to unlink evicted elements).
     keys: Vec<Option<Box<[u8]>>>,
     free: Vec<u32>,
@@ -66,7 +138,7 @@ impl HashMapImpl {
             stride,
             values,
             index: Mutex::new(Index {
-                slots: HashMap::new(),
+                slots: HashMap::with_hasher(KeyHasher::random()),
                 keys: vec![None; n as usize],
                 // Popped from the end: slot 0 is used first.
                 free: (0..n).rev().collect(),
@@ -242,6 +314,33 @@ mod tests {
 
     fn k(i: u32) -> [u8; 4] {
         i.to_le_bytes()
+    }
+
+    #[test]
+    fn key_hash_is_seeded_and_spreads_short_keys() {
+        let a = KeyHasher { seed: 1 };
+        let b = KeyHasher { seed: 2 };
+        let key: &[u8] = &[10, 0, 0, 1];
+        assert_eq!(a.hash_one(key), a.hash_one(key));
+        assert_ne!(
+            a.hash_one(key),
+            b.hash_one(key),
+            "the seed changes the hash"
+        );
+        // Distinct lengths and contents give distinct hashes, and consecutive keys spread over
+        // the high bits the table's control bytes use.
+        let z1: &[u8] = &[0];
+        let z2: &[u8] = &[0, 0];
+        assert_ne!(a.hash_one(z1), a.hash_one(z2));
+        let tops: std::collections::HashSet<u64> = (0u32..256)
+            .map(|i| a.hash_one(&i.to_ne_bytes()[..]) >> 57)
+            .collect();
+        assert!(
+            tops.len() > 64,
+            "only {} distinct top-7-bit values",
+            tops.len()
+        );
+        assert_ne!(KeyHasher::random().seed, KeyHasher::random().seed);
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct RunArgs {
     /// runtime's checks still apply).
     #[arg(long)]
     no_verify: bool,
+    #[command(flatten)]
+    backend: run::BackendArg,
 }
 
 /// Arguments of `kflex verify`.

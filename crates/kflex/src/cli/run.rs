@@ -1,5 +1,8 @@
 //! `kflex run`: test-run one program of an object, or bare bytecode, and print the results. The
 //! program is verified first (unless `--no-verify`); a rejected program is not run (exit 1).
+//! `--backend linux` runs the same object in the Linux kernel instead (see [`linux`]).
+
+mod linux;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -10,34 +13,37 @@ use serde_json::{Value, json};
 
 use super::{CliError, RunArgs, read_file};
 
+/// `--backend`: which back end runs the object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// kflex's own runtime (interpreter or JIT).
+    #[default]
+    Kflex,
+    /// The running Linux kernel: the object loaded through libbpf, run with BPF_PROG_TEST_RUN.
+    Linux,
+}
+
+/// The `--backend` option of `kflex run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArg {
+    /// Back end: kflex (default) or linux (the same object loaded into the running kernel through
+    /// libbpf and run with BPF_PROG_TEST_RUN; needs root or CAP_BPF, exits 3 when unavailable).
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: Backend,
+}
+
 /// Runs the subcommand: every `--program` in order, in one extension instance (so maps and the
 /// heap are shared between the runs), reporting each run.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+    if args.backend.backend == Backend::Linux {
+        return linux::run(args);
+    }
     let ext = load(args)?;
-    let programs = if args.program.is_empty() {
-        match ext.program_names() {
-            [only] => vec![only.clone()],
-            names => {
-                return Err(CliError::usage(format!(
-                    "{} has {} programs; choose with --program ({})",
-                    ext.name(),
-                    names.len(),
-                    names.join(", ")
-                )));
-            }
-        }
-    } else {
-        args.program.clone()
-    };
+    let programs = chosen_programs(args, ext.name(), ext.program_names())?;
+    let (data_in, ctx_in) = inputs(args)?;
     let options = TestRunOptions {
-        data_in: match &args.packet {
-            Some(p) => read_file(p)?,
-            None => Vec::new(),
-        },
-        ctx_in: match &args.ctx {
-            Some(p) => Some(read_file(p)?),
-            None => None,
-        },
+        data_in,
+        ctx_in,
         repeat: args.repeat,
         cpu: args.cpu,
         engine: args.engine,
@@ -57,6 +63,38 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The programs to run: every `--program`, or the object's only program.
+fn chosen_programs(
+    args: &RunArgs,
+    object: &str,
+    names: &[String],
+) -> Result<Vec<String>, CliError> {
+    if !args.program.is_empty() {
+        return Ok(args.program.clone());
+    }
+    match names {
+        [only] => Ok(vec![only.clone()]),
+        names => Err(CliError::usage(format!(
+            "{object} has {} programs; choose with --program ({})",
+            names.len(),
+            names.join(", ")
+        ))),
+    }
+}
+
+/// `--packet` and `--ctx` file contents.
+fn inputs(args: &RunArgs) -> Result<(Vec<u8>, Option<Vec<u8>>), CliError> {
+    let data_in = match &args.packet {
+        Some(p) => read_file(p)?,
+        None => Vec::new(),
+    };
+    let ctx_in = match &args.ctx {
+        Some(p) => Some(read_file(p)?),
+        None => None,
+    };
+    Ok((data_in, ctx_in))
 }
 
 fn load(args: &RunArgs) -> Result<Extension, CliError> {
@@ -189,6 +227,7 @@ fn to_json(program: &str, r: &TestRunResult, repeat: u32, ringbufs: &RingbufReco
         .collect();
     json!({
         "program": program,
+        "backend": "kflex",
         "retval": r.retval,
         "ns_per_run": r.ns_per_run,
         "instructions": r.instructions_per_run,

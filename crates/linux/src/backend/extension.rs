@@ -63,6 +63,12 @@ impl LinuxExtension {
     /// [`BackendError::Unavailable`] with the reason.
     pub fn load(name: &str, bytes: &[u8]) -> Result<Self> {
         backend_available().map_err(BackendError::Unavailable)?;
+        if !bytes.starts_with(b"\x7fELF") {
+            return Err(BackendError::Open {
+                object: name.to_string(),
+                message: "not an ELF object (no \\x7fELF magic)".into(),
+            });
+        }
         let capture = Capture::start();
         let open_err = |e: libbpf_rs::Error, capture: Capture| {
             let warnings = capture.finish();

@@ -60,6 +60,9 @@ pub(crate) struct TerminationPlan {
     mode: Option<TerminationMode>,
     back_edges: BTreeSet<usize>,
     may_gotos: BTreeSet<usize>,
+    /// Test-only: the termination point compiled as an unconditional cancellation
+    /// ([`crate::JitOptions::inject_cancel_at`]).
+    inject: Option<usize>,
 }
 
 impl TerminationPlan {
@@ -78,12 +81,30 @@ impl TerminationPlan {
             mode: Some(mode),
             back_edges,
             may_gotos,
+            inject: None,
         }
+    }
+
+    /// The plan with the termination point at `pc` (a back-edge jump or a `may_goto`, listed or
+    /// not) compiled as an unconditional cancellation with `CancelReason::Terminated`.
+    pub fn with_injection(mut self, pc: Option<usize>) -> Self {
+        self.inject = pc;
+        self
     }
 
     /// True if the compiled code contains any check (the run then arms the watchdog).
     pub fn has_checks(&self) -> bool {
         self.mode.is_some() && !(self.back_edges.is_empty() && self.may_gotos.is_empty())
+    }
+
+    /// Emits the injected cancellation if `pc` is the injection point; true if it did.
+    fn injected(e: &mut Emitter<'_>, pc: usize) -> bool {
+        if e.termination().inject != Some(pc) {
+            return false;
+        }
+        let stop = e.code_fault(pc, code::TERMINATED);
+        x64!(e.ops ; jmp =>stop);
+        true
     }
 }
 
@@ -97,6 +118,9 @@ fn load_word(e: &mut Emitter<'_>) {
 
 /// Emits the back-edge check of the jump at `pc` (to `target`), if the plan has one there.
 pub(crate) fn back_edge(e: &mut Emitter<'_>, pc: usize, target: usize) {
+    if target <= pc && TerminationPlan::injected(e, pc) {
+        return;
+    }
     let plan = e.termination();
     if !plan.back_edges.contains(&pc) || plan.may_gotos.contains(&target) {
         return;
@@ -118,6 +142,9 @@ pub(crate) fn back_edge(e: &mut Emitter<'_>, pc: usize, target: usize) {
 /// Emits the `may_goto` check at `pc`: jump to `exit` (the goto target) once the word is
 /// poisoned.
 pub(crate) fn may_goto(e: &mut Emitter<'_>, pc: usize, exit: DynamicLabel) {
+    if TerminationPlan::injected(e, pc) {
+        return;
+    }
     let plan = e.termination();
     let active = plan.mode.is_some() && plan.may_gotos.contains(&pc);
     if active {
@@ -214,6 +241,62 @@ mod tests {
             one_load, compare,
             "no separate back-edge check in either mode"
         );
+    }
+
+    fn run_injected(
+        insns: &[I],
+        inject: Option<usize>,
+        points: Vec<usize>,
+    ) -> Result<u64, crate::JitFault> {
+        use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
+        let program = Program::decode(&encode_all(insns)).unwrap();
+        let options = JitOptions {
+            termination_points: points,
+            inject_cancel_at: inject,
+            ..JitOptions::default()
+        };
+        let jit = JitProgram::compile(&program, &options).unwrap();
+        let (mut mem, helpers, mut env) = (
+            MemoryMap::new(),
+            HelperRegistry::empty(),
+            ExecEnv::default(),
+        );
+        let mut jenv = crate::JitEnv::new(&mut mem, &helpers, &mut env);
+        jit.run([0; 5], &mut jenv)
+    }
+
+    #[test]
+    fn injected_cancellation_stops_the_run_at_that_point_only() {
+        use kflex_runtime::exec::CancelReason;
+        // loop: may_goto +3; r0 += 1; if r0 < 10 goto loop; exit; exit
+        let insns = [
+            I::MayGoto { off: 2 },
+            ADD1,
+            I::Jump {
+                width: Width::W64,
+                op: JmpOp::Lt,
+                dst: 0,
+                src: Operand::Imm(10),
+                off: -3,
+            },
+            I::Exit,
+        ];
+        assert_eq!(run_injected(&insns, None, vec![0, 2]).unwrap(), 10);
+        for pc in [0, 2] {
+            let err = run_injected(&insns, Some(pc), vec![0, 2]).unwrap_err();
+            assert_eq!(err.pc, pc);
+            assert!(
+                matches!(
+                    err.kind,
+                    crate::JitFaultKind::Cancelled {
+                        reason: CancelReason::Terminated
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+        // A slot that is no termination point changes nothing.
+        assert_eq!(run_injected(&insns, Some(1), vec![0, 2]).unwrap(), 10);
     }
 
     #[test]

@@ -493,7 +493,8 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         sfi,
         termination: TerminationPlan::new(options.termination, &options.termination_points, |pc| {
             matches!(program.get(pc), Some(Instruction::MayGoto { .. }))
-        }),
+        })
+        .with_injection(options.inject_cancel_at),
     };
     let main = e.entries[&0];
     e.entry_stub(main);

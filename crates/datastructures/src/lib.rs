@@ -22,6 +22,8 @@
 pub mod driver;
 pub mod heap;
 pub mod model;
+pub mod model_sketch;
+pub mod model_trees;
 pub mod native;
 pub mod protocol;
 

@@ -54,25 +54,35 @@ impl Drop for HostBuffer {
 // SAFETY: the buffer is plain memory owned by this value.
 unsafe impl Send for HostBuffer {}
 
-/// The host half of the heap allocator of one object.
-///
-/// Placeholder until `kflex_sdk::HeapAllocator` lands: attaching fails with a clear message.
+/// The host half of the heap allocator of one object (`kflex_sdk::HeapAllocator`).
 pub struct HostAllocator {
-    _state: *mut u8,
+    inner: kflex_sdk::HeapAllocator,
 }
 
 impl HostAllocator {
     /// Attaches to the allocator state at `state` (a host-writable address of the object's
-    /// `kflex_alloc_state`), carving blocks from `carve` (heap addresses as the program sees
-    /// them). The caller keeps the memory behind `state` and `carve` mapped for the allocator's
-    /// life.
-    pub fn attach(state: *mut u8, carve: Range<u64>) -> Result<Self, String> {
-        let _ = (state, carve);
-        Err("the host heap allocator (kflex_sdk::HeapAllocator) is not available yet".into())
+    /// `kflex_alloc_state`), carving blocks from `carve` (heap addresses, equal to host
+    /// addresses).
+    ///
+    /// # Safety
+    ///
+    /// As `kflex_sdk::HeapAllocator::attach`: `state` is the object's allocator state, and the
+    /// state and `carve` stay mapped read-write at these addresses for the allocator's life,
+    /// with nothing else carving from `carve`.
+    pub unsafe fn attach(state: *mut u8, carve: Range<u64>) -> Result<Self, String> {
+        // SAFETY: forwarded from the caller.
+        let inner = unsafe { kflex_sdk::HeapAllocator::attach(state, carve) }
+            .map_err(|e| format!("attaching the heap allocator: {e}"))?;
+        Ok(HostAllocator { inner })
     }
 
-    /// Tops every refill stack up to its watermark; returns the blocks pushed.
+    /// Tops every empty refill stack up; returns the blocks pushed.
     pub fn refill(&self) -> usize {
-        0
+        self.inner.refill()
+    }
+
+    /// The SDK allocator itself (statistics, clean-up after a cancelled invocation).
+    pub fn sdk(&self) -> &kflex_sdk::HeapAllocator {
+        &self.inner
     }
 }

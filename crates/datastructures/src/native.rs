@@ -160,14 +160,17 @@ impl NativeInstance {
                 "{structure}: ds_init returned {ret}"
             )));
         }
-        if ctx.mailbox == 0 || ctx.mailbox % 8 != 0 || ctx.alloc_state == 0 {
+        if ctx.mailbox == 0 || !ctx.mailbox.is_multiple_of(8) || ctx.alloc_state == 0 {
             return Err(NativeError::Setup(format!(
                 "{structure}: ds_init reported mailbox {:#x}, allocator {:#x}",
                 ctx.mailbox, ctx.alloc_state
             )));
         }
         // The library's globals are outside the buffer: the whole buffer may be carved.
-        let allocator = HostAllocator::attach(ctx.alloc_state as *mut u8, heap.range())
+        // SAFETY: `alloc_state` is the library's `kflex_alloc_state` (a global of the library,
+        // which outlives the allocator: field order), and `heap` is our buffer, also dropped
+        // after the allocator; nothing else carves from it.
+        let allocator = unsafe { HostAllocator::attach(ctx.alloc_state as *mut u8, heap.range()) }
             .map_err(NativeError::Setup)?;
         allocator.refill();
         Ok(NativeInstance {

@@ -28,6 +28,7 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod datastructures;
 pub mod engine;
 pub mod error;
 pub mod extension;

@@ -1,0 +1,273 @@
+//! The data-structure extensions of `kflex-datastructures` on kflex's engines.
+//!
+//! [`KflexDriver`] loads a structure's object with [`Extension`], runs its `init` program once,
+//! attaches the host allocator to the allocator state in the (in-process) heap, and then runs
+//! `update`/`lookup`/`delete` batches through [`crate::Invoker`]s set up once, on the interpreter
+//! or the JIT in any SFI mode. The mailbox the driver exposes is the heap memory the program
+//! reads and writes. [`KflexDriver::guard_stats`] reports the static SFI guard sites per program.
+//!
+//! ```no_run
+//! use kflex::datastructures::KflexDriver;
+//! use kflex::{Engine, engine::SfiMode};
+//! use kflex_datastructures::{Driver, OpKind, Structure};
+//!
+//! let mut d = KflexDriver::new(Structure::Hash, Engine::Jit, SfiMode::default())?;
+//! d.mailbox()[0].key[0] = 7;
+//! let inserted = d.run(OpKind::Update, 1)?;
+//! assert_eq!(inserted, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod guards;
+pub mod linux;
+
+pub use guards::GuardStats;
+
+use std::time::Duration;
+
+use kflex_datastructures::heap::HostAllocator;
+use kflex_datastructures::protocol::{BATCH_MAX, CTX_SIZE, Ctx, Op, OpKind};
+use kflex_datastructures::{Driver, DriverError, Structure};
+
+use crate::engine::{Engine, JitConfig, SfiMode};
+use crate::error::{Error, Result};
+use crate::extension::{Extension, ExtensionOptions};
+use crate::invoke::Invoker;
+
+/// Time budget of one batch on the JIT (a batch of list lookups over 100,000 keys walks ~50M
+/// nodes); past it the batch is cancelled.
+pub const BATCH_BUDGET: Duration = Duration::from_secs(60);
+
+/// Bytes of `struct kflex_alloc` (the allocator state lies inside the reported globals).
+const ALLOC_STATE_SIZE: u64 = 64 + 64 * 512;
+
+/// Page size the host carves around (blocks never share a page with the globals).
+const PAGE: u64 = 4096;
+
+/// A structure loaded into kflex and initialised, ready to run batches (see the module docs).
+pub struct KflexDriver {
+    // Field order is drop order: the invokers borrow `*ext` and go first; the allocator refers
+    // to heap memory owned by `ext`.
+    invokers: Vec<Invoker<'static>>,
+    allocator: HostAllocator,
+    structure: Structure,
+    engine_name: String,
+    ctx: [u8; CTX_SIZE],
+    init: Ctx,
+    mailbox: *mut Op,
+    ext: Box<Extension>,
+}
+
+impl std::fmt::Debug for KflexDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KflexDriver")
+            .field("structure", &self.structure)
+            .field("engine", &self.engine_name)
+            .field("init", &self.init)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KflexDriver {
+    /// Loads `structure`'s object (verifying every program), compiles it for the JIT with `sfi`,
+    /// runs `init` on `engine` and attaches and fills the heap allocator.
+    pub fn new(structure: Structure, engine: Engine, sfi: SfiMode) -> Result<Self> {
+        if !structure.is_available() {
+            return Err(Error::Input(format!(
+                "{structure}: this build has no object for it (no datastructures/bpf/{structure}.bpf.c)"
+            )));
+        }
+        let options = ExtensionOptions {
+            engine,
+            jit: JitConfig {
+                sfi,
+                ..JitConfig::default()
+            },
+            ..ExtensionOptions::default()
+        };
+        let ext = Box::new(Extension::load(
+            structure.name(),
+            structure.object(),
+            options,
+        )?);
+        // SAFETY: `ext` is boxed, so the extension stays at one address until the box is
+        // dropped; the driver never moves it out or lends it mutably, and drops every invoker
+        // (the `invokers` field, declared first) before the box (declared last). The `'static`
+        // borrow therefore never outlives the extension.
+        let ext_ref: &'static Extension = unsafe { &*(&*ext as *const Extension) };
+        let heap = ext_ref
+            .heap_layout()
+            .ok_or_else(|| Error::Input(format!("{structure}: the object has no heap")))?;
+
+        let mut init = ext_ref.invoker("init", engine)?;
+        let mut ctx = Ctx::default().to_bytes();
+        let done = init.run(&mut ctx)?;
+        let init_ctx = Ctx::from_bytes(&ctx).unwrap_or_default();
+        if done.cancelled || done.retval != 0 {
+            return Err(Error::Input(format!(
+                "{structure}: init returned {} {}",
+                done.retval as i64,
+                done.cancel_reason.unwrap_or_default()
+            )));
+        }
+        let heap_range = heap.base..heap.base + heap.size;
+        let mailbox_end = init_ctx.mailbox + (BATCH_MAX * std::mem::size_of::<Op>()) as u64;
+        let globals_end = init_ctx.globals.saturating_add(init_ctx.globals_size);
+        let inside = |a: u64, b: u64| heap_range.start <= a && a <= b && b <= heap_range.end;
+        let state_end = init_ctx.alloc_state.saturating_add(ALLOC_STATE_SIZE);
+        if !inside(init_ctx.mailbox, mailbox_end)
+            || !inside(init_ctx.globals, globals_end)
+            || init_ctx.alloc_state < init_ctx.globals
+            || state_end > globals_end
+            || !init_ctx.mailbox.is_multiple_of(8)
+        {
+            return Err(Error::Input(format!(
+                "{structure}: init reported a layout outside the heap {heap_range:#x?}: {init_ctx:?}"
+            )));
+        }
+        let carve = carve_range(heap_range, init_ctx.globals..globals_end);
+        // SAFETY: kflex maps the heap in-process at the addresses programs use; `init` reported
+        // the allocator state inside it (a heap global) and `carve` avoids the globals. The heap
+        // belongs to `ext`, which the driver drops after the allocator (field order).
+        let allocator = unsafe { HostAllocator::attach(init_ctx.alloc_state as *mut u8, carve) }
+            .map_err(|e| Error::Input(format!("{structure}: {e}")))?;
+        allocator.refill();
+
+        let invokers = OpKind::ALL
+            .iter()
+            .map(|k| {
+                ext_ref
+                    .invoker(k.program(), engine)
+                    .map(|i| i.with_budget(Some(BATCH_BUDGET)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let engine_name = match (invokers[0].engine(), sfi) {
+            (Engine::Interp, _) => "kflex-interp".to_string(),
+            (Engine::Jit, SfiMode::AndMask) => "kflex-jit".to_string(),
+            (Engine::Jit, SfiMode::WritesOnly) => "kflex-jit-perf".to_string(),
+            (Engine::Jit, other) => format!("kflex-jit-{}", sfi_name(other)),
+        };
+        Ok(KflexDriver {
+            invokers,
+            allocator,
+            structure,
+            engine_name,
+            ctx,
+            init: init_ctx,
+            mailbox: init_ctx.mailbox as *mut Op,
+            ext,
+        })
+    }
+
+    /// The structure.
+    pub fn structure(&self) -> Structure {
+        self.structure
+    }
+
+    /// The extension (its programs, maps and heap).
+    pub fn extension(&self) -> &Extension {
+        &self.ext
+    }
+
+    /// The context `init` reported (mailbox, allocator state, globals).
+    pub fn init_ctx(&self) -> Ctx {
+        self.init
+    }
+
+    /// The host allocator attached to the structure's heap.
+    pub fn allocator(&self) -> &HostAllocator {
+        &self.allocator
+    }
+
+    /// Static SFI guard sites of every program (`init`, `update`, `lookup`, `delete`).
+    pub fn guard_stats(&self) -> Vec<GuardStats> {
+        guards::of_extension(&self.ext, self.invokers[0].engine())
+    }
+}
+
+/// The CLI name of an SFI mode.
+fn sfi_name(mode: SfiMode) -> &'static str {
+    match mode {
+        SfiMode::AndMask => "and-mask",
+        SfiMode::Base => "base",
+        SfiMode::WritesOnly => "writes-only",
+        SfiMode::None => "none",
+        #[allow(unreachable_patterns)] // other engineers may add modes
+        _ => "other",
+    }
+}
+
+/// The part of `heap` the host may carve blocks from: the larger of the two page-aligned gaps
+/// beside `globals`.
+fn carve_range(heap: std::ops::Range<u64>, globals: std::ops::Range<u64>) -> std::ops::Range<u64> {
+    let below = heap.start..(globals.start & !(PAGE - 1)).max(heap.start);
+    let above = globals
+        .end
+        .div_ceil(PAGE)
+        .saturating_mul(PAGE)
+        .min(heap.end)..heap.end;
+    if above.end - above.start >= below.end.saturating_sub(below.start) {
+        above
+    } else {
+        below
+    }
+}
+
+impl Driver for KflexDriver {
+    fn engine(&self) -> &str {
+        &self.engine_name
+    }
+
+    fn mailbox(&mut self) -> &mut [Op] {
+        // SAFETY: `init` reported the mailbox inside the heap (checked in `new`), 8-byte aligned,
+        // BATCH_MAX ops long; the heap lives as long as `ext`, and `&mut self` makes this the only
+        // reference (no program runs while it is held).
+        unsafe { std::slice::from_raw_parts_mut(self.mailbox, BATCH_MAX) }
+    }
+
+    fn run(&mut self, op: OpKind, count: usize) -> std::result::Result<i64, DriverError> {
+        if count > BATCH_MAX {
+            return Err(DriverError::BatchTooLarge {
+                count,
+                max: BATCH_MAX,
+            });
+        }
+        self.allocator.refill();
+        self.ctx[32..36].copy_from_slice(&(count as u32).to_le_bytes());
+        let invoker = &mut self.invokers[op as usize];
+        let done = invoker
+            .run(&mut self.ctx)
+            .map_err(|e| DriverError::engine(&self.engine_name, e.to_string()))?;
+        if done.cancelled {
+            return Err(DriverError::engine(
+                &self.engine_name,
+                format!(
+                    "{} cancelled: {}",
+                    op.program(),
+                    done.cancel_reason.unwrap_or_default()
+                ),
+            ));
+        }
+        // The programs return a 32-bit count.
+        Ok(i64::from(done.retval as i32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carving_skips_the_globals_pages() {
+        let heap = 0x10000..0x20000;
+        assert_eq!(
+            carve_range(heap.clone(), 0x10000..0x10100),
+            0x11000..0x20000
+        );
+        assert_eq!(
+            carve_range(heap.clone(), 0x1f000..0x20000),
+            0x10000..0x1f000
+        );
+        assert_eq!(carve_range(heap, 0x10000..0x20000), 0x20000..0x20000);
+    }
+}

@@ -1,0 +1,220 @@
+//! The list, hash map and LRU cache against their reference models: randomized operation
+//! sequences (seeded, reproducible) in batches of several sizes, every result and every looked-up
+//! value compared, on kflex's interpreter, its JIT (default SFI and writes-only) and the native
+//! gcc build.
+//!
+//! The loop is generic over `Driver`: one more engine is one more line in `engines!`.
+
+use kflex::Engine;
+use kflex::datastructures::KflexDriver;
+use kflex::engine::SfiMode;
+use kflex_datastructures::model::{self, Model};
+use kflex_datastructures::native::NativeInstance;
+use kflex_datastructures::protocol::{BATCH_MAX, Key, LRU_CAPACITY, Op, Value};
+use kflex_datastructures::{Driver, OpKind, Structure};
+
+/// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Key number `i`: spread over all four words, and odd/even neighbours differ only in the last
+/// byte, so a comparison that skips a word is caught.
+fn key(i: u64) -> Key {
+    let base = i / 2;
+    let mut k = [0u8; 32];
+    k[0..8].copy_from_slice(&base.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+    k[8..16].copy_from_slice(&(base ^ 0x5555).to_le_bytes());
+    k[16..24].copy_from_slice(&base.rotate_left(17).to_le_bytes());
+    k[24..32].copy_from_slice(&(base << 1 | (i & 1)).to_be_bytes());
+    k
+}
+
+fn value(rng: &mut Rng) -> Value {
+    let mut v = [0u8; 64];
+    for chunk in v.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next().to_le_bytes());
+    }
+    v
+}
+
+/// Runs one batch of `kind` over `ops` on the driver and checks it against the model.
+fn run_batch(d: &mut dyn Driver, m: &mut dyn Model, kind: OpKind, ops: &[Op]) {
+    let mailbox = d.mailbox();
+    mailbox[..ops.len()].copy_from_slice(ops);
+    // Results must be written by the program, not left over.
+    for op in &mut mailbox[..ops.len()] {
+        op.result = i64::MIN;
+    }
+    let ret = d
+        .run(kind, ops.len())
+        .unwrap_or_else(|e| panic!("{}: {e}", d.engine()));
+    let engine = d.engine().to_string();
+    let returned = &d.mailbox()[..ops.len()];
+    let hits = returned.iter().filter(|o| o.result > 0).count() as i64;
+    assert_eq!(ret, hits, "{engine}: {kind:?} return value");
+    if let Err(e) = model::check_batch(m, kind, ops, returned) {
+        panic!("{engine}: {e}");
+    }
+}
+
+/// A batch of `n` ops of `kind` over keys `0..universe`.
+fn batch(rng: &mut Rng, n: usize, universe: u64) -> Vec<Op> {
+    (0..n)
+        .map(|_| Op::new(key(rng.below(universe)), value(rng)))
+        .collect()
+}
+
+/// Mixed random batches: every kind, batch sizes from 1 to BATCH_MAX, keys drawn from a universe
+/// small enough that updates replace and deletes hit, large enough that lookups and deletes miss.
+fn randomized(d: &mut dyn Driver, structure: Structure, seed: u64, total: usize, universe: u64) {
+    let mut m = model::for_structure(structure).expect("a key-value structure");
+    let mut rng = Rng(seed);
+    let sizes = [1, 7, 64, 333, BATCH_MAX];
+    let mut done = 0;
+    // Start by filling, so the later batches find keys.
+    let fill = batch(&mut rng, BATCH_MAX, universe);
+    run_batch(d, m.as_mut(), OpKind::Update, &fill);
+    while done < total {
+        let n = sizes[rng.below(sizes.len() as u64) as usize];
+        let kind = OpKind::ALL[rng.below(3) as usize];
+        let ops = batch(&mut rng, n, universe);
+        run_batch(d, m.as_mut(), kind, &ops);
+        done += n;
+    }
+    // Finally look every key up, then delete every key: the structure must end empty.
+    let all: Vec<Op> = (0..universe).map(|i| Op::new(key(i), [0; 64])).collect();
+    for kind in [OpKind::Lookup, OpKind::Delete, OpKind::Lookup] {
+        for chunk in all.chunks(BATCH_MAX) {
+            run_batch(d, m.as_mut(), kind, chunk);
+        }
+    }
+    assert!(m.is_empty());
+}
+
+/// The LRU filled past its capacity, with lookups refreshing some old keys on the way: evictions
+/// must follow recency exactly.
+fn lru_past_capacity(d: &mut dyn Driver) {
+    let mut m = model::for_structure(Structure::Lru).expect("LRU model");
+    let mut rng = Rng(0x1badb002);
+    let total = LRU_CAPACITY as u64 + 3 * BATCH_MAX as u64 + 17;
+    let mut next = 0u64;
+    while next < total {
+        let n = (BATCH_MAX as u64).min(total - next);
+        let ops: Vec<Op> = (next..next + n)
+            .map(|i| Op::new(key(i), value(&mut rng)))
+            .collect();
+        run_batch(d, m.as_mut(), OpKind::Update, &ops);
+        next += n;
+        // Refresh a few early keys (found until they are evicted) and replace one.
+        let old = batch(&mut rng, 16, 4096);
+        run_batch(d, m.as_mut(), OpKind::Lookup, &old);
+        let again = batch(&mut rng, 4, next);
+        run_batch(d, m.as_mut(), OpKind::Update, &again);
+    }
+    assert_eq!(m.len(), LRU_CAPACITY);
+    let all: Vec<Op> = (0..total).map(|i| Op::new(key(i), [0; 64])).collect();
+    for chunk in all.chunks(BATCH_MAX) {
+        run_batch(d, m.as_mut(), OpKind::Lookup, chunk);
+    }
+}
+
+fn kflex(structure: Structure, engine: Engine, sfi: SfiMode) -> KflexDriver {
+    KflexDriver::new(structure, engine, sfi).unwrap_or_else(|e| panic!("{structure}: {e}"))
+}
+
+fn native(structure: Structure) -> NativeInstance {
+    NativeInstance::new(structure).unwrap_or_else(|e| panic!("{structure}: {e}"))
+}
+
+/// `engines!(test_name, |driver| body)` defines one test per engine.
+macro_rules! engines {
+    ($name:ident, $structure:expr, |$d:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn interp() {
+                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Interp, SfiMode::AndMask);
+                $body
+            }
+
+            #[test]
+            fn jit() {
+                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::AndMask);
+                $body
+            }
+
+            #[test]
+            fn jit_writes_only() {
+                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::WritesOnly);
+                $body
+            }
+
+            #[test]
+            fn native() {
+                let $d: &mut dyn Driver = &mut super::native($structure);
+                $body
+            }
+        }
+    };
+}
+
+engines!(list, Structure::List, |d| randomized(
+    d,
+    Structure::List,
+    1,
+    4000,
+    600
+));
+engines!(hash, Structure::Hash, |d| randomized(
+    d,
+    Structure::Hash,
+    2,
+    12000,
+    5000
+));
+engines!(lru, Structure::Lru, |d| randomized(
+    d,
+    Structure::Lru,
+    3,
+    8000,
+    3000
+));
+engines!(lru_full, Structure::Lru, |d| lru_past_capacity(d));
+
+#[test]
+fn drivers_name_their_engine() {
+    assert_eq!(
+        kflex(Structure::List, Engine::Jit, SfiMode::AndMask).engine(),
+        "kflex-jit"
+    );
+    assert_eq!(
+        kflex(Structure::List, Engine::Jit, SfiMode::WritesOnly).engine(),
+        "kflex-jit-perf"
+    );
+    assert_eq!(
+        kflex(Structure::List, Engine::Interp, SfiMode::AndMask).engine(),
+        "kflex-interp"
+    );
+    assert_eq!(native(Structure::List).engine(), "native");
+}
+
+#[test]
+fn oversized_batches_are_refused() {
+    let mut d = kflex(Structure::Hash, Engine::Jit, SfiMode::AndMask);
+    assert!(d.run(OpKind::Lookup, BATCH_MAX + 1).is_err());
+    let mut n = native(Structure::Hash);
+    assert!(n.run(OpKind::Lookup, BATCH_MAX + 1).is_err());
+}

@@ -12,7 +12,7 @@ const LEFT: f64 = 64.0;
 const RIGHT: f64 = 24.0;
 const TOP: f64 = 48.0;
 const PLOT_H: f64 = 300.0;
-const LABEL_H: f64 = 120.0;
+const LABEL_H: f64 = 180.0;
 const COLORS: [&str; 6] = [
     "#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#9467bd",
 ];

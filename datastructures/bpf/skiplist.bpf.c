@@ -10,11 +10,16 @@ KFLEX_HEAP(16384); /* 64 MiB: 100,000 nodes of 128 or 256 bytes and the globals 
 KFLEX_ALLOCATOR();
 
 /* The heap globals: the list first (its fields at small constant offsets from the heap start),
- * the mailbox after it. */
+ * the mailbox after it. The host's list check finds `list.levels` and `list.head.next` from the
+ * mailbox (offsets below, mirrored in `kflex_datastructures::model_trees::sl_layout`). */
 struct sl_globals {
 	struct sl_list list;
 	struct ds_op ops[DS_BATCH_MAX];
 };
+
+_Static_assert(__builtin_offsetof(struct sl_globals, list.levels) == 16, "levels at 16");
+_Static_assert(__builtin_offsetof(struct sl_globals, list.head.next) == 264, "head.next at 264");
+_Static_assert(__builtin_offsetof(struct sl_globals, ops) == 392, "ops at 392");
 
 struct sl_globals __arena ds_globals;
 

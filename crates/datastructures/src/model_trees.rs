@@ -9,7 +9,8 @@
 //! number of black nodes on every root-to-leaf path. [`check_skiplist`] checks a skip list's
 //! levels. Both read memory through [`Memory`], so they work on any engine's heap (kflex's heap,
 //! the Linux arena's user mapping, the native build's buffer: in all three, pointers stored in the
-//! heap are addresses valid in this process) and are unit-tested on fake memory.
+//! heap are addresses valid in this process, read with [`ProcessMemory`]) and are unit-tested on
+//! fake memory.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -65,43 +66,33 @@ pub trait Memory {
     }
 }
 
-/// This process's memory, limited to one address range (the heap the structure lives in).
-pub struct ProcessMemory {
-    range: std::ops::Range<u64>,
-}
-
-impl ProcessMemory {
-    /// Memory readable in `range`.
-    ///
-    /// # Safety
-    /// Every address of `range` must be mapped and readable in this process for as long as the
-    /// value is used, and nothing may write to it concurrently.
-    pub unsafe fn new(range: std::ops::Range<u64>) -> Self {
-        ProcessMemory { range }
-    }
-
-    /// The readable range.
-    pub fn range(&self) -> std::ops::Range<u64> {
-        self.range.clone()
-    }
-}
+/// This process's memory, read with `process_vm_readv` so that a stray pointer in a corrupted
+/// structure is reported as an error instead of crashing the checker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessMemory;
 
 impl Memory for ProcessMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
-        let end = addr.checked_add(buf.len() as u64);
-        if addr < self.range.start || end.is_none_or(|e| e > self.range.end) {
-            return Err(format!(
-                "address {addr:#x}+{} outside the heap {:#x}..{:#x}",
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as usize as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: `local` describes `buf`, which we hold mutably; the kernel validates `remote`
+        // (an unmapped range fails with EFAULT) and reads nothing else.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if n == buf.len() as isize {
+            Ok(())
+        } else {
+            Err(format!(
+                "cannot read {} bytes at {addr:#x}: {}",
                 buf.len(),
-                self.range.start,
-                self.range.end
-            ));
+                std::io::Error::last_os_error()
+            ))
         }
-        // SAFETY: the range is readable (the constructor's contract) and [addr, end) lies in it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len());
-        }
-        Ok(())
     }
 }
 
@@ -274,6 +265,10 @@ pub mod sl_layout {
     pub const NEXT: u64 = 104;
     /// Most levels a node has (`SL_MAX_LEVEL`).
     pub const MAX_LEVEL: u64 = 16;
+    /// Where `list.head.next` sits relative to the mailbox in `skiplist.bpf.c`'s globals.
+    pub const HEAD_NEXT_FROM_MAILBOX: i64 = 264 - 392;
+    /// Where `list.levels` sits relative to the mailbox in `skiplist.bpf.c`'s globals.
+    pub const LEVELS_FROM_MAILBOX: i64 = 16 - 392;
 }
 
 /// Checks a skip list given the address of its head's `next` array and the list's level count:
@@ -435,6 +430,15 @@ mod tests {
         m.put(BASE + 8, node(2));
         m.put(node(2) + sl_layout::NEXT + 8, 0);
         assert!(check_skiplist(&m, BASE, 2, 10).is_err());
+    }
+
+    #[test]
+    fn process_memory_reads_what_is_there_and_refuses_unmapped_addresses() {
+        let words = [0x1122_3344_5566_7788u64, 42];
+        let at = words.as_ptr() as u64;
+        assert_eq!(ProcessMemory.read_u64(at).unwrap(), words[0]);
+        assert_eq!(ProcessMemory.read_u64(at + 8).unwrap(), 42);
+        assert!(ProcessMemory.read_u64(8).is_err());
     }
 
     #[test]

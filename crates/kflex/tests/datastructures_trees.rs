@@ -1,0 +1,404 @@
+//! The red-black tree, skip list, count sketch and count-min sketch against their reference
+//! models: randomized operation sequences (seeded, reproducible) in batches of several sizes, every
+//! result and every looked-up value compared, on kflex's interpreter, its JIT (default SFI and
+//! writes-only) and the native gcc build. After the random sequences the host walks the red-black
+//! tree and the skip list through the heap and checks their invariants (colours, black height,
+//! order, parent links; skip-list levels) and that they hold exactly the model's keys.
+//!
+//! Everything is generic over `Driver`: one more engine is one more line in `engines!`.
+
+use kflex::Engine;
+use kflex::datastructures::KflexDriver;
+use kflex::engine::SfiMode;
+use kflex_datastructures::model::Model;
+use kflex_datastructures::model_sketch::{SketchKind, SketchModel};
+use kflex_datastructures::model_trees::{
+    Memory as _, ProcessMemory, TreeModel, check_rbtree, check_skiplist, rb_layout, sl_layout,
+};
+use kflex_datastructures::native::NativeInstance;
+use kflex_datastructures::protocol::{BATCH_MAX, FOUND, Key, Op, Value};
+use kflex_datastructures::{Driver, OpKind, Structure};
+
+/// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Key number `i`. Keys spread over all four words, and groups of keys share a prefix of one,
+/// two or three words, so the ordered structures must compare every word (and compare bytes in
+/// big-endian order: neighbours differ in the low byte of a word whose high bytes also vary).
+fn key(i: u64) -> Key {
+    let mut k = [0u8; 32];
+    let group = i / 8;
+    k[0..8].copy_from_slice(
+        &(group / 4)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .to_le_bytes(),
+    );
+    k[8..16].copy_from_slice(&(group % 4).to_le_bytes());
+    k[16..24].copy_from_slice(&(group.rotate_left(29) ^ (i % 8 / 4)).to_le_bytes());
+    k[24..32].copy_from_slice(&((i % 4) << 56 | (i % 3)).to_le_bytes());
+    k
+}
+
+fn value(rng: &mut Rng) -> Value {
+    let mut v = [0u8; 64];
+    for chunk in v.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next().to_le_bytes());
+    }
+    v
+}
+
+/// Puts `ops` in the mailbox (results poisoned, so they must be written), runs `kind`, checks the
+/// return value against the results, and returns the ops as the program left them.
+fn run(d: &mut dyn Driver, kind: OpKind, ops: &[Op]) -> Vec<Op> {
+    let mailbox = d.mailbox();
+    mailbox[..ops.len()].copy_from_slice(ops);
+    for op in &mut mailbox[..ops.len()] {
+        op.result = i64::MIN;
+    }
+    let ret = d
+        .run(kind, ops.len())
+        .unwrap_or_else(|e| panic!("{}: {kind:?}: {e}", d.engine()));
+    let returned = d.mailbox()[..ops.len()].to_vec();
+    let hits = returned.iter().filter(|o| o.result > 0).count() as i64;
+    assert_eq!(ret, hits, "{}: {kind:?} return value", d.engine());
+    returned
+}
+
+/// Runs a batch on an ordered structure and compares every op with the model.
+fn map_batch(d: &mut dyn Driver, m: &mut TreeModel, kind: OpKind, ops: &[Op]) {
+    let returned = run(d, kind, ops);
+    for (i, (sent, got)) in ops.iter().zip(&returned).enumerate() {
+        let want = m.apply(kind, sent);
+        assert_eq!(
+            got.result,
+            want.result,
+            "{}: {kind:?} op {i} key {:02x?}",
+            d.engine(),
+            &sent.key[..8]
+        );
+        if kind == OpKind::Lookup && want.result == FOUND {
+            assert_eq!(got.value, want.value, "{}: lookup op {i} value", d.engine());
+        }
+    }
+}
+
+/// Where the mailbox is, as an address (the structures' globals are found from it).
+fn mailbox_addr(d: &mut dyn Driver) -> u64 {
+    d.mailbox().as_ptr() as u64
+}
+
+/// The ordered structure's shape, walked through the heap: its keys in order.
+fn walk(d: &mut dyn Driver, structure: Structure, m: &TreeModel) -> Vec<Key> {
+    let mailbox = mailbox_addr(d);
+    let mem = ProcessMemory;
+    let at = |off: i64| mailbox.wrapping_add_signed(off);
+    match structure {
+        Structure::Rbtree => {
+            let root = mem.read_u64(at(rb_layout::ROOT_FROM_MAILBOX)).unwrap();
+            let shape = check_rbtree(&mem, root, m.len() + 1)
+                .unwrap_or_else(|e| panic!("{}: red-black tree broken: {e}", d.engine()));
+            // A red-black tree of n nodes is at most 2 log2(n + 1) high.
+            let bound = 2.0 * ((m.len() + 1) as f64).log2();
+            assert!(
+                shape.height as f64 <= bound,
+                "{}: height {} for {} keys",
+                d.engine(),
+                shape.height,
+                m.len()
+            );
+            shape.keys
+        }
+        Structure::Skiplist => {
+            let levels = mem.read_u64(at(sl_layout::LEVELS_FROM_MAILBOX)).unwrap();
+            let head = at(sl_layout::HEAD_NEXT_FROM_MAILBOX);
+            check_skiplist(&mem, head, levels, m.len() + 1)
+                .unwrap_or_else(|e| panic!("{}: skip list broken: {e}", d.engine()))
+        }
+        _ => unreachable!("not an ordered structure"),
+    }
+}
+
+/// Checks the walked structure holds exactly the model's keys, in byte order.
+fn check_shape(d: &mut dyn Driver, structure: Structure, m: &TreeModel) {
+    let keys = walk(d, structure, m);
+    let want: Vec<Key> = m.keys().copied().collect();
+    assert_eq!(
+        keys.len(),
+        want.len(),
+        "{}: keys in the structure",
+        d.engine()
+    );
+    assert!(keys == want, "{}: the structure's keys differ", d.engine());
+}
+
+/// Random batches of every kind (sizes 1 to BATCH_MAX) over keys `0..universe`, with the shape
+/// checked every few batches; then every key looked up and deleted, leaving the structure empty.
+fn randomized_map(
+    d: &mut dyn Driver,
+    structure: Structure,
+    seed: u64,
+    total: usize,
+    universe: u64,
+) {
+    let mut m = TreeModel::default();
+    let mut rng = Rng(seed);
+    let sizes = [1, 5, 64, 300, BATCH_MAX];
+    let batch = |rng: &mut Rng, n: usize| -> Vec<Op> {
+        (0..n)
+            .map(|_| {
+                let k = key(rng.below(universe));
+                Op::new(k, value(rng))
+            })
+            .collect()
+    };
+    let fill = batch(&mut rng, BATCH_MAX);
+    map_batch(d, &mut m, OpKind::Update, &fill);
+    check_shape(d, structure, &m);
+    let mut done = 0;
+    let mut batches = 0;
+    while done < total {
+        let n = sizes[rng.below(sizes.len() as u64) as usize];
+        // Deletes and updates weigh the same, so the structure keeps growing and shrinking.
+        let kind = OpKind::ALL[rng.below(3) as usize];
+        let ops = batch(&mut rng, n);
+        map_batch(d, &mut m, kind, &ops);
+        done += n;
+        batches += 1;
+        if batches % 4 == 0 {
+            check_shape(d, structure, &m);
+        }
+    }
+    check_shape(d, structure, &m);
+    let all: Vec<Op> = (0..universe).map(|i| Op::new(key(i), [0; 64])).collect();
+    for kind in [OpKind::Lookup, OpKind::Delete, OpKind::Lookup] {
+        for chunk in all.chunks(BATCH_MAX) {
+            map_batch(d, &mut m, kind, chunk);
+        }
+    }
+    assert!(m.is_empty());
+    check_shape(d, structure, &m);
+}
+
+/// Inserts keys in ascending, then descending order (the rebalancing worst cases for a tree, the
+/// append case for a list), deleting every other one, checking the shape as it goes.
+fn sorted_runs(d: &mut dyn Driver, structure: Structure) {
+    let mut m = TreeModel::default();
+    let mut rng = Rng(99);
+    let mut keys: Vec<Key> = (0..3000).map(key).collect();
+    keys.sort();
+    for (round, order) in [false, true].into_iter().enumerate() {
+        let mut ks = keys.clone();
+        if order {
+            ks.reverse();
+        }
+        for chunk in ks.chunks(BATCH_MAX) {
+            let ops: Vec<Op> = chunk.iter().map(|k| Op::new(*k, value(&mut rng))).collect();
+            map_batch(d, &mut m, OpKind::Update, &ops);
+        }
+        check_shape(d, structure, &m);
+        let every_other: Vec<Op> = ks
+            .iter()
+            .skip(round)
+            .step_by(2)
+            .map(|k| Op::new(*k, [0; 64]))
+            .collect();
+        for chunk in every_other.chunks(BATCH_MAX) {
+            map_batch(d, &mut m, OpKind::Delete, chunk);
+        }
+        check_shape(d, structure, &m);
+    }
+    assert!(!m.is_empty());
+}
+
+/// Runs a sketch batch: every result must be 1; lookups are checked against the model.
+fn sketch_batch(d: &mut dyn Driver, m: &mut SketchModel, kind: OpKind, ops: &[Op]) {
+    let returned = run(d, kind, ops);
+    for (i, (sent, got)) in ops.iter().zip(&returned).enumerate() {
+        assert_eq!(got.result, 1, "{}: {kind:?} op {i}", d.engine());
+        match kind {
+            OpKind::Update => m.update(&sent.key),
+            OpKind::Delete => m.delete(&sent.key),
+            OpKind::Lookup => {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&got.value[..8]);
+                let estimate = i64::from_le_bytes(w);
+                if let Err(e) = m.check_estimate(&sent.key, estimate) {
+                    panic!("{}: lookup op {i}: {e}", d.engine());
+                }
+            }
+        }
+    }
+}
+
+/// Random sketch traffic (keys drawn with a skew, so some are counted many times), deletes only
+/// of keys currently counted (true counts stay non-negative), lookups of counted and uncounted
+/// keys; then a load of `distinct` keys whose estimates must mostly lie within the documented
+/// bound.
+fn randomized_sketch(d: &mut dyn Driver, kind: SketchKind, seed: u64, distinct: u64) {
+    let mut m = SketchModel::new(kind);
+    let mut rng = Rng(seed);
+    let sizes = [1, 9, 128, BATCH_MAX];
+    for round in 0..24 {
+        let n = sizes[rng.below(sizes.len() as u64) as usize];
+        let op_kind = OpKind::ALL[round % 3];
+        let ops: Vec<Op> = (0..n)
+            .filter_map(|_| {
+                // Skewed: half the draws from 64 hot keys.
+                let i = if rng.below(2) == 0 {
+                    rng.below(64)
+                } else {
+                    rng.below(50_000)
+                };
+                let k = key(i);
+                (op_kind != OpKind::Delete || m.true_count(&k) > 0).then(|| Op::new(k, [0; 64]))
+            })
+            .collect();
+        if !ops.is_empty() {
+            sketch_batch(d, &mut m, op_kind, &ops);
+        }
+    }
+    // Deletes of a batch with repeated keys: counts reach exactly 0 again.
+    let hot: Vec<Op> = (0..64).map(|i| Op::new(key(i), [0; 64])).collect();
+    sketch_batch(d, &mut m, OpKind::Lookup, &hot);
+
+    // The workload of the error bound: `distinct` keys counted once each.
+    let base = 1 << 40;
+    let load: Vec<Op> = (base..base + distinct)
+        .map(|i| Op::new(key(i), [0; 64]))
+        .collect();
+    for chunk in load.chunks(BATCH_MAX) {
+        sketch_batch(d, &mut m, OpKind::Update, chunk);
+    }
+    let bound = m.error_bound();
+    let mut within = 0usize;
+    let mut exact = 0usize;
+    for chunk in load.chunks(BATCH_MAX) {
+        let returned = run(d, OpKind::Lookup, chunk);
+        for (sent, got) in chunk.iter().zip(&returned) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&got.value[..8]);
+            let estimate = i64::from_le_bytes(w);
+            m.check_estimate(&sent.key, estimate)
+                .unwrap_or_else(|e| panic!("{}: {e}", d.engine()));
+            let error = (estimate - m.true_count(&sent.key)).abs() as f64;
+            within += usize::from(error <= bound);
+            exact += usize::from(error == 0.0);
+        }
+    }
+    let share = within as f64 / distinct as f64;
+    // Documented: count-min within e/w*N with probability 1 - e^-4 (98.2%), count sketch within
+    // 2*sqrt(F2/w) with probability about 90% per key.
+    let floor = match kind {
+        SketchKind::CountMin => 0.98,
+        SketchKind::CountSketch => 0.90,
+    };
+    assert!(
+        share >= floor,
+        "{}: {within} of {distinct} estimates within {bound:.2} ({exact} exact)",
+        d.engine()
+    );
+}
+
+fn kflex(structure: Structure, engine: Engine, sfi: SfiMode) -> KflexDriver {
+    KflexDriver::new(structure, engine, sfi).unwrap_or_else(|e| panic!("{structure}: {e}"))
+}
+
+fn native(structure: Structure) -> NativeInstance {
+    NativeInstance::new(structure).unwrap_or_else(|e| panic!("{structure}: {e}"))
+}
+
+/// `engines!(test_name, structure, |driver| body)` defines one test per engine.
+macro_rules! engines {
+    ($name:ident, $structure:expr, |$d:ident| $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn interp() {
+                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Interp, SfiMode::AndMask);
+                $body
+            }
+
+            #[test]
+            fn jit() {
+                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::AndMask);
+                $body
+            }
+
+            #[test]
+            fn jit_writes_only() {
+                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::WritesOnly);
+                $body
+            }
+
+            #[test]
+            fn native() {
+                let $d: &mut dyn Driver = &mut super::native($structure);
+                $body
+            }
+        }
+    };
+}
+
+engines!(rbtree, Structure::Rbtree, |d| randomized_map(
+    d,
+    Structure::Rbtree,
+    11,
+    12_000,
+    4000
+));
+engines!(rbtree_sorted, Structure::Rbtree, |d| sorted_runs(
+    d,
+    Structure::Rbtree
+));
+engines!(skiplist, Structure::Skiplist, |d| randomized_map(
+    d,
+    Structure::Skiplist,
+    12,
+    12_000,
+    4000
+));
+engines!(skiplist_sorted, Structure::Skiplist, |d| sorted_runs(
+    d,
+    Structure::Skiplist
+));
+engines!(countmin, Structure::Countmin, |d| randomized_sketch(
+    d,
+    SketchKind::CountMin,
+    13,
+    20_000
+));
+engines!(countsketch, Structure::Countsketch, |d| randomized_sketch(
+    d,
+    SketchKind::CountSketch,
+    14,
+    20_000
+));
+
+/// The key generator does what the tests rely on: distinct keys for distinct numbers, sharing
+/// one, two or three leading words in groups.
+#[test]
+fn keys_are_distinct_and_share_prefixes() {
+    let keys: std::collections::BTreeSet<Key> = (0..10_000).map(key).collect();
+    assert_eq!(keys.len(), 10_000);
+    let (k0, k1, k4, k8) = (key(0), key(1), key(4), key(8));
+    assert_eq!(k0[..24], k1[..24]);
+    assert_ne!(k0[24..], k1[24..]);
+    assert_eq!(k0[..16], k4[..16]);
+    assert_ne!(k0[16..24], k4[16..24]);
+    assert_eq!(k0[..8], k8[..8]);
+    assert_ne!(k0[8..16], k8[8..16]);
+}

@@ -68,6 +68,10 @@ pub struct JitConfig {
     pub sfi: SfiMode,
     /// How loop back-edges and `may_goto` are checked for termination (default one load).
     pub termination: TerminationMode,
+    /// Test-only: compile the termination point at this slot (of every program compiled with
+    /// this config) as an unconditional cancellation ([`JitOptions::inject_cancel_at`]); see
+    /// [`crate::Extension::recompile`] to target one program.
+    pub inject_cancel_at: Option<usize>,
 }
 
 /// Parses an SFI mode name (`and-mask`, `base`, `writes-only`, `none`).
@@ -97,6 +101,7 @@ pub fn jit_options(
         heap,
         termination: config.termination,
         termination_points: verified.termination_points.iter().map(|t| t.pc).collect(),
+        inject_cancel_at: config.inject_cancel_at,
         ..JitOptions::default()
     };
     for (pc, facts) in verified.insns.iter().enumerate() {

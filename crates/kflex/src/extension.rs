@@ -78,6 +78,61 @@ pub struct Extension {
     pub(crate) jit_config: JitConfig,
     /// The instructions and type of a bare-bytecode extension (objects keep theirs in `object`).
     pub(crate) raw: Option<(Vec<Insn>, Option<ProgType>)>,
+    /// Called after every cancelled (or faulted) invocation ([`Extension::on_cancel`]).
+    pub(crate) cancel_hooks: CancelHooks,
+}
+
+/// What a cancel hook learns about an invocation that was cancelled (watchdog, injected
+/// cancellation, stack overflow, memory fault) or stopped by a fault before it returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelInfo {
+    /// The program that was running.
+    pub program: String,
+    /// The CPU id it ran as (`ExecEnv::cpu`; the SDK's per-CPU state is indexed by it).
+    pub cpu: u32,
+    /// Why it stopped.
+    pub reason: String,
+}
+
+/// A host callback run after a cancelled invocation.
+pub type CancelHook = Arc<dyn Fn(&CancelInfo) + Send + Sync>;
+
+/// The cancel hooks of an extension (cheap to clone, so run paths can keep a copy).
+#[derive(Clone, Default)]
+pub struct CancelHooks(Vec<CancelHook>);
+
+impl CancelHooks {
+    /// Runs every hook for a stopped invocation of `program` on `cpu`: the one call each run
+    /// path makes after a cancellation (after the runtime released its own resources).
+    pub fn notify(&self, program: &str, cpu: u32, reason: &str) {
+        if self.0.is_empty() {
+            return;
+        }
+        let info = CancelInfo {
+            program: program.to_string(),
+            cpu,
+            reason: reason.to_string(),
+        };
+        for hook in &self.0 {
+            hook(&info);
+        }
+    }
+
+    /// Number of hooks registered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if no hook is registered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for CancelHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CancelHooks({})", self.0.len())
+    }
 }
 
 impl std::fmt::Debug for Extension {
@@ -146,6 +201,7 @@ impl Extension {
             engine: options.engine,
             jit_config: options.jit,
             raw: None,
+            cancel_hooks: CancelHooks::default(),
         };
         ext.programs = (0..ext.program_names.len())
             .map(|i| ext.build_program(i))
@@ -182,6 +238,7 @@ impl Extension {
             engine: options.engine,
             jit_config: options.jit,
             raw: Some((insns.to_vec(), prog_type)),
+            cancel_hooks: CancelHooks::default(),
         };
         ext.programs = vec![ext.build_program(0)?];
         Ok(ext)
@@ -364,6 +421,44 @@ impl Extension {
     /// The interpreter limits used for test-runs.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Registers `hook` to run after every invocation of this extension's programs that was
+    /// cancelled or stopped by a fault, once the runtime has released the resources it tracks:
+    /// the place for host-side cleanup of state the runtime does not know, e.g.
+    /// `kflex_sdk::HeapAllocator::release_after_cancel(info.cpu)` for heap locks and in-flight
+    /// allocations. Hooks run on the thread that ran the invocation, in registration order.
+    pub fn on_cancel(&mut self, hook: impl Fn(&CancelInfo) + Send + Sync + 'static) {
+        self.cancel_hooks.0.push(Arc::new(hook));
+    }
+
+    /// The registered cancel hooks.
+    pub fn cancel_hooks(&self) -> &CancelHooks {
+        &self.cancel_hooks
+    }
+
+    /// Recompiles verified program `program` for the JIT with `config` instead of the
+    /// extension's (e.g. [`JitConfig::inject_cancel_at`] in tests); maps, heap and the other
+    /// programs are unchanged. An error if the program is not loaded or was not verified.
+    pub fn recompile(&mut self, program: &str, config: JitConfig) -> Result<()> {
+        let heap = self.heap_layout();
+        let index = self
+            .program_names
+            .iter()
+            .position(|n| n == program)
+            .ok_or_else(|| Error::Input(format!("no program named {program:?}")))?;
+        let Some(Ok(p)) = self.programs.get_mut(index) else {
+            return Err(Error::Input(format!("program {program:?} is not loaded")));
+        };
+        let Some(verified) = &p.verified else {
+            return Err(Error::Input(format!(
+                "program {program:?} was not verified, so the JIT does not run it"
+            )));
+        };
+        if Engine::JIT_SUPPORTED {
+            p.jit = Some(engine::compile(&p.code, verified, heap, config));
+        }
+        Ok(())
     }
 }
 

@@ -189,11 +189,15 @@ impl Extension {
             }
             match &last {
                 Ok((_, _, None, _)) => {}
-                Ok((_, _, Some(_), by_cancel)) => {
+                Ok((_, _, Some(reason), by_cancel)) => {
                     released += by_cancel;
+                    self.cancel_hooks.notify(program, options.cpu, reason);
                     break;
                 }
-                Err(_) => break,
+                Err(e) => {
+                    self.cancel_hooks.notify(program, options.cpu, &e.to_string());
+                    break;
+                }
             }
         }
         let elapsed = start.elapsed();

@@ -4,7 +4,8 @@
  *
  * The lock word holds 0 when free and (CPU id + 1) of the holder when taken. Taking it records
  * the lock's heap address in the CPU's held-lock record (struct kflex_alloc_cpu.held_locks, so
- * the object needs KFLEX_ALLOCATOR()); unlocking removes it. When an invocation is cancelled the
+ * the object needs KFLEX_ALLOCATOR()) before the first attempt; unlocking removes it after the
+ * release. When an invocation is cancelled the
  * host (kflex_sdk::HeapAllocator::release_after_cancel) releases every lock still recorded for
  * that CPU. At most KFLEX_HELD_LOCKS locks are recorded per CPU; a lock taken beyond that works
  * but is not released by cancellation.
@@ -52,28 +53,35 @@ static __always_inline void kflex_lock_forget(struct kflex_alloc_cpu __arena *c,
 		c->held_locks[3] = 0;
 }
 
-/* Takes the lock: 0 when held, -1 when the loop budget ran out first (Linux only). */
+/*
+ * Takes the lock: 0 when held, -1 when the loop budget ran out first (Linux only).
+ *
+ * The lock is recorded before it is tried and forgotten only after it is released, so a
+ * cancellation at any point (the compiler may place the spin loop's back-edge between the
+ * successful cmpxchg and the code after it) finds it recorded whenever this CPU holds it. A
+ * record of a lock this CPU does not hold is harmless: the host releases a recorded lock only if
+ * its word names this CPU.
+ */
 static __always_inline int kflex_lock(struct kflex_lock __arena *l)
 {
 	__u64 me = (__u64)(kflex_cpu() & (KFLEX_MAX_CPUS - 1)) + 1;
-	struct kflex_alloc_cpu __arena *c;
+	struct kflex_alloc_cpu __arena *c = kflex_alloc_cpu_state();
 
+	kflex_lock_record(c, (__u64)l);
 	for (;;) {
-		if (KFLEX_READ_ONCE(l->word) == 0 && kflex_cmpxchg(&l->word, 0, me) == 0) {
-			c = kflex_alloc_cpu_state();
-			kflex_lock_record(c, (__u64)l);
+		if (KFLEX_READ_ONCE(l->word) == 0 && kflex_cmpxchg(&l->word, 0, me) == 0)
 			return 0;
-		}
 		kflex_cond_break;
 	}
+	kflex_lock_forget(c, (__u64)l);
 	return -1;
 }
 
 /* Releases a lock taken by kflex_lock() on this CPU. */
 static __always_inline void kflex_unlock(struct kflex_lock __arena *l)
 {
-	kflex_lock_forget(kflex_alloc_cpu_state(), (__u64)l);
 	kflex_xchg(&l->word, 0);
+	kflex_lock_forget(kflex_alloc_cpu_state(), (__u64)l);
 }
 
 #endif /* KFLEX_LOCK_H */

@@ -9,7 +9,8 @@ use kflex_datastructures::{Driver, Structure};
 
 use super::engine_kind::EngineKind;
 use super::report::ProgramGuards;
-use super::runner::DriverFactory;
+use super::runner::{DriverFactory, OpenError};
+use crate::datastructures::linux::LinuxDriver;
 use crate::datastructures::{GuardStats, KflexDriver};
 use crate::engine::{Engine, SfiMode};
 
@@ -18,6 +19,9 @@ use crate::engine::{Engine, SfiMode};
 #[derive(Debug, Default)]
 pub struct Engines {
     guards: BTreeMap<Structure, Vec<GuardStats>>,
+    /// Structures an engine refused (the kernel's verifier is deterministic: a refused object
+    /// is not loaded again for the next key stream).
+    refused: BTreeMap<(Structure, EngineKind), String>,
 }
 
 impl Engines {
@@ -48,7 +52,7 @@ impl DriverFactory for Engines {
                     Err("kflex's JIT runs on x86-64 Linux only".into())
                 }
             }
-            EngineKind::Linux => Err("the Linux driver is not built yet".into()),
+            EngineKind::Linux => kflex_linux::backend::backend_available(),
         }
     }
 
@@ -56,13 +60,18 @@ impl DriverFactory for Engines {
         &mut self,
         structure: Structure,
         engine: EngineKind,
-    ) -> Result<Box<dyn Driver>, String> {
+    ) -> Result<Box<dyn Driver>, OpenError> {
         if !structure.is_available() {
-            return Err(format!("{structure} is not part of this build"));
+            return Err(OpenError::Unsupported(format!(
+                "{structure} is not part of this build"
+            )));
+        }
+        if let Some(why) = self.refused.get(&(structure, engine)) {
+            return Err(OpenError::Unsupported(why.clone()));
         }
         if let Some((kflex_engine, sfi)) = Engines::kflex_mode(engine) {
-            let driver =
-                KflexDriver::new(structure, kflex_engine, sfi).map_err(|e| e.to_string())?;
+            let driver = KflexDriver::new(structure, kflex_engine, sfi)
+                .map_err(|e| OpenError::Failed(e.to_string()))?;
             if engine == EngineKind::KflexJit {
                 self.guards.insert(structure, driver.guard_stats());
             }
@@ -71,8 +80,18 @@ impl DriverFactory for Engines {
         match engine {
             EngineKind::Native => NativeInstance::new(structure)
                 .map(|d| Box::new(d) as Box<dyn Driver>)
-                .map_err(|e| e.to_string()),
-            other => Err(format!("{other} is not available")),
+                .map_err(|e| OpenError::Failed(e.to_string())),
+            EngineKind::Linux => match LinuxDriver::new(structure) {
+                Ok(d) => Ok(Box::new(d)),
+                // The kernel is not this project's code: a refusal is a finding to report
+                // beside the table, not a broken run.
+                Err(e) => {
+                    let why = first_line(&e.to_string());
+                    self.refused.insert((structure, engine), why.clone());
+                    Err(OpenError::Unsupported(why))
+                }
+            },
+            other => Err(OpenError::Failed(format!("{other} has no driver"))),
         }
     }
 
@@ -93,5 +112,14 @@ impl DriverFactory for Engines {
                 elided: g.elided,
             })
             .collect())
+    }
+}
+
+/// The first line of a message, shortened (a kernel rejection carries its whole verifier log).
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or_default();
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
     }
 }

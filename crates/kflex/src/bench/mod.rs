@@ -34,7 +34,7 @@ pub use engine_kind::EngineKind;
 pub use engines::Engines;
 pub use keys::KeyDist;
 pub use report::{BenchResult, GuardTotals, ProgramGuards, Report};
-pub use runner::{BenchConfig, DriverFactory, run};
+pub use runner::{BenchConfig, DriverFactory, OpenError, run};
 
 pub use kflex_datastructures::protocol::{KEY_SIZE, VALUE_SIZE};
 

@@ -79,11 +79,31 @@ pub trait DriverFactory {
     fn probe(&mut self, engine: EngineKind) -> Result<(), String>;
 
     /// A fresh, initialised instance of `structure` on `engine`.
-    fn open(&mut self, structure: Structure, engine: EngineKind)
-    -> Result<Box<dyn Driver>, String>;
+    fn open(
+        &mut self,
+        structure: Structure,
+        engine: EngineKind,
+    ) -> Result<Box<dyn Driver>, OpenError>;
 
     /// Static guard sites of `structure`'s programs on kflex's JIT in its default SFI mode.
     fn guards(&mut self, structure: Structure) -> Result<Vec<ProgramGuards>, String>;
+}
+
+/// Why a structure instance was not measured on an engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The engine cannot run this structure here (e.g. the kernel's verifier refuses the
+    /// object): reported as a note, like an engine that is unavailable.
+    Unsupported(String),
+    /// The instance failed (could not be set up, a run failed, or its results disagreed with
+    /// native's): reported as a failure.
+    Failed(String),
+}
+
+impl From<String> for OpenError {
+    fn from(message: String) -> Self {
+        OpenError::Failed(message)
+    }
 }
 
 /// The three phases of one repetition.
@@ -212,7 +232,15 @@ fn measure_case(
         let (ns, first, reps) = match outcome {
             Ok(v) => v,
             Err(e) => {
-                report.failures.push(case.failure(engine, e));
+                match e {
+                    OpenError::Failed(e) => report.failures.push(case.failure(engine, e)),
+                    OpenError::Unsupported(why) => {
+                        let note = format!("{engine}: {} not measured: {why}", case.structure);
+                        if !report.notes.contains(&note) {
+                            report.notes.push(note);
+                        }
+                    }
+                }
                 if engine == EngineKind::Native {
                     // Without the reference nothing else can be checked or compared.
                     progress.inc((engines.len() - 1) as u64);
@@ -257,7 +285,7 @@ fn measure_engine(
     engine: EngineKind,
     case: &Case<'_>,
     reference: Option<&Phases>,
-) -> Result<([f64; 3], Phases, usize), String> {
+) -> Result<([f64; 3], Phases, usize), OpenError> {
     let mut driver = factory.open(case.structure, engine)?;
     let started = Instant::now();
     let mut samples: [Vec<f64>; 3] = Default::default();
@@ -278,7 +306,7 @@ fn measure_engine(
             if let Some(want) = reference.or(first.as_ref())
                 && let Some((batch, got, expected)) = run.first_difference(&want[i])
             {
-                return Err(format!(
+                return Err(OpenError::Failed(format!(
                     "{} disagrees with native in repetition {} at batch {batch}: returned {} \
                      (digest {:#x}), native {} (digest {:#x})",
                     op.program(),
@@ -287,7 +315,7 @@ fn measure_engine(
                     got.digest,
                     expected.ret,
                     expected.digest
-                ));
+                )));
             }
             samples[i].push(run.elapsed.as_nanos() as f64 / case.stream.len().max(1) as f64);
             phases[i] = run;

@@ -53,7 +53,10 @@ pub enum LinuxDriverError {
 impl LinuxDriverError {
     /// Whether the error only says that this process cannot use the kernel back end.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, LinuxDriverError::Backend(BackendError::Unavailable(_)))
+        matches!(
+            self,
+            LinuxDriverError::Backend(BackendError::Unavailable(_))
+        )
     }
 
     fn setup(structure: Structure, message: impl Into<String>) -> Self {
@@ -96,7 +99,14 @@ impl LinuxDriver {
                 "this build has no object for it",
             ));
         }
-        let ext = LinuxExtension::load(structure.name(), structure.object())?;
+        Self::with_object(structure, structure.object())
+    }
+
+    /// Like [`LinuxDriver::new`] with another build of the structure: `object` is any BPF ELF
+    /// object following the protocol of `ds/common.h` (programs `init`, `update`, `lookup`,
+    /// `delete`; heap globals with the mailbox and `kflex_alloc_state`). `structure` names it.
+    pub fn with_object(structure: Structure, object: &[u8]) -> Result<Self, LinuxDriverError> {
+        let ext = LinuxExtension::load(structure.name(), object)?;
         let arena = ext
             .arena()
             .cloned()
@@ -162,7 +172,7 @@ fn check_layout(init: &Ctx, arena: &ArenaMapping) -> Result<(), String> {
                 && init.mailbox >= init.globals
                 && init.mailbox.checked_add(op_bytes).is_some_and(|m| m <= end)
         })
-        && init.mailbox % 8 == 0;
+        && init.mailbox.is_multiple_of(8);
     if ok {
         Ok(())
     } else {
@@ -177,7 +187,11 @@ fn check_layout(init: &Ctx, arena: &ArenaMapping) -> Result<(), String> {
 /// beside `globals` (libbpf puts arena globals at the start or the end of the arena).
 fn carve_range(heap: Range<u64>, globals: Range<u64>) -> Range<u64> {
     let below = heap.start..(globals.start & !(PAGE - 1)).max(heap.start);
-    let above = globals.end.div_ceil(PAGE).saturating_mul(PAGE).min(heap.end)..heap.end;
+    let above = globals
+        .end
+        .div_ceil(PAGE)
+        .saturating_mul(PAGE)
+        .min(heap.end)..heap.end;
     if above.end - above.start >= below.end.saturating_sub(below.start) {
         above
     } else {
@@ -222,8 +236,14 @@ mod tests {
     #[test]
     fn carving_skips_the_globals_pages_at_either_end() {
         let heap = 0x10000..0x20000;
-        assert_eq!(carve_range(heap.clone(), 0x10000..0x10100), 0x11000..0x20000);
-        assert_eq!(carve_range(heap.clone(), 0x1e010..0x20000), 0x10000..0x1e000);
+        assert_eq!(
+            carve_range(heap.clone(), 0x10000..0x10100),
+            0x11000..0x20000
+        );
+        assert_eq!(
+            carve_range(heap.clone(), 0x1e010..0x20000),
+            0x10000..0x1e000
+        );
         assert_eq!(carve_range(heap, 0x10000..0x20000), 0x20000..0x20000);
     }
 
@@ -245,13 +265,148 @@ mod tests {
         };
         assert_eq!(check_layout(&good, &arena), Ok(()));
         for bad in [
-            Ctx { mailbox: 0x12_f000, ..good },
-            Ctx { mailbox: 0x10_1004, ..good },
-            Ctx { alloc_state: 0x13_0000, ..good },
-            Ctx { globals_size: 0x10_0001, ..good },
-            Ctx { globals: u64::MAX - 4, ..good },
+            Ctx {
+                mailbox: 0x12_f000,
+                ..good
+            },
+            Ctx {
+                mailbox: 0x10_1004,
+                ..good
+            },
+            Ctx {
+                alloc_state: 0x13_0000,
+                ..good
+            },
+            Ctx {
+                globals_size: 0x10_0001,
+                ..good
+            },
+            Ctx {
+                globals: u64::MAX - 4,
+                ..good
+            },
         ] {
             assert!(check_layout(&bad, &arena).is_err(), "{bad:?}");
         }
+    }
+
+    /// `crates/linux/tests/c/ds_table.c` compiled (a chained hash table over the ds protocol),
+    /// or `None` when clang is missing.
+    fn ds_table() -> Option<Vec<u8>> {
+        let root = kflex_testutil::repo_root();
+        let include = root.join("datastructures/include");
+        kflex_testutil::compile_c_with(
+            &root.join("crates/linux/tests/c/ds_table.c"),
+            &["-Werror", "-I", include.to_str().expect("UTF-8 path")],
+        )
+    }
+
+    fn open() -> Option<LinuxDriver> {
+        if let Err(reason) = kflex_linux::backend::backend_available() {
+            kflex_testutil::skip(&reason);
+            return None;
+        }
+        let object = ds_table()?;
+        Some(LinuxDriver::with_object(Structure::Hash, &object).expect("ds_table loads"))
+    }
+
+    /// Key `k`: distinct words, so keys differ in more than their hash.
+    fn key(k: u64) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..8].copy_from_slice(&k.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        out[24..].copy_from_slice(&k.to_le_bytes());
+        out
+    }
+
+    fn value(k: u64, version: u64) -> [u8; 64] {
+        let mut v = [0u8; 64];
+        v[..8].copy_from_slice(&k.to_le_bytes());
+        v[56..].copy_from_slice(&version.to_le_bytes());
+        v
+    }
+
+    /// A deterministic xorshift stream.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn random_batches_match_a_hash_map_model_in_the_kernel() {
+        let Some(mut d) = open() else { return };
+        assert_eq!(d.engine(), "linux");
+        let init = d.init_ctx();
+        let arena = d.extension().arena().expect("arena").clone();
+        assert!(arena.contains(init.mailbox, BATCH_MAX * std::mem::size_of::<Op>()));
+        let mut model: std::collections::HashMap<u64, u64> = Default::default();
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut version = 0;
+        for round in 0..40 {
+            let kind = OpKind::ALL[(rng.next() % 3) as usize];
+            let count = 1 + (rng.next() % 400) as usize;
+            let keys: Vec<u64> = (0..count).map(|_| rng.next() % 600).collect();
+            let mut expected = Vec::with_capacity(count);
+            for (slot, &k) in d.mailbox().iter_mut().zip(&keys) {
+                version += 1;
+                *slot = Op::new(key(k), value(k, version));
+                if kind != OpKind::Update {
+                    slot.value = [0xee; 64];
+                }
+                expected.push(match kind {
+                    OpKind::Update => match model.insert(k, version) {
+                        None => (1, None),
+                        Some(_) => (2, None),
+                    },
+                    OpKind::Lookup => match model.get(&k) {
+                        Some(&v) => (1, Some(value(k, v))),
+                        None => (0, None),
+                    },
+                    OpKind::Delete => (i64::from(model.remove(&k).is_some()), None),
+                });
+            }
+            let hits = d.run(kind, count).expect("batch runs");
+            let ops = &d.mailbox()[..count];
+            for (i, (op, (result, v))) in ops.iter().zip(&expected).enumerate() {
+                assert_eq!(
+                    op.result, *result,
+                    "round {round} {kind:?} op {i} key {}",
+                    keys[i]
+                );
+                if let Some(v) = v {
+                    assert_eq!(&op.value, v, "round {round} lookup op {i}");
+                }
+            }
+            let positive = expected.iter().filter(|(r, _)| *r > 0).count() as i64;
+            assert_eq!(hits, positive, "round {round}: return value");
+        }
+        let stats = d.allocator().sdk().stats();
+        let carved: u64 = stats.carved.iter().sum();
+        assert!(carved >= model.len() as u64, "{stats:?}");
+        assert_eq!(stats.in_flight, 0, "every allocation was committed");
+    }
+
+    #[test]
+    fn oversized_batches_are_refused_before_the_kernel() {
+        let Some(mut d) = open() else { return };
+        assert!(matches!(
+            d.run(OpKind::Lookup, BATCH_MAX + 1),
+            Err(DriverError::BatchTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_missing_object_is_a_setup_error() {
+        if kflex_linux::backend::backend_available().is_err() {
+            return;
+        }
+        let err = LinuxDriver::with_object(Structure::List, b"\x7fELF garbage").unwrap_err();
+        assert!(!err.is_unavailable());
+        assert!(err.to_string().contains("list"), "{err}");
     }
 }

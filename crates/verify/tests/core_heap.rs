@@ -156,3 +156,28 @@ fn heap_addresses_may_be_stored_into_the_context() {
         "leaks addr into ctx",
     );
 }
+
+#[test]
+fn casting_a_trusted_heap_pointer_keeps_it_trusted() {
+    // clang casts a heap global's address (as1 -> as0) before each access; the cast does not
+    // change the value, so the access stays elided.
+    let p = accept(
+        "map_value %r1, 0, 64\ncast_kern %r2, %r1\nldxdw %r0, [%r2+8]\nexit",
+        Syscall,
+        &[arena()],
+    );
+    assert_eq!(
+        p.insns[3].heap,
+        Some(HeapAccess::Elided {
+            reg: 2,
+            max_offset: 72
+        })
+    );
+    // A number cast into a heap pointer is still untrusted.
+    let p = accept(
+        "map_value %r1, 0, 0\nldxdw %r2, [%r1]\ncast_kern %r2, %r2\nldxdw %r0, [%r2+8]\nexit",
+        Syscall,
+        &[arena()],
+    );
+    assert_eq!(p.insns[4].heap, Some(HeapAccess::Guard { reg: 2 }));
+}

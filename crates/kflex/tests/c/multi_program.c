@@ -18,6 +18,9 @@ struct {
 } heap SEC(".maps");
 
 __u64 __arena heap_value;
+/* A heap pointer kept in the heap: accesses through it (loaded from memory, so untrusted) need an
+ * SFI guard, which the guard-count checks of the CLI tests rely on. */
+__u64 __arena *__arena heap_ptr;
 
 SEC("syscall")
 int store(void *ctx)
@@ -26,7 +29,9 @@ int store(void *ctx)
 	__u64 value = 5;
 
 	bpf_map_update_elem(&shared, &key, &value, BPF_ANY);
-	heap_value = 3;
+	heap_ptr = &heap_value;
+	barrier(); /* reload heap_ptr from the heap */
+	*heap_ptr = 3;
 	return 0;
 }
 
@@ -51,7 +56,7 @@ int load(void *ctx)
 
 	if (!v)
 		return -1;
-	return *v * 1000 + heap_value;
+	return *v * 1000 + *heap_ptr;
 }
 
 KFLEX_LICENSE("GPL");

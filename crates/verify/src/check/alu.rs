@@ -400,9 +400,11 @@ pub fn endian(
     Ok(())
 }
 
-/// `dst = addr_space_cast(src, dst_as, src_as)`: as1 -> as0 turns a scalar or heap pointer into
-/// an untrusted heap pointer (to be guarded at its first access); as0 -> as1 keeps a heap
-/// pointer as it is and a scalar a scalar.
+/// `dst = addr_space_cast(src, dst_as, src_as)`: as1 -> as0 turns a scalar into an untrusted
+/// heap pointer (to be guarded at its first access) and keeps a heap pointer as it is (kflex maps
+/// the heap at the same address on both sides, so the cast does not change the value: a trusted
+/// pointer stays trusted with its offset); as0 -> as1 keeps a heap pointer as it is and a scalar a
+/// scalar.
 pub fn addr_space_cast(
     cx: &mut Cx<'_>,
     pc: usize,
@@ -415,11 +417,11 @@ pub fn addr_space_cast(
     let s = cx.read_reg(pc, state, src)?.clone();
     cx.check_writable_reg(pc, state, dst)?;
     let r = match (src_as, dst_as, &s) {
-        (1, 0, RegState::Scalar(_) | RegState::Heap { .. }) => RegState::Heap {
+        (1, 0, RegState::Scalar(_)) => RegState::Heap {
             trusted: false,
             off: Scalar::constant(0),
         },
-        (0, 1, RegState::Scalar(_) | RegState::Heap { .. }) => s,
+        (1, 0, RegState::Heap { .. }) | (0, 1, RegState::Scalar(_) | RegState::Heap { .. }) => s,
         (1, 0, _) | (0, 1, _) => {
             return Err(cx.error(
                 pc,

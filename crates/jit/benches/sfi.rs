@@ -8,8 +8,10 @@
 //! `next` pointers (every pointer loaded from the heap is untrusted, so each step is guarded).
 //! Criterion reports per-walk times (throughput in nodes); a summary table printed at the end
 //! gives ns per node for native and each mode and the ratio to native measured in the same run.
-//! The last two configurations add the default termination check (one load through the
-//! terminate word at the walk loop's back-edge), i.e. the full run-time safety cost.
+//! The last three configurations add the default termination check (one load through the
+//! terminate word at the walk loop's back-edge), i.e. the full run-time safety cost. The segment
+//! configurations run only when the CPU has user-space FSGSBASE (otherwise they would measure the
+//! and-mask fallback and are left out).
 
 use std::ffi::{CStr, CString, c_void};
 use std::hint::black_box;
@@ -32,11 +34,17 @@ const NODES: u64 = 100_000;
 const SUM: u64 = 3 * (NODES * (NODES - 1) / 2) + NODES;
 
 /// The configurations measured: SFI mode, termination check at the loop's back-edge, name.
-const MODES: [(SfiMode, TerminationMode, &str); 6] = [
+const MODES: [(SfiMode, TerminationMode, &str); 8] = [
+    (SfiMode::Segment, TerminationMode::None, "segment"),
     (SfiMode::AndMask, TerminationMode::None, "and_mask"),
     (SfiMode::Base, TerminationMode::None, "base"),
     (SfiMode::WritesOnly, TerminationMode::None, "writes_only"),
     (SfiMode::None, TerminationMode::None, "none"),
+    (
+        SfiMode::Segment,
+        TerminationMode::OneLoad,
+        "segment+one_load",
+    ),
     (
         SfiMode::AndMask,
         TerminationMode::OneLoad,
@@ -244,6 +252,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(unsafe { (native.walk)(std::ptr::null_mut()) }, SUM);
     let walks: Vec<_> = MODES
         .iter()
+        .filter(|&&(mode, ..)| mode != SfiMode::Segment || kflex_jit::sfi::segment::available())
         .map(|&(mode, termination, name)| {
             let jit = kflex.compile(&kflex.walk, mode, termination);
             assert_eq!(kflex.run(&jit), SUM, "{name}");

@@ -117,7 +117,8 @@ pub struct JitOptions {
     /// Loads and stores to turn into calls of the run's [`ContextAccess`] hook; all other
     /// accesses are plain memory accesses.
     pub ctx_accesses: Vec<CtxAccess>,
-    /// How heap accesses marked [`HeapAccess::Guard`] are guarded (see [`sfi`]).
+    /// How heap accesses marked [`HeapAccess::Guard`] are guarded (see [`sfi`]; default
+    /// [`SfiMode::Segment`], compiled as [`SfiMode::AndMask`] where the heap or CPU cannot use it).
     pub sfi: SfiMode,
     /// The heap guards mask into; required when a fact asks for a guard (unless `sfi` is
     /// [`SfiMode::None`]). Runs load its base into `r12`.

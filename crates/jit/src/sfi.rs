@@ -2,9 +2,10 @@
 //!
 //! The verifier marks every heap access either [`HeapAccess::Guard`] (the base register may hold
 //! any value and must be forced into the heap first) or [`HeapAccess::Elided`] (the base register
-//! was guarded earlier and the access stays within the guard zone). Before each guarded access the
-//! JIT masks the base register into the heap **in place** (the verifier treats the register as
-//! trusted afterwards, so later elided accesses through it rely on the masked value):
+//! was guarded earlier and the access stays within the guard zone). In the masking modes the JIT
+//! masks the base register into the heap **in place** before each guarded access (the verifier
+//! treats the register as trusted afterwards, so later elided accesses through it rely on the
+//! masked value); segment mode needs no masking at all:
 //!
 //! * [`SfiMode::AndMask`]: `and reg, mask ; or reg, r12` (r12 = heap base);
 //! * [`SfiMode::Base`]: the offset `reg & mask` is formed in a scratch register and the pointer
@@ -13,6 +14,9 @@
 //! * [`SfiMode::WritesOnly`]: only stores and atomics are guarded (every one of them, also those
 //!   the verifier elided, because the load guards they may rely on are skipped); loads are
 //!   unchecked, so a forged pointer can read (or fault on) host memory but never write it;
+//! * [`SfiMode::Segment`] (the default): no guard instruction at all; every heap access, guarded
+//!   or elided, is `gs:[reg32 + off]` with the GS base holding the heap base for the run, so the
+//!   CPU confines it to the heap's 4 GiB window ([`segment`]);
 //! * [`SfiMode::None`]: no guards, for trusted code and tests only.
 //!
 //! Because the heap base is aligned to the heap size, masking a pointer that already lies in the
@@ -22,17 +26,28 @@
 //!
 //! # Choosing the mode
 //!
-//! Measured with `cargo bench -p kflex-jit --bench sfi` (a 100k-node linked-list walk in the heap,
-//! the same C compiled natively with gcc -O2; one guard per node on the pointer-chasing chain):
-//! native 2.8-3.0 ns/node; [`SfiMode::AndMask`] 1.10x native, [`SfiMode::Base`] 1.11-1.12x,
-//! [`SfiMode::WritesOnly`] 1.01-1.03x, no guards 1.01-1.03x; adding the default one-load
-//! termination check at the loop's back-edge costs about 1% more (and-mask plus termination
-//! 1.12x, writes-only plus termination 1.02x). The default is
-//! [`SfiMode::AndMask`]: it is the cheapest mode that isolates reads as well as writes (the two
-//! guard instructions sit on the load-to-load dependency chain, which is where the 10% goes on a
-//! pure pointer chase; workloads that do more than chase pointers pay proportionally less).
-//! [`SfiMode::WritesOnly`] is the opt-in performance mode when the extension's reads of host
-//! memory are acceptable (integrity without confidentiality).
+//! Measured with `cargo bench -p kflex-jit --bench sfi -- --warm-up-time 1 --measurement-time 3`
+//! (a 100k-node linked-list walk in the heap, the same C compiled natively with gcc -O2; one
+//! guarded access per node on the pointer-chasing chain; the summary table's interleaved medians,
+//! three runs on a shared two-core machine): native 3.0-3.1 ns/node; [`SfiMode::Segment`]
+//! 0.97-0.99x native, and with the default one-load termination check at the loop's back-edge
+//! 0.98-1.00x; [`SfiMode::AndMask`] 1.03-1.04x (1.04-1.07x with termination); [`SfiMode::Base`]
+//! 1.03-1.05x; [`SfiMode::WritesOnly`] 0.94-0.97x; no guards 0.94-0.96x (kflex's code for this
+//! loop is slightly faster than gcc's, so "free" shows up below 1.0).
+//!
+//! The default is [`SfiMode::Segment`]: it isolates reads and writes with no instruction on the
+//! dependency chain (the and-mask's two instructions sit between each load and the next), and
+//! meets the goal of at most 5% over native with termination. Where it cannot be used (heaps
+//! larger than 4 GiB, a heap base not aligned to 4 GiB, or no user-space FSGSBASE) compilation
+//! falls back to [`SfiMode::AndMask`], the cheapest portable mode that isolates reads as well as
+//! writes. [`SfiMode::WritesOnly`] is the opt-in performance mode when the extension's reads of
+//! host memory are acceptable (integrity without confidentiality).
+//!
+//! Segment mode differs from the masking modes in what a *forged* pointer does (valid heap
+//! pointers behave identically in every mode): masking wraps it into the heap modulo the heap
+//! size, segment mode takes it modulo 4 GiB, so it lands in the heap or faults in the reserved
+//! rest of the window and the run is cancelled. A 4 GiB heap has no reserved rest: an access at
+//! its end plus an offset wraps to its start instead of faulting (still inside the heap).
 
 use dynasmrt::DynasmApi;
 use kflex_isa::decode::{Instruction, Program};
@@ -48,15 +63,16 @@ pub use kflex_verify::HeapAccess;
 /// How guarded heap accesses are compiled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SfiMode {
-    /// Every heap access is `gs:`-relative with 32-bit addressing and the GS base set to the heap
+    /// The default where available. Every heap access is `gs:`-relative with 32-bit addressing and the GS base set to the heap
     /// base for the run: zero guard instructions (see [`segment`]). Needs a heap of at most 4 GiB
     /// at a 4 GiB-aligned base with the rest of the window reserved inaccessible (every
     /// `kflex_runtime::heap::Heap` of at most 4 GiB created without a fixed address) and a CPU
     /// with user-space FSGSBASE ([`segment::available`]); otherwise compiled as
     /// [`SfiMode::AndMask`].
-    Segment,
-    /// `and reg, mask ; or reg, base`: the pointer is forced into the heap in place.
     #[default]
+    Segment,
+    /// `and reg, mask ; or reg, base`: the pointer is forced into the heap in place (the fallback
+    /// of [`SfiMode::Segment`]).
     AndMask,
     /// The offset `reg & mask` is computed in a scratch register and the pointer rebuilt as
     /// `base + offset` from the reserved base register.

@@ -64,7 +64,8 @@ impl FromStr for Engine {
 /// How verified programs are compiled for the JIT.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct JitConfig {
-    /// How heap accesses the verifier could not prove safe are guarded (default and-mask).
+    /// How heap accesses the verifier could not prove safe are guarded (default segment, which
+    /// compiles as and-mask where the heap or the CPU cannot use it).
     pub sfi: SfiMode,
     /// How loop back-edges and `may_goto` are checked for termination (default one load).
     pub termination: TerminationMode,
@@ -74,15 +75,16 @@ pub struct JitConfig {
     pub inject_cancel_at: Option<usize>,
 }
 
-/// Parses an SFI mode name (`and-mask`, `base`, `writes-only`, `none`).
+/// Parses an SFI mode name (`segment`, `and-mask`, `base`, `writes-only`, `none`).
 pub fn parse_sfi(name: &str) -> Result<SfiMode, String> {
     match name {
+        "segment" => Ok(SfiMode::Segment),
         "and-mask" => Ok(SfiMode::AndMask),
         "base" => Ok(SfiMode::Base),
         "writes-only" => Ok(SfiMode::WritesOnly),
         "none" => Ok(SfiMode::None),
         other => Err(format!(
-            "unknown SFI mode {other:?} (and-mask, base, writes-only or none)"
+            "unknown SFI mode {other:?} (segment, and-mask, base, writes-only or none)"
         )),
     }
 }
@@ -155,6 +157,7 @@ mod tests {
 
     #[test]
     fn sfi_modes_parse_by_their_cli_names() {
+        assert_eq!(parse_sfi("segment"), Ok(SfiMode::Segment));
         assert_eq!(parse_sfi("and-mask"), Ok(SfiMode::AndMask));
         assert_eq!(parse_sfi("base"), Ok(SfiMode::Base));
         assert_eq!(parse_sfi("writes-only"), Ok(SfiMode::WritesOnly));

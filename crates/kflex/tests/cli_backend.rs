@@ -117,6 +117,25 @@ fn examples_agree_with_both_kflex_engines() {
 }
 
 #[test]
+fn sk_skb_which_linux_cannot_test_run_exits_1_saying_so() {
+    if !linux_or_skip() {
+        return;
+    }
+    let obj = example_object("sk_skb_verdict");
+    let packet = tmp("sk_skb.pkt", &[0u8; 100]);
+    let o = kflex(&[
+        "run",
+        obj.to_str().unwrap(),
+        "--packet",
+        packet.to_str().unwrap(),
+        "--backend",
+        "linux",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("ENOTSUPP"), "{}", stderr(&o));
+}
+
+#[test]
 fn text_output_names_the_verdict_and_the_kernel() {
     if !linux_or_skip() {
         return;

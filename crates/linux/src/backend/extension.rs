@@ -315,12 +315,29 @@ fn check_key(m: &libbpf_rs::Map<'_>, key: &[u8]) -> Result<()> {
     }
 }
 
+/// The kernel-internal `ENOTSUPP`, which `BPF_PROG_TEST_RUN` returns for program types it cannot
+/// run (and which has no name in user space).
+const ENOTSUPP: i32 = 524;
+
 /// A failed operation on a loaded object.
 pub(crate) fn op_err(op: String, e: libbpf_rs::Error) -> BackendError {
-    BackendError::Op {
-        op,
-        message: e.to_string(),
-    }
+    let message = if errno_of(&e) == Some(ENOTSUPP) {
+        "ENOTSUPP: the kernel does not support this for the program's type (it has no \
+         BPF_PROG_TEST_RUN for sk_skb programs, for instance)"
+            .to_string()
+    } else {
+        e.to_string()
+    };
+    BackendError::Op { op, message }
+}
+
+/// The errno of a libbpf-rs error, if it carries one. libbpf-rs 0.27 keeps the `io::Error` to
+/// itself (it is neither a `source` nor exposed), so this reads the `(os error N)` that its
+/// message ends with.
+fn errno_of(e: &libbpf_rs::Error) -> Option<i32> {
+    let text = e.to_string();
+    let start = text.rfind("(os error ")? + "(os error ".len();
+    text[start..].strip_suffix(')')?.parse().ok()
 }
 
 /// The arena map's mapping: libbpf keeps its address as the map's "initial value".
@@ -381,4 +398,23 @@ fn lossy(s: &OsStr) -> String {
 fn c_text(buf: &[u8]) -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_is_read_from_libbpf_errors() {
+        assert_eq!(
+            errno_of(&libbpf_rs::Error::from_raw_os_error(524)),
+            Some(524)
+        );
+        assert_eq!(
+            errno_of(&libbpf_rs::Error::from_raw_os_error(libc::EPERM)),
+            Some(1)
+        );
+        let e = op_err("x".into(), libbpf_rs::Error::from_raw_os_error(ENOTSUPP));
+        assert!(e.to_string().contains("ENOTSUPP"), "{e}");
+    }
 }

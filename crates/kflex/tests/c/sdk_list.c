@@ -10,7 +10,8 @@
  *             and link), linked at the head, and committed; returns the items added.
  *             With hold != 0 it then allocates `hold` more items, fills them but never links
  *             them, and spins on the heap flag `spin` without a may_goto (only the watchdog
- *             ends that loop) before freeing them.
+ *             ends that loop; built with -DSDK_LIST_PORTABLE, as for Linux, the spin has one)
+ *             before freeing them.
  *   sdk_pop   takes the lock and frees up to n items from the head; returns the items freed.
  */
 #include <kflex/kflex.h>
@@ -62,8 +63,10 @@ static __always_inline void fill(struct item __arena *it, __u64 key)
 {
 	__u64 j, words = key % 3 + 2;
 
-	for (j = 0; j < words && j < PAYLOAD_WORDS; j++)
+	for (j = 0; j < words && j < PAYLOAD_WORDS; j++) {
+		kflex_cond_break; /* Linux cannot bound this loop by itself */
 		it->payload[j] = PATTERN(key, j);
+	}
 }
 
 SEC("syscall")
@@ -98,9 +101,14 @@ int sdk_add(struct sdk_args *a)
 		it->next = pending;
 		pending = it;
 	}
-	while (pending && KFLEX_READ_ONCE(lg.spin))
+	while (pending && KFLEX_READ_ONCE(lg.spin)) {
+#ifdef SDK_LIST_PORTABLE
+		kflex_cond_break; /* the Linux build: leave the spin when the loop budget is spent */
+#endif
 		barrier();
+	}
 	while (pending) {
+		kflex_cond_break;
 		it = pending;
 		pending = it->next;
 		kflex_free(it);

@@ -4,7 +4,7 @@
 use kflex_object::MapSpec;
 
 use super::MapError;
-use crate::heap::{DEFAULT_GUARD, Heap, HeapConfig, HeapError};
+use crate::heap::{DEFAULT_GUARD, Heap, HeapConfig, HeapError, HeapShare};
 
 /// An arena map.
 pub(crate) struct Arena {
@@ -85,6 +85,11 @@ impl Arena {
     /// Copies bytes into the heap (host access).
     pub(crate) fn write(&self, off: u64, data: &[u8]) -> bool {
         self.heap.write(off, data).is_ok()
+    }
+
+    /// The heap's memfd, base and size, for mapping it in another process.
+    pub(crate) fn share(&self) -> HeapShare<'_> {
+        self.heap.share_fd()
     }
 }
 

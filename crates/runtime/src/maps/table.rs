@@ -11,6 +11,7 @@ use super::percpu_array::PercpuArrayMap;
 use super::raw::RawBuf;
 use super::ringbuf::RingBuf;
 use super::{BPF_F_RDONLY_PROG, MapError, MapOptions, page_size};
+use crate::heap::HeapShare;
 use crate::memory::{Elements, Region, RegionKind};
 
 /// Distance between two map handles.
@@ -345,6 +346,19 @@ impl MapTable {
         }
     }
 
+    /// What a second process needs to map arena `index` at the same address, so that heap
+    /// pointers are identical on both sides: its memfd, base and size. Pass
+    /// [`HeapShare::inheritable_fd`] to a child and have it call
+    /// [`SharedHeap::attach`](crate::heap::SharedHeap::attach) (or `attach_guarded` to run
+    /// extensions against it too).
+    pub fn heap_share(&self, index: usize) -> Result<HeapShare<'_>, MapError> {
+        let m = self.entry(index)?;
+        match &m.kind {
+            MapKind::Arena(a) => Ok(a.share()),
+            _ => Err(m.unsupported("heap share")),
+        }
+    }
+
     /// Copies `len` bytes at `offset` out of arena `index`.
     pub fn heap_read(&self, index: usize, offset: u64, len: usize) -> Result<Vec<u8>, MapError> {
         let m = self.entry(index)?;
@@ -368,5 +382,101 @@ impl MapTable {
             }),
             _ => Err(m.unsupported("heap write")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::process::Command;
+
+    use super::*;
+    use crate::heap::SharedHeap;
+
+    /// Selects the child role of [`an_arena_is_shared_with_a_child_process`]: `fd,base,size`.
+    const CHILD_ENV: &str = "KFLEX_MAP_HEAP_SHARE";
+    const CHILD_TEST: &str = "maps::table::tests::heap_share_child";
+
+    fn table() -> MapTable {
+        let arena = MapSpec {
+            name: "heap".into(),
+            map_type: MapType::Arena,
+            key_size: 0,
+            value_size: 0,
+            max_entries: 16,
+            flags: 0x400,
+            map_extra: 0,
+            global: None,
+            initial_value: None,
+        };
+        let array = MapSpec {
+            name: "array".into(),
+            map_type: MapType::Array,
+            key_size: 4,
+            value_size: 8,
+            max_entries: 1,
+            ..arena.clone()
+        };
+        MapTable::create(&[array, arena], &MapOptions::default()).unwrap()
+    }
+
+    fn word(bytes: &[u8]) -> u64 {
+        u64::from_le_bytes(bytes.try_into().unwrap())
+    }
+
+    /// Child role (a no-op unless [`CHILD_ENV`] is set): maps the heap at the parent's base,
+    /// follows the absolute pointer at offset 0 to the parent's message, and answers by storing a
+    /// pointer to its own message at offset 8.
+    #[test]
+    fn heap_share_child() {
+        let Ok(arg) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let v: Vec<u64> = arg.split(',').map(|n| n.parse().unwrap()).collect();
+        // SAFETY: the parent passed this inherited descriptor for the child to own.
+        let fd = unsafe { OwnedFd::from_raw_fd(v[0] as i32) };
+        let heap = SharedHeap::attach(fd, v[1], v[2]).expect("attach at the parent's base");
+        let mut b = [0u8; 8];
+        heap.read(0, &mut b).unwrap();
+        let ptr = word(&b);
+        assert!(heap.contains(ptr, 5), "{ptr:#x}");
+        let mut msg = [0u8; 5];
+        heap.read(ptr - heap.base(), &mut msg).unwrap();
+        assert_eq!(&msg, b"hello");
+        heap.write(512, b"child").unwrap();
+        heap.write(8, &(heap.base() + 512).to_le_bytes()).unwrap();
+    }
+
+    #[test]
+    fn an_arena_is_shared_with_a_child_process() {
+        let t = table();
+        assert!(matches!(
+            t.heap_share(0),
+            Err(MapError::NotSupported { .. })
+        ));
+        assert!(t.heap_share(7).is_err());
+        let share = t.heap_share(1).unwrap();
+        assert_eq!((share.base, share.size), t.heap(1).unwrap());
+        t.heap_write(1, 256, b"hello").unwrap();
+        t.heap_write(1, 0, &(share.base + 256).to_le_bytes())
+            .unwrap();
+        let fd = share.inheritable_fd().unwrap();
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", CHILD_TEST, "--test-threads=1"])
+            .env(
+                CHILD_ENV,
+                format!("{},{},{}", fd.as_raw_fd(), share.base, share.size),
+            )
+            .status()
+            .unwrap();
+        drop(fd);
+        assert!(status.success(), "child failed: {status:?}");
+        let ptr = word(&t.heap_read(1, 8, 8).unwrap());
+        assert_eq!(
+            ptr,
+            share.base + 512,
+            "the child's pointer is valid here too"
+        );
+        assert_eq!(t.heap_read(1, ptr - share.base, 5).unwrap(), b"child");
     }
 }

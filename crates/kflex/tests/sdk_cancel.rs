@@ -348,3 +348,76 @@ fn a_run_without_cancellation_runs_no_hook() {
     assert_eq!(fx.check(), 6);
     assert_eq!(fx.ext.cancel_hooks().len(), 1);
 }
+
+#[test]
+fn interpreter_stopped_by_its_instruction_budget_runs_the_hook_too() {
+    if !kflex_testutil::have_clang() {
+        return;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/sdk_list.c");
+    let bytes = kflex_testutil::compile_c_with(&src, &["-Werror"]).unwrap();
+    let options = ExtensionOptions {
+        engine: Engine::Interp,
+        limits: Some(kflex::Limits {
+            max_instructions: 200_000,
+            ..kflex::Limits::default()
+        }),
+        ..ExtensionOptions::default()
+    };
+    let mut ext = Extension::load("sdk_list", &bytes, options).unwrap();
+    let interp = |ext: &Extension, program: &str, args: Args| {
+        let options = TestRunOptions {
+            cpu: CPU,
+            engine: Some(Engine::Interp),
+            ..TestRunOptions::context(args.bytes())
+        };
+        ext.test_run(program, &options)
+    };
+    let init = interp(&ext, "sdk_init", Args::default()).unwrap();
+    let out = Args::from_bytes(init.ctx_out.as_deref().unwrap());
+    let layout = ext.heap_layout().unwrap();
+    let carve = (out.state + STATE_SIZE as u64)
+        .max(out.globals + out.globals_size)
+        .next_multiple_of(4096)..layout.base + layout.size;
+    let cfg = AllocConfig {
+        cpus: CPU + 1,
+        chain_bytes: 4096,
+        heap: Some(layout.base..layout.base + layout.size),
+        ..AllocConfig::default()
+    };
+    // SAFETY: as in `Fixture::new`: the heap outlives every use of the allocator.
+    let alloc =
+        Arc::new(unsafe { HeapAllocator::attach_with(out.state as *mut u8, carve, cfg) }.unwrap());
+    alloc.refill();
+    let log: Log = Arc::default();
+    let (a, l) = (alloc.clone(), log.clone());
+    ext.on_cancel(move |info| {
+        let report = a.release_after_cancel(info.cpu);
+        l.lock().unwrap().push((info.clone(), report));
+    });
+    // SAFETY: the spin flag is an aligned word of the live heap; no program runs.
+    unsafe { std::ptr::write_volatile((out.globals + SPIN) as *mut u64, 1) };
+    let spin = Args {
+        n: 1,
+        first_key: 1,
+        hold: 3,
+        ..Args::default()
+    };
+    let err = interp(&ext, "sdk_add", spin).expect_err("the instruction budget stops the spin");
+    assert!(matches!(err, kflex::Error::Fault(_)), "{err}");
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].0.cpu, CPU);
+    assert_eq!(log[0].1.locks_released, 1);
+    assert_eq!(log[0].1.blocks_reclaimed, 3);
+    // SAFETY: as above.
+    unsafe { std::ptr::write_volatile((out.globals + SPIN) as *mut u64, 0) };
+    let again = Args {
+        n: 2,
+        first_key: 10,
+        ..Args::default()
+    };
+    assert_eq!(interp(&ext, "sdk_add", again).unwrap().retval, 2);
+    let st = alloc.stats();
+    assert_eq!(st.carved_total(), st.free_total() + 3, "{st:?}");
+}

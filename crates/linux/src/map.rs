@@ -14,7 +14,7 @@ pub const BPF_ANY: u64 = 0;
 /// Creates a map in the kernel as `spec` describes (type, sizes, entries, flags, `map_extra`).
 ///
 /// Arena maps need `BPF_F_MMAPABLE`; it is added when the spec lacks it, since the kernel rejects
-/// arenas without it. The map starts empty; see [`map_create_initialised`] for global data.
+/// arenas without it. The map starts empty; see [`LinuxMap::create`] for global data.
 pub fn map_create(spec: &MapSpec) -> Result<OwnedFd> {
     let mut flags = spec.flags;
     if spec.map_type == MapType::Arena {

@@ -13,9 +13,11 @@
 //! when the map is created. The bundled libbpf (1.7, from `libbpf-sys` 1.7.0) places them at the
 //! **end** of the arena (offset `size - round_up(globals, page)`) when the kernel accepts
 //! `ld_imm64` map-value offsets across the whole arena (upstream commit "bpf/verifier: Do not
-//! limit maximum direct offset into arena map"), and at the **start** (offset 0) otherwise —
-//! libbpf 1.4–1.6 always used the start. [`ArenaMapping::globals`] reports the range actually
-//! used, found with the same kernel probe libbpf makes.
+//! limit maximum direct offset into arena map"), and at the **start** (offset 0) otherwise, as
+//! libbpf versions without that probe always do. On the Linux 6.18 kernels kflex is developed on
+//! they are at the start. [`ArenaMapping::globals`] reports the range actually used, found with
+//! the same kernel probe libbpf makes (`tests/backend_arena.rs` checks it against the addresses a
+//! program reports).
 
 use std::ops::Range;
 use std::os::fd::AsFd;

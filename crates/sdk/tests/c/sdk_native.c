@@ -146,3 +146,47 @@ void *sdk_malloc(__u64 size)
 	kflex_commit();
 	return p;
 }
+
+/* Benchmark body: `n` times kflex_malloc(size) + kflex_free + kflex_commit; returns the mallocs
+ * that succeeded. */
+__u64 sdk_pairs(__u64 n, __u64 size)
+{
+	__u64 i, ok = 0;
+
+	for (i = 0; i < n; i++) {
+		void *p = kflex_malloc(size);
+
+		ok += p != 0;
+		kflex_free(p);
+		kflex_commit();
+	}
+	return ok;
+}
+
+/* Benchmark body: `n` (at most 4096) mallocs of `size` bytes, then frees them all. */
+__u64 sdk_bulk(__u64 n, __u64 size)
+{
+	static void *held[4096];
+	__u64 i, ok = 0;
+
+	for (i = 0; i < n && i < 4096; i++) {
+		held[i] = kflex_malloc(size);
+		ok += held[i] != 0;
+	}
+	kflex_commit();
+	for (i = 0; i < n && i < 4096; i++)
+		kflex_free(held[i]);
+	return ok;
+}
+
+/* Benchmark body: `n` lock/unlock pairs. */
+__u64 sdk_lock_pairs(__u64 n)
+{
+	__u64 i, ok = 0;
+
+	for (i = 0; i < n; i++) {
+		ok += kflex_lock(&sdk_lock_word) == 0;
+		kflex_unlock(&sdk_lock_word);
+	}
+	return ok;
+}

@@ -6,11 +6,13 @@
 #include <ds/hash.h>
 
 KFLEX_HEAP(16384); /* 64 MiB */
-KFLEX_ALLOCATOR();
+KFLEX_ALLOCATOR() = {}; /* initialised, so it is laid out first: near the heap start */
 
+/* The structure (its header before its bucket array) first, so that the header lies within the
+ * guard zone of the heap start and accesses to it need no guard. */
 struct hash_globals {
-	struct ds_op ops[DS_BATCH_MAX];
 	struct ds_hash map;
+	struct ds_op ops[DS_BATCH_MAX];
 };
 
 struct hash_globals __arena ds_globals;

@@ -6,11 +6,12 @@
 #include <ds/list.h>
 
 KFLEX_HEAP(16384); /* 64 MiB */
-KFLEX_ALLOCATOR();
+KFLEX_ALLOCATOR() = {}; /* initialised, so it is laid out first: near the heap start */
 
+/* The list header first, so that it lies within the guard zone of the heap start. */
 struct list_globals {
-	struct ds_op ops[DS_BATCH_MAX];
 	struct ds_list list;
+	struct ds_op ops[DS_BATCH_MAX];
 };
 
 struct list_globals __arena ds_globals;

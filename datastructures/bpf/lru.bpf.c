@@ -6,11 +6,13 @@
 #include <ds/lru.h>
 
 KFLEX_HEAP(16384); /* 64 MiB */
-KFLEX_ALLOCATOR();
+KFLEX_ALLOCATOR() = {}; /* initialised, so it is laid out first: near the heap start */
 
+/* The structure (its header before its bucket array) first, so that the header lies within the
+ * guard zone of the heap start and accesses to it need no guard. */
 struct lru_globals {
-	struct ds_op ops[DS_BATCH_MAX];
 	struct ds_lru cache;
+	struct ds_op ops[DS_BATCH_MAX];
 };
 
 struct lru_globals __arena ds_globals;

@@ -1,7 +1,7 @@
 //! The list, hash map and LRU cache against their reference models: randomized operation
 //! sequences (seeded, reproducible) in batches of several sizes, every result and every looked-up
-//! value compared, on kflex's interpreter, its JIT (default SFI and writes-only) and the native
-//! gcc build.
+//! value compared, on kflex's interpreter, its JIT (default SFI mode, and-mask and writes-only)
+//! and the native gcc build.
 //!
 //! The loop is generic over `Driver`: one more engine is one more line in `engines!`.
 
@@ -152,6 +152,12 @@ macro_rules! engines {
 
             #[test]
             fn jit() {
+                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::default());
+                $body
+            }
+
+            #[test]
+            fn jit_and_mask() {
                 let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::AndMask);
                 $body
             }
@@ -197,8 +203,12 @@ engines!(lru_full, Structure::Lru, |d| lru_past_capacity(d));
 #[test]
 fn drivers_name_their_engine() {
     assert_eq!(
-        kflex(Structure::List, Engine::Jit, SfiMode::AndMask).engine(),
+        kflex(Structure::List, Engine::Jit, SfiMode::default()).engine(),
         "kflex-jit"
+    );
+    assert_eq!(
+        kflex(Structure::List, Engine::Jit, SfiMode::AndMask).engine(),
+        "kflex-jit-and-mask"
     );
     assert_eq!(
         kflex(Structure::List, Engine::Jit, SfiMode::WritesOnly).engine(),
@@ -217,4 +227,37 @@ fn oversized_batches_are_refused() {
     assert!(d.run(OpKind::Lookup, BATCH_MAX + 1).is_err());
     let mut n = native(Structure::Hash);
     assert!(n.run(OpKind::Lookup, BATCH_MAX + 1).is_err());
+}
+
+/// The goal: at least 80% of the static SFI guard sites of every batch program are
+/// elided by the verifier.
+#[test]
+fn most_guard_sites_are_elided() {
+    for s in [Structure::List, Structure::Hash, Structure::Lru] {
+        let stats = kflex(s, Engine::Jit, SfiMode::default()).guard_stats();
+        let names: Vec<&str> = stats.iter().map(|g| g.program.as_str()).collect();
+        assert_eq!(names, ["init", "update", "lookup", "delete"], "{s}");
+        // The verifier's decisions do not depend on the engine.
+        assert_eq!(
+            kflex(s, Engine::Interp, SfiMode::AndMask).guard_stats(),
+            stats
+        );
+        for g in &stats {
+            println!(
+                "{s} {}: {} guarded / {} elided ({:.1}% elided)",
+                g.program,
+                g.emitted,
+                g.elided,
+                100.0 * g.elided_ratio()
+            );
+            if g.program != "init" {
+                assert!(
+                    g.emitted > 0,
+                    "{s} {}: pointers loaded from the heap need guards",
+                    g.program
+                );
+                assert!(g.elided_ratio() >= 0.8, "{s}: {g:?}");
+            }
+        }
+    }
 }

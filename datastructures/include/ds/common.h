@@ -173,6 +173,48 @@ static __always_inline __u64 ds_key_hash(const __u64 __arena *k, __u64 seed)
 	return h;
 }
 
+/*
+ * A key copied out of the heap (into registers or the stack) before a structure is walked: the
+ * walk then reads only node keys from the heap, and the op is touched once, before the loop.
+ */
+static __always_inline void ds_key_load(struct ds_key *k, const __u64 __arena *src)
+{
+	k->w[0] = src[0];
+	k->w[1] = src[1];
+	k->w[2] = src[2];
+	k->w[3] = src[3];
+}
+
+/* Whether heap key `a` equals the local key `k`. */
+static __always_inline bool ds_key_eq_local(const __u64 __arena *a, const struct ds_key *k)
+{
+	return ((a[0] ^ k->w[0]) | (a[1] ^ k->w[1]) | (a[2] ^ k->w[2]) | (a[3] ^ k->w[3])) == 0;
+}
+
+/* Stores the local key `k` into heap key `dst`. */
+static __always_inline void ds_key_store(__u64 __arena *dst, const struct ds_key *k)
+{
+	dst[0] = k->w[0];
+	dst[1] = k->w[1];
+	dst[2] = k->w[2];
+	dst[3] = k->w[3];
+}
+
+/* ds_key_hash of a local key. */
+static __always_inline __u64 ds_key_hash_local(const struct ds_key *k, __u64 seed)
+{
+	__u64 h = seed;
+
+	h += k->w[0] * 0x9e3779b97f4a7c15ULL;
+	h += k->w[1] * 0xc2b2ae3d27d4eb4fULL;
+	h += k->w[2] * 0x165667b19e3779f9ULL;
+	h += k->w[3] * 0xd6e8feb86659fd93ULL;
+	h ^= h >> 32;
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 29;
+	return h;
+}
+
 /* ---- Batch programs. ---- */
 
 /*
@@ -190,15 +232,15 @@ static __always_inline __u64 ds_key_hash(const __u64 __arena *k, __u64 seed)
                                                                                                    \
 		for (__i = 0; __i < __n; __i++) {                                                  \
 			struct ds_op __arena *__op = &(ops)[__i];                                  \
-			__s64 __r;                                                                 \
+			__s64 __r = -DS_EBUSY;                                                     \
                                                                                                    \
-			if (kflex_lock(&(s)->lock)) {                                              \
-				__r = -DS_EBUSY;                                                   \
-			} else {                                                                   \
+			/* First access to the op on every path: its one guard is here. */         \
+			__op->result = __r;                                                        \
+			if (!kflex_lock(&(s)->lock)) {                                             \
 				__r = fn((s), __op);                                               \
 				kflex_unlock(&(s)->lock);                                          \
+				__op->result = __r;                                                \
 			}                                                                          \
-			__op->result = __r;                                                        \
 			__hits += __r > 0;                                                         \
 			kflex_cond_break;                                                          \
 		}                                                                                  \

@@ -26,21 +26,25 @@ struct ds_hash {
 
 /* The bucket head slot of a key. */
 static __always_inline struct hash_node __arena *__arena *hash_slot(struct ds_hash __arena *h,
-								    const __u64 __arena *key)
+								    const struct ds_key *k)
 {
-	return &h->buckets[ds_key_hash(key, DS_HASH_SEED) & (DS_HASH_BUCKETS - 1)];
+	return &h->buckets[ds_key_hash_local(k, DS_HASH_SEED) & (DS_HASH_BUCKETS - 1)];
 }
 
 /* Update: 2 when the key existed (value replaced), 1 when inserted, -ENOMEM, or -EBUSY when the
  * loop budget ran out (Linux) before the chain walk ended. */
 static __always_inline __s64 hash_update(struct ds_hash __arena *h, struct ds_op __arena *op)
 {
-	struct hash_node __arena *__arena *slot = hash_slot(h, op->key_w);
-	struct hash_node __arena *head = *slot;
+	struct hash_node __arena *__arena *slot;
+	struct hash_node __arena *head;
 	struct hash_node __arena *n;
+	struct ds_key k;
 
+	ds_key_load(&k, op->key_w);
+	slot = hash_slot(h, &k);
+	head = *slot;
 	for (n = head; n; n = n->next) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			ds_value_copy(n->value.w, op->value_w);
 			return DS_REPLACED;
 		}
@@ -51,7 +55,7 @@ static __always_inline __s64 hash_update(struct ds_hash __arena *h, struct ds_op
 	n = kflex_malloc(sizeof(*n));
 	if (!n)
 		return -DS_ENOMEM;
-	ds_key_copy(n->key.w, op->key_w);
+	ds_key_store(n->key.w, &k);
 	ds_value_copy(n->value.w, op->value_w);
 	n->next = head;
 	*slot = n;
@@ -64,9 +68,11 @@ static __always_inline __s64 hash_update(struct ds_hash __arena *h, struct ds_op
 static __always_inline __s64 hash_lookup(struct ds_hash __arena *h, struct ds_op __arena *op)
 {
 	struct hash_node __arena *n;
+	struct ds_key k;
 
-	for (n = *hash_slot(h, op->key_w); n; n = n->next) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+	ds_key_load(&k, op->key_w);
+	for (n = *hash_slot(h, &k); n; n = n->next) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			ds_value_copy(op->value_w, n->value.w);
 			return DS_FOUND;
 		}
@@ -78,12 +84,15 @@ static __always_inline __s64 hash_lookup(struct ds_hash __arena *h, struct ds_op
 /* Delete: 1 when removed, 0 when absent. */
 static __always_inline __s64 hash_delete(struct ds_hash __arena *h, struct ds_op __arena *op)
 {
-	struct hash_node __arena *__arena *slot = hash_slot(h, op->key_w);
+	struct hash_node __arena *__arena *slot;
 	struct hash_node __arena *prev = NULL;
 	struct hash_node __arena *n;
+	struct ds_key k;
 
+	ds_key_load(&k, op->key_w);
+	slot = hash_slot(h, &k);
 	for (n = *slot; n; prev = n, n = n->next) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			if (prev)
 				prev->next = n->next;
 			else

@@ -26,9 +26,11 @@ struct ds_list {
 static __always_inline __s64 list_update(struct ds_list __arena *l, struct ds_op __arena *op)
 {
 	struct list_node __arena *n;
+	struct ds_key k;
 
+	ds_key_load(&k, op->key_w);
 	for (n = l->head; n; n = n->next) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			ds_value_copy(n->value.w, op->value_w);
 			return DS_REPLACED;
 		}
@@ -39,7 +41,7 @@ static __always_inline __s64 list_update(struct ds_list __arena *l, struct ds_op
 	n = kflex_malloc(sizeof(*n));
 	if (!n)
 		return -DS_ENOMEM;
-	ds_key_copy(n->key.w, op->key_w);
+	ds_key_store(n->key.w, &k);
 	ds_value_copy(n->value.w, op->value_w);
 	n->next = l->head;
 	l->head = n;
@@ -51,9 +53,11 @@ static __always_inline __s64 list_update(struct ds_list __arena *l, struct ds_op
 static __always_inline __s64 list_lookup(struct ds_list __arena *l, struct ds_op __arena *op)
 {
 	struct list_node __arena *n;
+	struct ds_key k;
 
+	ds_key_load(&k, op->key_w);
 	for (n = l->head; n; n = n->next) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			ds_value_copy(op->value_w, n->value.w);
 			return DS_FOUND;
 		}
@@ -67,9 +71,11 @@ static __always_inline __s64 list_delete(struct ds_list __arena *l, struct ds_op
 {
 	struct list_node __arena *prev = NULL;
 	struct list_node __arena *n;
+	struct ds_key k;
 
+	ds_key_load(&k, op->key_w);
 	for (n = l->head; n; prev = n, n = n->next) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			if (prev)
 				prev->next = n->next;
 			else

@@ -32,9 +32,9 @@ struct ds_lru {
 };
 
 static __always_inline struct lru_node __arena *__arena *lru_slot(struct ds_lru __arena *l,
-								 const __u64 __arena *key)
+								 const struct ds_key *k)
 {
-	return &l->buckets[ds_key_hash(key, DS_LRU_SEED) & (DS_LRU_BUCKETS - 1)];
+	return &l->buckets[ds_key_hash_local(k, DS_LRU_SEED) & (DS_LRU_BUCKETS - 1)];
 }
 
 /* Takes `n` off the recency list. */
@@ -81,9 +81,13 @@ static __always_inline void lru_touch(struct ds_lru __arena *l, struct lru_node 
 static __always_inline struct lru_node __arena *lru_evict(struct ds_lru __arena *l)
 {
 	struct lru_node __arena *victim = l->tail;
-	struct lru_node __arena *__arena *slot = lru_slot(l, victim->key.w);
+	struct lru_node __arena *__arena *slot;
 	struct lru_node __arena *prev = NULL;
 	struct lru_node __arena *p;
+	struct ds_key vk;
+
+	ds_key_load(&vk, victim->key.w);
+	slot = lru_slot(l, &vk);
 
 	for (p = *slot; p && p != victim; prev = p, p = p->hnext)
 		kflex_cond_break;
@@ -102,11 +106,14 @@ static __always_inline struct lru_node __arena *lru_evict(struct ds_lru __arena 
  * recently used entry of a full cache), -ENOMEM, or -EBUSY (Linux loop budget spent). */
 static __always_inline __s64 lru_update(struct ds_lru __arena *l, struct ds_op __arena *op)
 {
-	struct lru_node __arena *__arena *slot = lru_slot(l, op->key_w);
+	struct lru_node __arena *__arena *slot;
 	struct lru_node __arena *n;
+	struct ds_key k;
 
+	ds_key_load(&k, op->key_w);
+	slot = lru_slot(l, &k);
 	for (n = *slot; n; n = n->hnext) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			ds_value_copy(n->value.w, op->value_w);
 			lru_touch(l, n);
 			return DS_REPLACED;
@@ -124,7 +131,7 @@ static __always_inline __s64 lru_update(struct ds_lru __arena *l, struct ds_op _
 		if (!n)
 			return -DS_ENOMEM;
 	}
-	ds_key_copy(n->key.w, op->key_w);
+	ds_key_store(n->key.w, &k);
 	ds_value_copy(n->value.w, op->value_w);
 	n->hnext = *slot; /* re-read: the eviction may have changed this chain */
 	*slot = n;
@@ -138,9 +145,11 @@ static __always_inline __s64 lru_update(struct ds_lru __arena *l, struct ds_op _
 static __always_inline __s64 lru_lookup(struct ds_lru __arena *l, struct ds_op __arena *op)
 {
 	struct lru_node __arena *n;
+	struct ds_key k;
 
-	for (n = *lru_slot(l, op->key_w); n; n = n->hnext) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+	ds_key_load(&k, op->key_w);
+	for (n = *lru_slot(l, &k); n; n = n->hnext) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			ds_value_copy(op->value_w, n->value.w);
 			lru_touch(l, n);
 			return DS_FOUND;
@@ -153,12 +162,15 @@ static __always_inline __s64 lru_lookup(struct ds_lru __arena *l, struct ds_op _
 /* Delete: 1 when removed, 0 when absent. */
 static __always_inline __s64 lru_delete(struct ds_lru __arena *l, struct ds_op __arena *op)
 {
-	struct lru_node __arena *__arena *slot = lru_slot(l, op->key_w);
+	struct lru_node __arena *__arena *slot;
 	struct lru_node __arena *prev = NULL;
 	struct lru_node __arena *n;
+	struct ds_key k;
 
+	ds_key_load(&k, op->key_w);
+	slot = lru_slot(l, &k);
 	for (n = *slot; n; prev = n, n = n->hnext) {
-		if (ds_key_eq(n->key.w, op->key_w)) {
+		if (ds_key_eq_local(n->key.w, &k)) {
 			if (prev)
 				prev->hnext = n->hnext;
 			else

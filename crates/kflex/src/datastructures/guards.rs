@@ -2,7 +2,6 @@
 
 use kflex_verify::HeapAccess;
 
-use crate::engine::Engine;
 use crate::extension::Extension;
 
 /// Heap access sites of one program: guarded or not.
@@ -10,10 +9,9 @@ use crate::extension::Extension;
 pub struct GuardStats {
     /// The program.
     pub program: String,
-    /// Heap accesses compiled with a guard sequence.
+    /// Heap accesses the verifier wants guarded.
     pub emitted: u64,
-    /// Heap accesses compiled without one (proved safe by the verifier, or loads in writes-only
-    /// mode).
+    /// Heap accesses the verifier proved inside the heap and its guard zone (no guard).
     pub elided: u64,
 }
 
@@ -29,27 +27,21 @@ impl GuardStats {
     }
 }
 
-/// Guard sites of every loaded program: the JIT code's counts on the JIT, the verifier's facts
-/// (reachable heap accesses needing a guard or not) on the interpreter.
-pub fn of_extension(ext: &Extension, engine: Engine) -> Vec<GuardStats> {
+/// Guard sites of every loaded program, as the verifier decided them (reachable heap accesses
+/// needing a guard or proved safe); a program loaded without verification reports none.
+pub fn of_extension(ext: &Extension) -> Vec<GuardStats> {
     ext.programs()
         .filter_map(Result::ok)
         .map(|p| {
-            let jit = match (engine, &p.jit) {
-                (Engine::Jit, Some(Ok(jit))) => Some(jit.guards()),
-                _ => None,
-            };
-            let (emitted, elided) = jit.unwrap_or_else(|| {
-                p.verified.as_ref().map_or((0, 0), |v| {
-                    v.insns
-                        .iter()
-                        .filter(|f| f.reachable)
-                        .fold((0, 0), |(g, e), f| match f.heap {
-                            Some(HeapAccess::Guard { .. }) => (g + 1, e),
-                            Some(HeapAccess::Elided { .. }) => (g, e + 1),
-                            None => (g, e),
-                        })
-                })
+            let (emitted, elided) = p.verified.as_ref().map_or((0, 0), |v| {
+                v.insns
+                    .iter()
+                    .filter(|f| f.reachable)
+                    .fold((0, 0), |(g, e), f| match f.heap {
+                        Some(HeapAccess::Guard { .. }) => (g + 1, e),
+                        Some(HeapAccess::Elided { .. }) => (g, e + 1),
+                        None => (g, e),
+                    })
             });
             GuardStats {
                 program: p.name.clone(),

@@ -137,3 +137,20 @@ pub fn run_phase(
     }
     Ok(run)
 }
+
+/// The fixed cost of one invocation: the median time of `runs` lookups of an empty batch (the
+/// program starts, finds no op and returns), in nanoseconds.
+pub fn invocation_cost(driver: &mut dyn Driver, runs: usize) -> Result<f64, String> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let ret = driver
+            .run(OpKind::Lookup, 0)
+            .map_err(|e| format!("empty batch: {e}"))?;
+        samples.push(start.elapsed().as_nanos() as f64);
+        if ret != 0 {
+            return Err(format!("empty batch: program returned {ret}"));
+        }
+    }
+    Ok(super::stats::median(&samples).unwrap_or(0.0))
+}

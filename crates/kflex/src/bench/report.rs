@@ -34,6 +34,8 @@ pub struct BenchResult {
     pub repetitions: usize,
     /// Operations of the phase whose result was positive (the same on every engine).
     pub successes: u64,
+    /// Fixed cost of one invocation on this instance (an empty batch), in nanoseconds.
+    pub invocation_ns: f64,
 }
 
 /// Static heap-guard sites of one program as compiled by kflex's JIT in its default SFI mode.
@@ -136,11 +138,22 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Runs not reported because they failed.
     pub failures: Vec<Failure>,
+    /// Per engine: median fixed cost of one invocation (an empty batch) over its instances, in
+    /// nanoseconds; a batch spreads it over up to `batch` ops.
+    pub invocation_ns: BTreeMap<String, f64>,
 }
 
 impl Report {
-    /// Recomputes `summary` from `results`.
+    /// Recomputes `summary` and `invocation_ns` from `results`.
     pub fn summarise(&mut self) {
+        let mut fixed: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for r in &self.results {
+            fixed.entry(&r.engine).or_default().push(r.invocation_ns);
+        }
+        self.invocation_ns = fixed
+            .into_iter()
+            .filter_map(|(e, v)| Some((e.to_string(), stats::median(&v)?)))
+            .collect();
         self.summary = stats::summarise(
             self.results
                 .iter()
@@ -198,6 +211,20 @@ impl Report {
                 }
             }
         }
+        if !self.invocation_ns.is_empty() {
+            out.push_str("\nfixed cost of one invocation (an empty batch; a batch spreads it over its ops):\n");
+            for e in &self.engines {
+                if let Some(ns) = self.invocation_ns.get(e) {
+                    let _ = writeln!(
+                        out,
+                        "  {e:<16} {} ns, {:.2} ns/op over a full batch of {}",
+                        fmt_ns(*ns),
+                        ns / self.batch.max(1) as f64,
+                        self.batch
+                    );
+                }
+            }
+        }
         let g = &self.guards;
         let _ = writeln!(
             out,
@@ -241,6 +268,7 @@ pub(crate) mod tests {
             ops: 1000,
             repetitions: 3,
             successes: 10,
+            invocation_ns: if engine == "native" { 20.0 } else { 512.0 },
         }
     }
 
@@ -327,5 +355,7 @@ pub(crate) mod tests {
         assert!(lines[2].contains("lookup") && lines[2].contains("1000 ns  0.050x"));
         assert!(t.contains("kflex-jit        geomean 0.800x  worst 0.800x"));
         assert!(t.contains("2 emitted, 13 elided (86.7% elided)"));
+        assert!(t.contains("kflex-jit        512 ns, 0.50 ns/op over a full batch of 1024"));
+        assert!(t.contains("native           20.0 ns, 0.02 ns/op"));
     }
 }

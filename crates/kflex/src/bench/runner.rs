@@ -11,7 +11,7 @@ use kflex_datastructures::{Driver, OpKind, Structure};
 
 use super::engine_kind::EngineKind;
 use super::keys::{self, KeyDist};
-use super::phase::{KeySpace, PhaseRun, run_phase};
+use super::phase::{KeySpace, PhaseRun, invocation_cost, run_phase};
 use super::report::{BenchResult, Failure, ProgramGuards, Report};
 use super::stats::median;
 
@@ -229,7 +229,12 @@ fn measure_case(
         progress.set_message(format!("{} {} {engine}", case.structure, case.dist.name()));
         let outcome = measure_engine(config, factory, progress, engine, case, reference.as_ref());
         progress.inc(1);
-        let (ns, first, reps) = match outcome {
+        let Measured {
+            ns,
+            first,
+            repetitions: reps,
+            invocation_ns,
+        } = match outcome {
             Ok(v) => v,
             Err(e) => {
                 match e {
@@ -268,6 +273,7 @@ fn measure_case(
                 ops: case.stream.len(),
                 repetitions: reps,
                 successes: first[i].successes(),
+                invocation_ns,
             });
         }
         if engine == EngineKind::Native {
@@ -276,8 +282,22 @@ fn measure_case(
     }
 }
 
-/// Runs the phases on a fresh instance, repeated while cheap; returns the median ns/op per
-/// phase, the first repetition's runs and the repetition count.
+/// Empty-batch invocations timed per instance for its fixed cost.
+const INVOCATION_RUNS: usize = 101;
+
+/// One engine's measurement of a case.
+struct Measured {
+    /// Median ns/op per phase.
+    ns: [f64; 3],
+    /// The first repetition's runs.
+    first: Phases,
+    /// Repetitions run.
+    repetitions: usize,
+    /// Fixed cost of one invocation.
+    invocation_ns: f64,
+}
+
+/// Runs the phases on a fresh instance, repeated while cheap, then times empty batches.
 fn measure_engine(
     config: &BenchConfig,
     factory: &mut dyn DriverFactory,
@@ -285,7 +305,7 @@ fn measure_engine(
     engine: EngineKind,
     case: &Case<'_>,
     reference: Option<&Phases>,
-) -> Result<([f64; 3], Phases, usize), OpenError> {
+) -> Result<Measured, OpenError> {
     let mut driver = factory.open(case.structure, engine)?;
     let started = Instant::now();
     let mut samples: [Vec<f64>; 3] = Default::default();
@@ -329,7 +349,13 @@ fn measure_engine(
     }
     let count = samples[0].len();
     let ns = samples.map(|s| median(&s).unwrap_or(f64::NAN).max(f64::MIN_POSITIVE));
-    Ok((ns, first.expect("at least one repetition ran"), count))
+    let fixed = invocation_cost(driver.as_mut(), INVOCATION_RUNS)?;
+    Ok(Measured {
+        ns,
+        first: first.expect("at least one repetition ran"),
+        repetitions: count,
+        invocation_ns: fixed,
+    })
 }
 
 /// Checks that native's first repetition did what the structure promises, so that a broken

@@ -201,4 +201,8 @@ fn native_is_measured_even_when_not_asked_for() {
     );
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!(report.results.len(), 18);
+    assert_eq!(
+        report.invocation_ns.keys().collect::<Vec<_>>(),
+        ["kflex-jit", "native"]
+    );
 }

@@ -8,7 +8,8 @@
 //! `next` pointers (every pointer loaded from the heap is untrusted, so each step is guarded).
 //! Criterion reports per-walk times (throughput in nodes); a summary table printed at the end
 //! gives ns per node for native and each mode and the ratio to native measured in the same run.
-//! The last three configurations add the default termination check (one load through the
+//! A second table gives the fixed per-run cost of a one-store heap program per mode (segment mode
+//! switches the GS base twice per run). The last three configurations add the default termination check (one load through the
 //! terminate word at the walk loop's back-edge), i.e. the full run-time safety cost. The segment
 //! configurations run only when the CPU has user-space FSGSBASE (otherwise they would measure the
 //! and-mask fallback and are left out).
@@ -295,5 +296,62 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Fixed per-run cost of each mode on a program with a single guarded heap store (where segment
+/// mode's GS switch, two `wrgsbase` per run, is not amortised over a long walk).
+fn per_run(kflex: &Kflex) {
+    use kflex_isa::decode::{Instruction as I, Operand, Size, encode_all};
+    let insns = [
+        I::LoadImm64 {
+            dst: 1,
+            pseudo: 0,
+            imm: kflex.heap.base() + 64,
+        },
+        I::Store {
+            size: Size::DW,
+            dst: 1,
+            off: 0,
+            src: Operand::Imm(1),
+        },
+        I::Mov {
+            width: kflex_isa::decode::Width::W64,
+            dst: 0,
+            src: Operand::Imm(0),
+        },
+        I::Exit,
+    ];
+    let program = Linked {
+        program: Program::decode(&encode_all(&insns)).expect("decodes"),
+        facts: vec![(2, kflex_jit::HeapAccess::Guard { reg: 1 })],
+        termination_points: Vec::new(),
+    };
+    let (mut mem, helpers, mut env) = (
+        MemoryMap::new(),
+        HelperRegistry::empty(),
+        ExecEnv::default(),
+    );
+    let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+    jenv.heap_base = kflex.heap.base();
+    let runs = 20_000u32;
+    let modes = [SfiMode::AndMask, SfiMode::Segment, SfiMode::None];
+    let jits: Vec<_> = modes
+        .iter()
+        .map(|&m| kflex.compile(&program, m, TerminationMode::None))
+        .collect();
+    println!("\nPer-run cost, one guarded heap store (median of 21 batches of {runs} runs):");
+    for (mode, jit) in modes.iter().zip(&jits) {
+        let batch = median(21, || {
+            for _ in 0..runs {
+                black_box(jit.run([0; 5], &mut jenv).expect("run"));
+            }
+        });
+        let ns = batch.as_nanos() as f64 / f64::from(runs);
+        println!("{:<26} {:>10.1} ns/run", format!("jit {mode:?}"), ns);
+    }
+}
+
+fn bench_per_run(_: &mut Criterion) {
+    per_run(&kflex());
+}
+
+criterion_group!(benches, bench, bench_per_run);
 criterion_main!(benches);

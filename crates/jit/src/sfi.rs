@@ -37,7 +37,12 @@
 //!
 //! The default is [`SfiMode::Segment`]: it isolates reads and writes with no instruction on the
 //! dependency chain (the and-mask's two instructions sit between each load and the next), and
-//! meets the goal of at most 5% over native with termination. Where it cannot be used (heaps
+//! meets the goal of at most 5% over native with termination. Its price is a fixed cost per run:
+//! the entry stub switches the GS base and back, two `wrgsbase` of about 12 ns each on the
+//! measuring machine (AMD EPYC, virtualised): the same bench's per-run table gives about 51 ns
+//! for a one-store heap program in and-mask mode and 74 ns in segment mode. Programs without
+//! heap accesses do not switch GS and pay nothing; a host that runs very short heap programs
+//! once per event and cares about that latency can pick [`SfiMode::AndMask`]. Where it cannot be used (heaps
 //! larger than 4 GiB, a heap base not aligned to 4 GiB, or no user-space FSGSBASE) compilation
 //! falls back to [`SfiMode::AndMask`], the cheapest portable mode that isolates reads as well as
 //! writes. [`SfiMode::WritesOnly`] is the opt-in performance mode when the extension's reads of

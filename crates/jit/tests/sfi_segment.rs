@@ -21,11 +21,11 @@ use kflex_jit::{
 };
 use kflex_runtime::exec::CancelReason;
 use kflex_runtime::heap::{Heap, HeapConfig, SEGMENT_WINDOW};
-use kflex_runtime::helpers::RetKind;
+use kflex_runtime::helpers::{HelperError, RetKind};
 use kflex_runtime::{ExecEnv, HelperDef, HelperRegistry, MemoryMap, Signature};
 use sfi_support::{
-    Canary, Case, HEAP_SIZE, PAGE, Rng, body, canaries, heap, interp_run, jit_run, read_u64,
-    write_u64,
+    Canary, Case, HEAP_SIZE, PAGE, Rng, body, canaries, heap, interp_run, jit_run,
+    random_heap_program, read_u64, write_u64,
 };
 
 const MARK: u64 = 0x5afe_5afe_5afe_5afe;
@@ -453,59 +453,6 @@ fn accesses_past_the_heap_end_are_cancelled() {
     assert!(guards.iter().all(Canary::intact));
 }
 
-/// Builds a heap program of random stores, loads and atomics through the heap base (`r6`,
-/// verifier-elided accesses) and through pointers loaded back from the heap (`r7`, guarded),
-/// ending with a checksum of the registers in r0.
-fn random_heap_program(rng: &mut Rng) -> String {
-    let mut src = String::from("map_value %r6, 0\n");
-    // Slot 0 holds a pointer to heap offset 256 + k, loaded into r7 whenever it is refreshed.
-    let k = (rng.next() % 64) * 8;
-    src += &format!("mov %r7, %r6\nadd %r7, {}\nstxdw [%r6], %r7\n", 256 + k);
-    src += "mov %r0, 0\nmov %r1, 1\nmov %r2, 2\nmov %r3, 3\nmov %r4, 4\n";
-    let sizes = ["b", "h", "w", "dw"];
-    for _ in 0..(8 + rng.next() % 24) {
-        let base = if rng.next().is_multiple_of(2) {
-            "%r6"
-        } else {
-            "%r7"
-        };
-        let reg = format!("%r{}", 1 + rng.next() % 4);
-        let size = sizes[(rng.next() % 4) as usize];
-        let off = 8 + (rng.next() % 28) * 8;
-        match rng.next() % 8 {
-            0 => src += &format!("stx{size} [{base}+{off}], {reg}\n"),
-            1 => src += &format!("st{size} [{base}+{off}], {}\n", rng.next() as i16),
-            2 => src += &format!("ldx{size} {reg}, [{base}+{off}]\n"),
-            3 => {
-                src += &format!(
-                    "ldxs{} {reg}, [{base}+{off}]\n",
-                    &sizes[(rng.next() % 3) as usize]
-                )
-            }
-            4 => {
-                let op = ["add", "or", "and", "xor"][(rng.next() % 4) as usize];
-                let fetch = if rng.next().is_multiple_of(2) {
-                    "fetch "
-                } else {
-                    ""
-                };
-                let w = if rng.next().is_multiple_of(2) {
-                    "32"
-                } else {
-                    ""
-                };
-                src += &format!("lock {fetch}{op}{w} [{base}+{off}], {reg}\n");
-            }
-            5 => src += &format!("lock xchg [{base}+{off}], {reg}\n"),
-            6 => src += &format!("mov %r0, {reg}\nlock cmpxchg [{base}+{off}], {reg}\n"),
-            _ => src += "ldxdw %r7, [%r6]\ncast_kern %r7, %r7\n",
-        }
-        src += &format!("mul {reg}, 7\nadd {reg}, {}\n", rng.next() % 1000);
-    }
-    src += "add %r0, %r1\nadd %r0, %r2\nadd %r0, %r3\nadd %r0, %r4\nexit";
-    src
-}
-
 #[test]
 fn verified_programs_leave_the_interpreters_heap() {
     if !supported() {
@@ -727,6 +674,45 @@ fn a_helper_running_another_extension_sees_each_heap_in_turn() {
         let (_, inner_heap) = c.as_ref().unwrap();
         assert_eq!(read_u64(inner_heap, 16), 0x1111);
     });
+}
+
+#[test]
+fn a_failing_helper_leaves_through_the_restore_too() {
+    if !supported() {
+        return;
+    }
+    let heap = heap();
+    let mut helpers = HelperRegistry::empty();
+    helpers
+        .register(HelperDef {
+            id: 2,
+            name: "fail".into(),
+            sig: Signature::new(&[], RetKind::Scalar),
+            func: Arc::new(|_| Err(HelperError::Unavailable("refused".into()))),
+        })
+        .unwrap();
+    let mut insns = store_at(heap.base(), 8, 0x4444).to_vec();
+    insns.push(I::Call { helper: 2 });
+    insns.extend(store_at(heap.base(), 16, 0x5555));
+    let (program, facts) = guarded(&insns);
+    let jit = JitProgram::compile(
+        &program,
+        &options(SfiMode::Segment, heap.base(), heap.size(), &facts),
+    )
+    .unwrap();
+    let sentinel = 0x7e57_0000_2000u64;
+    let before = segment::gs_base().unwrap();
+    set_gs_base(sentinel);
+    let (mut mem, mut env) = (MemoryMap::new(), ExecEnv::default());
+    let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+    jenv.heap_base = heap.base();
+    let r = jit.run([0; 5], &mut jenv);
+    let after = segment::gs_base();
+    set_gs_base(before);
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(after, Some(sentinel));
+    assert_eq!(read_u64(&heap, 8), 0x4444);
+    assert_eq!(read_u64(&heap, 16), 0, "the run stopped at the helper");
 }
 
 #[test]

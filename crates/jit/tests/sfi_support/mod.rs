@@ -252,3 +252,56 @@ pub fn body(jit: &JitProgram, pc: usize) -> Vec<iced_x86::Instruction> {
     }
     out
 }
+
+/// Builds a heap program of random stores, loads and atomics through the heap base (`r6`,
+/// verifier-elided accesses) and through pointers loaded back from the heap (`r7`, guarded),
+/// ending with a checksum of the registers in r0.
+pub fn random_heap_program(rng: &mut Rng) -> String {
+    let mut src = String::from("map_value %r6, 0\n");
+    // Slot 0 holds a pointer to heap offset 256 + k, loaded into r7 whenever it is refreshed.
+    let k = (rng.next() % 64) * 8;
+    src += &format!("mov %r7, %r6\nadd %r7, {}\nstxdw [%r6], %r7\n", 256 + k);
+    src += "mov %r0, 0\nmov %r1, 1\nmov %r2, 2\nmov %r3, 3\nmov %r4, 4\n";
+    let sizes = ["b", "h", "w", "dw"];
+    for _ in 0..(8 + rng.next() % 24) {
+        let base = if rng.next().is_multiple_of(2) {
+            "%r6"
+        } else {
+            "%r7"
+        };
+        let reg = format!("%r{}", 1 + rng.next() % 4);
+        let size = sizes[(rng.next() % 4) as usize];
+        let off = 8 + (rng.next() % 28) * 8;
+        match rng.next() % 8 {
+            0 => src += &format!("stx{size} [{base}+{off}], {reg}\n"),
+            1 => src += &format!("st{size} [{base}+{off}], {}\n", rng.next() as i16),
+            2 => src += &format!("ldx{size} {reg}, [{base}+{off}]\n"),
+            3 => {
+                src += &format!(
+                    "ldxs{} {reg}, [{base}+{off}]\n",
+                    &sizes[(rng.next() % 3) as usize]
+                )
+            }
+            4 => {
+                let op = ["add", "or", "and", "xor"][(rng.next() % 4) as usize];
+                let fetch = if rng.next().is_multiple_of(2) {
+                    "fetch "
+                } else {
+                    ""
+                };
+                let w = if rng.next().is_multiple_of(2) {
+                    "32"
+                } else {
+                    ""
+                };
+                src += &format!("lock {fetch}{op}{w} [{base}+{off}], {reg}\n");
+            }
+            5 => src += &format!("lock xchg [{base}+{off}], {reg}\n"),
+            6 => src += &format!("mov %r0, {reg}\nlock cmpxchg [{base}+{off}], {reg}\n"),
+            _ => src += "ldxdw %r7, [%r6]\ncast_kern %r7, %r7\n",
+        }
+        src += &format!("mul {reg}, 7\nadd {reg}, {}\n", rng.next() % 1000);
+    }
+    src += "add %r0, %r1\nadd %r0, %r2\nadd %r0, %r3\nadd %r0, %r4\nexit";
+    src
+}

@@ -1,12 +1,13 @@
 //! The list, hash map and LRU cache against their reference models: randomized operation
 //! sequences (seeded, reproducible) in batches of several sizes, every result and every looked-up
-//! value compared, on kflex's interpreter, its JIT (default SFI mode, and-mask and writes-only)
-//! and the native gcc build.
+//! value compared, on kflex's interpreter, its JIT (default SFI mode, and-mask and writes-only),
+//! the native gcc build and the Linux kernel (`LinuxDriver`; SKIPPED where BPF is unavailable).
 //!
 //! The loop is generic over `Driver`: one more engine is one more line in `engines!`.
 
 use kflex::Engine;
 use kflex::datastructures::KflexDriver;
+use kflex::datastructures::linux::LinuxDriver;
 use kflex::engine::SfiMode;
 use kflex_datastructures::model::{self, Model};
 use kflex_datastructures::native::NativeInstance;
@@ -138,6 +139,19 @@ fn native(structure: Structure) -> NativeInstance {
     NativeInstance::new(structure).unwrap_or_else(|e| panic!("{structure}: {e}"))
 }
 
+/// The structure in the Linux kernel, or `None` (with a SKIPPED line) where this process cannot
+/// use BPF.
+fn linux(structure: Structure) -> Option<LinuxDriver> {
+    match LinuxDriver::new(structure) {
+        Ok(d) => Some(d),
+        Err(e) if e.is_unavailable() => {
+            kflex_testutil::skip(&format!("{structure} on Linux: {e}"));
+            None
+        }
+        Err(e) => panic!("{structure} on Linux: {e}"),
+    }
+}
+
 /// `engines!(test_name, |driver| body)` defines one test per engine.
 macro_rules! engines {
     ($name:ident, $structure:expr, |$d:ident| $body:expr) => {
@@ -172,6 +186,14 @@ macro_rules! engines {
             fn native() {
                 let $d: &mut dyn Driver = &mut super::native($structure);
                 $body
+            }
+
+            #[test]
+            fn linux() {
+                if let Some(mut driver) = super::linux($structure) {
+                    let $d: &mut dyn Driver = &mut driver;
+                    $body
+                }
             }
         }
     };

@@ -65,6 +65,7 @@ struct ds_ctx {
 
 _Static_assert(sizeof(struct ds_op) == 104, "struct ds_op is 104 bytes");
 _Static_assert(sizeof(struct ds_ctx) == 40, "struct ds_ctx is 40 bytes");
+_Static_assert((DS_BATCH_MAX & (DS_BATCH_MAX - 1)) == 0, "DS_BATCH_MAX is a power of two");
 
 /* A key and a value as they are stored inside nodes. */
 struct ds_key {
@@ -223,25 +224,34 @@ static __always_inline __u64 ds_key_hash_local(const struct ds_key *k, __u64 see
  * structure's lock `s->lock` held around each op, stores each op's result and returns the number of
  * ops with a result > 0. `ops` is the mailbox array. An op whose lock cannot be taken (Linux loop
  * budget spent) gets -EBUSY.
+ *
+ * Each op is one call of the global function `name##_one(i)`: Linux verifies a global function
+ * once, on its own, whereas the whole op inlined into the batch loop exceeds its verifier's
+ * complexity limit. The op's result is written first, so that the op pointer is guarded once on
+ * every path.
  */
 #define DS_BATCH_PROG(name, fn, s, ops)                                                            \
+	__attribute__((noinline)) int name##_one(__u32 i)                                          \
+	{                                                                                          \
+		struct ds_op __arena *__op = &(ops)[i & (DS_BATCH_MAX - 1)];                       \
+		__s64 __r = -DS_EBUSY;                                                             \
+                                                                                                   \
+		__op->result = __r;                                                                \
+		if (!kflex_lock(&(s)->lock)) {                                                     \
+			__r = fn((s), __op);                                                       \
+			kflex_unlock(&(s)->lock);                                                  \
+			__op->result = __r;                                                        \
+		}                                                                                  \
+		return __r > 0;                                                                    \
+	}                                                                                          \
+                                                                                                   \
 	DS_PROG(name)                                                                              \
 	{                                                                                          \
 		__u32 __n = ds_batch_count(ctx), __i;                                              \
 		int __hits = 0;                                                                    \
                                                                                                    \
 		for (__i = 0; __i < __n; __i++) {                                                  \
-			struct ds_op __arena *__op = &(ops)[__i];                                  \
-			__s64 __r = -DS_EBUSY;                                                     \
-                                                                                                   \
-			/* First access to the op on every path: its one guard is here. */         \
-			__op->result = __r;                                                        \
-			if (!kflex_lock(&(s)->lock)) {                                             \
-				__r = fn((s), __op);                                               \
-				kflex_unlock(&(s)->lock);                                          \
-				__op->result = __r;                                                \
-			}                                                                          \
-			__hits += __r > 0;                                                         \
+			__hits += name##_one(__i);                                                 \
 			kflex_cond_break;                                                          \
 		}                                                                                  \
 		ctx->ret = __hits;                                                                 \

@@ -60,6 +60,7 @@ const HEAD: u64 = 8;
 const LEN: u64 = 16;
 const KEY_SUM: u64 = 24;
 const SPIN: u64 = 32;
+const SPUN: u64 = 40;
 /// Offsets in `struct item` (56 bytes).
 const ITEM_KEY: u64 = 0;
 const ITEM_PAYLOAD: u64 = 8;
@@ -307,8 +308,14 @@ fn cancellation_at_each_termination_point_leaves_a_usable_heap() {
 fn budget_exhaustion_while_holding_blocks_and_the_lock() {
     let Some(mut fx) = Fixture::new() else { return };
     assert_eq!(fx.add(3, 0, None).retval, 3);
+    // The watchdog stops the run at whatever termination point it reaches after the budget;
+    // normally that is the hold loop, but a run preempted for longer than the budget on a busy
+    // machine may be stopped earlier. Every round checks the invariants; rounds that reached
+    // the hold loop (`spun`) also check exactly what was reclaimed.
+    let mut spun_rounds = 0;
     for round in 0..10 {
         fx.set_word(fx.globals + SPIN, 1);
+        fx.set_word(fx.globals + SPUN, 0);
         let linked_before = fx.check();
         let r = fx.add(2, 4, Some(Duration::from_millis(5)));
         assert!(
@@ -319,20 +326,26 @@ fn budget_exhaustion_while_holding_blocks_and_the_lock() {
         assert_eq!(log.len(), 1);
         let report = log[0].1;
         assert_eq!(report.locks_released, 1);
-        assert_eq!(
-            report.blocks_reclaimed, 4,
-            "the four held, unlinked blocks come back"
-        );
         fx.set_word(fx.globals + SPIN, 0);
-        assert_eq!(
-            fx.check(),
-            linked_before + 2,
-            "the committed items stay linked"
-        );
+        let linked = fx.check();
+        if fx.word(fx.globals + SPUN) == 1 {
+            spun_rounds += 1;
+            assert_eq!(
+                report.blocks_reclaimed, 4,
+                "the four held, unlinked blocks come back"
+            );
+            assert_eq!(linked, linked_before + 2, "the committed items stay linked");
+        } else {
+            assert!((linked_before..=linked_before + 2).contains(&linked));
+        }
         fx.still_usable();
     }
+    assert!(
+        spun_rounds >= 5,
+        "most rounds reach the hold loop ({spun_rounds})"
+    );
     let st = fx.alloc.stats();
-    assert_eq!(st.reclaimed, 40);
+    assert!(st.reclaimed >= 4 * spun_rounds);
     // A run that holds blocks but is not cancelled frees them itself.
     assert_eq!(fx.add(1, 4, None).retval, 1);
     assert!(fx.take_log().is_empty());

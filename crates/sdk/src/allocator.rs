@@ -242,6 +242,10 @@ impl HeapAllocator {
         for off in (16..STATE_SIZE as u64).step_by(8) {
             a.view.store(s + off, 0, Relaxed);
         }
+        for cpu in 0..MAX_CPUS {
+            a.view
+                .store(a.cpu_word(cpu, field::SELF_ID, 0), cpu as u64 + 1, Relaxed);
+        }
         a.view.store(s + 8, ALLOC_VERSION, Relaxed);
         a.view.store(s, ALLOC_MAGIC, Release);
         Ok(a)

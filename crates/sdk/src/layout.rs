@@ -63,8 +63,10 @@ pub struct AllocCpu {
     pub held_locks: [u64; HELD_LOCKS],
     /// `kflex_addr()`'s scratch word.
     pub scratch: u64,
+    /// This CPU id + 1 (the lock owner value), written by the host at attach.
+    pub self_id: u64,
     /// Reserved (zero).
-    pub reserved: [u64; 6],
+    pub reserved: [u64; 5],
 }
 
 /// The allocator state (`struct kflex_alloc`), the object's `kflex_alloc_state` heap global.
@@ -94,6 +96,7 @@ const _: () = {
     assert!(offset_of!(AllocCpu, journal_pos) == 416);
     assert!(offset_of!(AllocCpu, held_locks) == 424);
     assert!(offset_of!(AllocCpu, scratch) == 456);
+    assert!(offset_of!(AllocCpu, self_id) == 464);
     assert!(offset_of!(AllocState, magic) == 0);
     assert!(offset_of!(AllocState, version) == 8);
     assert!(offset_of!(AllocState, cpu) == 64);
@@ -118,6 +121,7 @@ pub(crate) mod field {
     pub const JOURNAL: usize = offset_of!(AllocCpu, journal);
     pub const JOURNAL_POS: usize = offset_of!(AllocCpu, journal_pos);
     pub const HELD_LOCKS: usize = offset_of!(AllocCpu, held_locks);
+    pub const SELF_ID: usize = offset_of!(AllocCpu, self_id);
 }
 
 #[cfg(test)]

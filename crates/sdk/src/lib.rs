@@ -16,7 +16,8 @@
 //! * `starved[cls]` — mallocs that returned NULL (the host doubles that chain length);
 //! * `journal[16]`, `journal_pos` — blocks allocated since the last `kflex_commit()`;
 //! * `held_locks[4]` — heap addresses of the `struct kflex_lock`s the CPU holds;
-//! * `scratch` — used by `kflex_addr()`.
+//! * `scratch` — used by `kflex_addr()`;
+//! * `self_id` — the CPU id + 1 (a held lock's word), written at attach.
 //!
 //! Blocks have an 8-byte header in front of the payload ([`block`]): class, allocated bit,
 //! chain length (in a chain's head) and a magic tag. Blocks are carved only by the host.

@@ -21,7 +21,7 @@ fn rust_mirror_matches_gcc_offsets_and_constants() {
             (k, v.parse().expect("number"))
         })
         .collect();
-    let rust: [(&str, u64); 26] = [
+    let rust: [(&str, u64); 27] = [
         ("sizeof_alloc", size_of::<AllocState>() as u64),
         ("sizeof_cpu", size_of::<AllocCpu>() as u64),
         ("sizeof_lock", 8),
@@ -36,6 +36,7 @@ fn rust_mirror_matches_gcc_offsets_and_constants() {
         ("cpu.journal_pos", offset_of!(AllocCpu, journal_pos) as u64),
         ("cpu.held_locks", offset_of!(AllocCpu, held_locks) as u64),
         ("cpu.scratch", offset_of!(AllocCpu, scratch) as u64),
+        ("cpu.self_id", offset_of!(AllocCpu, self_id) as u64),
         ("max_cpus", layout::MAX_CPUS as u64),
         ("nr_classes", layout::NR_CLASSES as u64),
         ("journal_len", layout::JOURNAL_LEN as u64),

@@ -68,7 +68,8 @@ struct kflex_alloc_cpu {
 	__u64 journal_pos;                  /* blocks allocated since the last commit */
 	__u64 held_locks[KFLEX_HELD_LOCKS]; /* heap addresses of the locks this CPU holds, 0 = free */
 	__u64 scratch;                      /* kflex_addr()'s round trip */
-	__u64 _reserved[6];
+	__u64 self_id;                      /* this CPU id + 1, written by the host at attach */
+	__u64 _reserved[5];
 };
 
 /* The whole allocator state: one heap global per object (KFLEX_ALLOCATOR()). */
@@ -92,10 +93,21 @@ extern struct kflex_alloc __arena kflex_alloc_state;
 /* Usable size of class `cls`. */
 #define KFLEX_CLASS_SIZE(cls) (1ULL << ((cls) + KFLEX_MIN_CLASS_SHIFT))
 
-/* The calling CPU's allocator state. */
-static __always_inline struct kflex_alloc_cpu __arena *kflex_alloc_cpu_state(void)
+/*
+ * The calling CPU's allocator state. Each plain call (kflex_malloc, kflex_free, kflex_commit,
+ * kflex_lock, kflex_unlock) looks it up, which on kflex costs a helper call
+ * (bpf_get_smp_processor_id); a program that makes many calls in one invocation can look it up
+ * once with kflex_this_cpu() and use the *_on variants.
+ */
+static __always_inline struct kflex_alloc_cpu __arena *kflex_this_cpu(void)
 {
 	return &kflex_alloc_state.cpu[kflex_cpu() & (KFLEX_MAX_CPUS - 1)];
+}
+
+/* Older name of kflex_this_cpu(). */
+static __always_inline struct kflex_alloc_cpu __arena *kflex_alloc_cpu_state(void)
+{
+	return kflex_this_cpu();
 }
 
 /* The smallest class holding `size` bytes (size <= KFLEX_MAX_ALLOC). Loop-free. */
@@ -127,20 +139,21 @@ static __always_inline __u32 kflex_size_class(__u64 size)
  */
 static __always_inline __u64 kflex_addr(const void __arena *p)
 {
-	volatile __u64 __arena *slot = &kflex_alloc_cpu_state()->scratch;
+	volatile __u64 __arena *slot = &kflex_this_cpu()->scratch;
 
 	*slot = (__u64)p;
 	return *slot;
 }
 
 /*
- * Allocates `size` bytes (at most KFLEX_MAX_ALLOC) from the heap, 8-byte aligned, contents
- * unspecified. NULL when size is too large or when this CPU's free list and refill stack of the
- * class are both empty (the host refills them; the program never waits for it).
+ * kflex_malloc() on CPU state `c` (from kflex_this_cpu() in the same invocation): `size` bytes
+ * (at most KFLEX_MAX_ALLOC) from the heap, 8-byte aligned, contents unspecified. NULL when size
+ * is too large or when the CPU's free list and refill stack of the class are both empty (the
+ * host refills them; the program never waits for it).
  */
-static __always_inline void __arena *kflex_malloc(__u64 size)
+static __always_inline void __arena *kflex_malloc_on(struct kflex_alloc_cpu __arena *c,
+						     __u64 size)
 {
-	struct kflex_alloc_cpu __arena *c;
 	struct kflex_block __arena *b;
 	__u64 pos;
 	__u32 cls;
@@ -148,7 +161,6 @@ static __always_inline void __arena *kflex_malloc(__u64 size)
 	if (size > KFLEX_MAX_ALLOC)
 		return NULL;
 	cls = kflex_size_class(size);
-	c = kflex_alloc_cpu_state();
 	b = (struct kflex_block __arena *)c->free_head[cls];
 	if (!b) {
 		b = (struct kflex_block __arena *)kflex_xchg(&c->refill[cls], 0);
@@ -167,13 +179,19 @@ static __always_inline void __arena *kflex_malloc(__u64 size)
 	return (void __arena *)&b->next;
 }
 
-/*
- * Returns a block to this CPU's free list. NULL is allowed; a pointer that is not an allocated
- * block's payload (double free, foreign pointer) is ignored rather than corrupting the lists.
- */
-static __always_inline void kflex_free(void __arena *p)
+/* Allocates `size` bytes on the calling CPU (see kflex_malloc_on). */
+static __always_inline void __arena *kflex_malloc(__u64 size)
 {
-	struct kflex_alloc_cpu __arena *c;
+	return kflex_malloc_on(kflex_this_cpu(), size);
+}
+
+/*
+ * kflex_free() on CPU state `c`: returns a block to the CPU's free list. NULL is allowed; a
+ * pointer that is not an allocated block's payload (double free, foreign pointer) is ignored
+ * rather than corrupting the lists.
+ */
+static __always_inline void kflex_free_on(struct kflex_alloc_cpu __arena *c, void __arena *p)
+{
 	struct kflex_block __arena *b;
 	__u64 hdr, cls;
 
@@ -186,20 +204,31 @@ static __always_inline void kflex_free(void __arena *p)
 	    cls >= KFLEX_NR_CLASSES)
 		return;
 	b->hdr = hdr & ~KFLEX_HDR_ALLOCATED;
-	c = kflex_alloc_cpu_state();
 	b->next = c->free_head[cls];
 	c->free_head[cls] = (__u64)b;
 	c->free_count[cls] += 1;
 }
 
+/* Frees `p` on the calling CPU (see kflex_free_on). */
+static __always_inline void kflex_free(void __arena *p)
+{
+	kflex_free_on(kflex_this_cpu(), p);
+}
+
 /*
  * Declares every block allocated since the last commit reachable from the program's structure
- * (or freed): clears this CPU's in-flight journal. Call it right after linking, with no loop in
+ * (or freed): clears the CPU's in-flight journal. Call it right after linking, with no loop in
  * between, so that cancellation finds each block either journaled or linked, never neither.
  */
+static __always_inline void kflex_commit_on(struct kflex_alloc_cpu __arena *c)
+{
+	c->journal_pos = 0;
+}
+
+/* kflex_commit_on() for the calling CPU. */
 static __always_inline void kflex_commit(void)
 {
-	kflex_alloc_cpu_state()->journal_pos = 0;
+	kflex_commit_on(kflex_this_cpu());
 }
 
 #endif /* KFLEX_ALLOC_H */

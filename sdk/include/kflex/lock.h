@@ -54,7 +54,8 @@ static __always_inline void kflex_lock_forget(struct kflex_alloc_cpu __arena *c,
 }
 
 /*
- * Takes the lock: 0 when held, -1 when the loop budget ran out first (Linux only).
+ * Takes the lock with CPU state `c` (from kflex_this_cpu()): 0 when held, -1 when the loop
+ * budget ran out first (Linux only).
  *
  * The lock is recorded before it is tried and forgotten only after it is released, so a
  * cancellation at any point (the compiler may place the spin loop's back-edge between the
@@ -62,11 +63,13 @@ static __always_inline void kflex_lock_forget(struct kflex_alloc_cpu __arena *c,
  * record of a lock this CPU does not hold is harmless: the host releases a recorded lock only if
  * its word names this CPU.
  */
-static __always_inline int kflex_lock(struct kflex_lock __arena *l)
+static __always_inline int kflex_lock_on(struct kflex_alloc_cpu __arena *c,
+					 struct kflex_lock __arena *l)
 {
-	__u64 me = (__u64)(kflex_cpu() & (KFLEX_MAX_CPUS - 1)) + 1;
-	struct kflex_alloc_cpu __arena *c = kflex_alloc_cpu_state();
+	__u64 me = c->self_id;
 
+	if (!me) /* no host attached: any non-zero owner will do */
+		me = (__u64)(kflex_cpu() & (KFLEX_MAX_CPUS - 1)) + 1;
 	kflex_lock_record(c, (__u64)l);
 	for (;;) {
 		if (KFLEX_READ_ONCE(l->word) == 0 && kflex_cmpxchg(&l->word, 0, me) == 0)
@@ -77,11 +80,24 @@ static __always_inline int kflex_lock(struct kflex_lock __arena *l)
 	return -1;
 }
 
+/* kflex_lock_on() for the calling CPU. */
+static __always_inline int kflex_lock(struct kflex_lock __arena *l)
+{
+	return kflex_lock_on(kflex_this_cpu(), l);
+}
+
+/* Releases a lock taken by kflex_lock_on(c, l) (same CPU state). */
+static __always_inline void kflex_unlock_on(struct kflex_alloc_cpu __arena *c,
+					    struct kflex_lock __arena *l)
+{
+	kflex_xchg(&l->word, 0);
+	kflex_lock_forget(c, (__u64)l);
+}
+
 /* Releases a lock taken by kflex_lock() on this CPU. */
 static __always_inline void kflex_unlock(struct kflex_lock __arena *l)
 {
-	kflex_xchg(&l->word, 0);
-	kflex_lock_forget(kflex_alloc_cpu_state(), (__u64)l);
+	kflex_unlock_on(kflex_this_cpu(), l);
 }
 
 #endif /* KFLEX_LOCK_H */

@@ -12,7 +12,8 @@
  *             them, and spins on the heap flag `spin` without a may_goto (only the watchdog
  *             ends that loop; built with -DSDK_LIST_PORTABLE, as for Linux, the spin has one)
  *             before freeing them.
- *   sdk_pop   takes the lock and frees up to n items from the head; returns the items freed.
+ *   sdk_pop   takes the lock and frees up to n items from the head; returns the items freed
+ *             (with the *_on variants of the SDK calls).
  */
 #include <kflex/kflex.h>
 
@@ -33,6 +34,7 @@ struct list_globals {
 	__u64 len;     /* items linked */
 	__u64 key_sum; /* sum of the linked items' keys */
 	__u64 spin;    /* sdk_add's hold loop runs while this is non-zero */
+	__u64 spun;    /* set by sdk_add when it reaches the hold loop */
 };
 
 struct list_globals __arena lg;
@@ -101,6 +103,8 @@ int sdk_add(struct sdk_args *a)
 		it->next = pending;
 		pending = it;
 	}
+	if (pending)
+		lg.spun = 1;
 	while (pending && KFLEX_READ_ONCE(lg.spin)) {
 #ifdef SDK_LIST_PORTABLE
 		kflex_cond_break; /* the Linux build: leave the spin when the loop budget is spent */
@@ -118,13 +122,15 @@ int sdk_add(struct sdk_args *a)
 	return added;
 }
 
+/* Uses the *_on variants: one CPU-state lookup for the whole invocation. */
 SEC("syscall")
 int sdk_pop(struct sdk_args *a)
 {
+	struct kflex_alloc_cpu __arena *c = kflex_this_cpu();
 	struct item __arena *it;
 	__u64 i, freed = 0;
 
-	if (kflex_lock(&lg.lock))
+	if (kflex_lock_on(c, &lg.lock))
 		return -1;
 	for (i = 0; i < a->n; i++) {
 		kflex_cond_break;
@@ -134,10 +140,10 @@ int sdk_pop(struct sdk_args *a)
 		lg.head = it->next;
 		lg.len -= 1;
 		lg.key_sum -= it->key;
-		kflex_free(it);
+		kflex_free_on(c, it);
 		freed++;
 	}
-	kflex_unlock(&lg.lock);
+	kflex_unlock_on(c, &lg.lock);
 	return freed;
 }
 

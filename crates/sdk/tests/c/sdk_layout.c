@@ -22,6 +22,7 @@ int main(void)
 	P("cpu.journal_pos", offsetof(struct kflex_alloc_cpu, journal_pos));
 	P("cpu.held_locks", offsetof(struct kflex_alloc_cpu, held_locks));
 	P("cpu.scratch", offsetof(struct kflex_alloc_cpu, scratch));
+	P("cpu.self_id", offsetof(struct kflex_alloc_cpu, self_id));
 	P("max_cpus", KFLEX_MAX_CPUS);
 	P("nr_classes", KFLEX_NR_CLASSES);
 	P("journal_len", KFLEX_JOURNAL_LEN);

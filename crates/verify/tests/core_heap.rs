@@ -52,11 +52,13 @@ fn offsets_beyond_the_guard_zone_are_guarded() {
         guard_zone: 32,
         ..VerifyOptions::default()
     };
-    let src = "map_value %r1, 0, 0\nldxdw %r0, [%r1+64]\nexit";
+    // r2 is guarded at its first access; 64 bytes further is past a 32-byte guard zone.
+    let src = "map_value %r1, 0, 0\nldxdw %r2, [%r1]\ncast_kern %r2, %r2\nldxdw %r0, [%r2]\n\
+               ldxdw %r0, [%r2+64]\nexit";
     let p = check_with(src, Syscall, &[arena()], &small).unwrap();
-    assert_eq!(p.insns[2].heap, Some(HeapAccess::Guard { reg: 1 }));
+    assert_eq!(p.insns[5].heap, Some(HeapAccess::Guard { reg: 2 }));
     let p = accept(src, Syscall, &[arena()]);
-    assert!(matches!(p.insns[2].heap, Some(HeapAccess::Elided { .. })));
+    assert!(matches!(p.insns[5].heap, Some(HeapAccess::Elided { .. })));
     // A variable, unbounded offset always needs a guard.
     let p = accept(
         "map_value %r6, 0, 0\ncall 7\nadd %r6, %r0\nldxb %r0, [%r6]\nexit",
@@ -64,6 +66,43 @@ fn offsets_beyond_the_guard_zone_are_guarded() {
         &[arena()],
     );
     assert_eq!(p.insns[4].heap, Some(HeapAccess::Guard { reg: 6 }));
+}
+
+#[test]
+fn heap_globals_are_reached_without_guards_anywhere_in_the_heap() {
+    // A pointer counted from the heap start (lddw of a heap global) needs no guard for an access
+    // inside the heap (arena(): 16 pages), however far from the start, even with a tiny guard
+    // zone; past the heap's end plus the zone it is guarded, and after a guard (or an unknown
+    // offset) the guard zone rule applies again.
+    let small = VerifyOptions {
+        guard_zone: 32,
+        ..VerifyOptions::default()
+    };
+    let heap = 16 * 4096;
+    let inside = format!("map_value %r1, 0, {}\nldxdw %r0, [%r1+8]\nexit", heap - 16);
+    let p = check_with(&inside, Syscall, &[arena()], &small).unwrap();
+    assert!(matches!(p.insns[2].heap, Some(HeapAccess::Elided { .. })));
+    let edge = format!("map_value %r1, 0, {}\nldxdw %r0, [%r1+24]\nexit", heap - 8);
+    let p = check_with(&edge, Syscall, &[arena()], &small).unwrap();
+    assert!(matches!(p.insns[2].heap, Some(HeapAccess::Elided { .. })));
+    let past = format!("map_value %r1, 0, {}\nldxdw %r0, [%r1+40]\nexit", heap - 8);
+    let p = check_with(&past, Syscall, &[arena()], &small).unwrap();
+    assert_eq!(p.insns[2].heap, Some(HeapAccess::Guard { reg: 1 }));
+    // A bounded index into a heap array: elided; unbounded: guarded.
+    let bounded = "map_value %r6, 0, 4096\ncall 7\nand %r0, 1023\nlsh %r0, 5\nadd %r6, %r0\n\
+                   ldxdw %r0, [%r6+24]\nexit";
+    let p = check_with(bounded, Syscall, &[arena()], &small).unwrap();
+    assert!(matches!(p.insns[6].heap, Some(HeapAccess::Elided { .. })));
+    let unbounded = "map_value %r6, 0, 4096\ncall 7\nadd %r6, %r0\nldxdw %r0, [%r6]\nexit";
+    let p = check_with(unbounded, Syscall, &[arena()], &small).unwrap();
+    assert_eq!(p.insns[4].heap, Some(HeapAccess::Guard { reg: 6 }));
+    // Once guarded, a pointer is relative to the guarded address, not the heap start.
+    let regarded = format!(
+        "map_value %r6, 0, 0\ncall 7\nadd %r6, %r0\nldxdw %r1, [%r6]\nldxdw %r0, [%r6+{}]\nexit",
+        1024
+    );
+    let p = check_with(&regarded, Syscall, &[arena()], &small).unwrap();
+    assert_eq!(p.insns[5].heap, Some(HeapAccess::Guard { reg: 6 }));
 }
 
 #[test]

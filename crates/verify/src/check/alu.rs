@@ -235,11 +235,16 @@ fn offset_pointer(
             }
         }
         RegState::CtxVarOff { off: cur } => var_ctx(apply(cur)),
-        RegState::Heap { trusted, off: cur } => {
+        RegState::Heap {
+            trusted,
+            off: cur,
+            start,
+        } => {
             let n = apply(cur);
             Ok(RegState::Heap {
                 trusted: *trusted && sane(&n),
                 off: n,
+                start: *start,
             })
         }
         RegState::Stack { .. }
@@ -420,6 +425,7 @@ pub fn addr_space_cast(
         (1, 0, RegState::Scalar(_)) => RegState::Heap {
             trusted: false,
             off: Scalar::constant(0),
+            start: false,
         },
         (1, 0, RegState::Heap { .. }) | (0, 1, RegState::Scalar(_) | RegState::Heap { .. }) => s,
         (1, 0, _) | (0, 1, _) => {
@@ -479,6 +485,7 @@ pub fn load_imm64(
                 RegState::Heap {
                     trusted: true,
                     off: Scalar::constant(off),
+                    start: true,
                 }
             } else if off >= u64::from(spec.value_size) {
                 return Err(cx.error(

@@ -96,6 +96,9 @@ pub enum RegState {
         trusted: bool,
         /// Offset since the last guard (or since the heap start for `lddw`-derived pointers).
         off: Scalar,
+        /// `off` counts from the heap start (an `lddw` of a heap global, not guarded since), so
+        /// any access that stays inside the heap's known size needs no guard.
+        start: bool,
     },
     /// The address of a subprogram (`lddw` with `PSEUDO_FUNC`), for callbacks.
     Code {
@@ -296,16 +299,20 @@ impl RegState {
                     }
             }
             (R::Heap { trusted: false, .. }, R::Heap { .. }) => true,
+            // The heap start is an address inside the heap, so a start-relative pointer is at
+            // least as good as a guarded one with the same offsets, not the other way round.
             (
                 R::Heap {
                     trusted: true,
                     off: a,
+                    start: sa,
                 },
                 R::Heap {
                     trusted: true,
                     off: b,
+                    start: sb,
                 },
-            ) => a.subsumes(b),
+            ) => a.subsumes(b) && (!*sa || *sb),
             (R::Code { pc: a }, R::Code { pc: b }) => a == b,
             (
                 R::HostRef {
@@ -410,21 +417,25 @@ impl RegState {
                 R::Heap {
                     trusted: ta,
                     off: oa,
+                    start: sa,
                 },
                 R::Heap {
                     trusted: tb,
                     off: ob,
+                    start: sb,
                 },
             ) => {
                 if *ta && *tb {
                     R::Heap {
                         trusted: true,
                         off: oa.widen(ob),
+                        start: *sa && *sb,
                     }
                 } else {
                     R::Heap {
                         trusted: false,
                         off: Scalar::constant(0),
+                        start: false,
                     }
                 }
             }
@@ -520,7 +531,9 @@ impl fmt::Display for RegState {
                 }
                 write!(f, "sz={size},{})", fmt_off(off))
             }
-            RegState::Heap { trusted: true, off } => write!(f, "heap({})", fmt_off(off)),
+            RegState::Heap {
+                trusted: true, off, ..
+            } => write!(f, "heap({})", fmt_off(off)),
             RegState::Heap { trusted: false, .. } => write!(f, "heap_untrusted()"),
             RegState::Code { pc } => write!(f, "func(pc={pc})"),
             RegState::HostRef {

@@ -283,3 +283,36 @@ fn most_guard_sites_are_elided() {
         }
     }
 }
+
+/// A batch cancelled in the middle of a walk (lock held, JIT watchdog) leaves the structure
+/// usable: the driver releases the heap lock, and later batches match the model.
+#[test]
+fn a_cancelled_batch_releases_the_lock() {
+    let mut d = kflex(Structure::List, Engine::Jit, SfiMode::default());
+    let mut m = model::for_structure(Structure::List).expect("list model");
+    let mut rng = Rng(77);
+    for chunk in 0..20u64 {
+        let ops: Vec<Op> = (chunk * 1024..(chunk + 1) * 1024)
+            .map(|i| Op::new(key(i), value(&mut rng)))
+            .collect();
+        run_batch(&mut d, m.as_mut(), OpKind::Update, &ops);
+    }
+    // 1024 lookups of absent keys walk all 20480 nodes each: far longer than 1 ms.
+    d.set_budget(Some(std::time::Duration::from_millis(1)))
+        .expect("budget");
+    let absent: Vec<Op> = (0..BATCH_MAX as u64)
+        .map(|i| Op::new(key(1_000_000 + i), [0; 64]))
+        .collect();
+    d.mailbox()[..absent.len()].copy_from_slice(&absent);
+    let err = d
+        .run(OpKind::Lookup, absent.len())
+        .expect_err("cancelled by the watchdog");
+    assert!(err.to_string().contains("released 1 heap lock"), "{err}");
+    // The lock is free again: a batch with the default budget runs and matches the model.
+    d.set_budget(Some(kflex::datastructures::BATCH_BUDGET))
+        .expect("budget");
+    let ops = batch(&mut rng, 64, 30_000);
+    run_batch(&mut d, m.as_mut(), OpKind::Delete, &ops);
+    let ops = batch(&mut rng, 64, 30_000);
+    run_batch(&mut d, m.as_mut(), OpKind::Update, &ops);
+}

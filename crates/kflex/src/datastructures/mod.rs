@@ -41,6 +41,9 @@ pub const BATCH_BUDGET: Duration = Duration::from_secs(60);
 /// Bytes of `struct kflex_alloc` (the allocator state lies inside the reported globals).
 const ALLOC_STATE_SIZE: u64 = 64 + 64 * 512;
 
+/// CPU id the driver's runs execute as (`ExecEnv::cpu`, what `kflex_cpu()` returns).
+const RUN_CPU: u32 = 0;
+
 /// Page size the host carves around (blocks never share a page with the globals).
 const PAGE: u64 = 4096;
 
@@ -99,7 +102,7 @@ impl KflexDriver {
             .heap_layout()
             .ok_or_else(|| Error::Input(format!("{structure}: the object has no heap")))?;
 
-        let mut init = ext_ref.invoker("init", engine)?;
+        let mut init = ext_ref.invoker("init", engine)?.with_cpu(RUN_CPU);
         let mut ctx = Ctx::default().to_bytes();
         let done = init.run(&mut ctx)?;
         let init_ctx = Ctx::from_bytes(&ctx).unwrap_or_default();
@@ -133,14 +136,7 @@ impl KflexDriver {
             .map_err(|e| Error::Input(format!("{structure}: {e}")))?;
         allocator.refill();
 
-        let invokers = OpKind::ALL
-            .iter()
-            .map(|k| {
-                ext_ref
-                    .invoker(k.program(), engine)
-                    .map(|i| i.with_budget(Some(BATCH_BUDGET)))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let invokers = batch_invokers(ext_ref, engine, Some(BATCH_BUDGET))?;
         let engine_name = match (invokers[0].engine(), sfi) {
             (Engine::Interp, _) => "kflex-interp".to_string(),
             (Engine::Jit, SfiMode::WritesOnly) => "kflex-jit-perf".to_string(),
@@ -157,6 +153,18 @@ impl KflexDriver {
             mailbox: init_ctx.mailbox as *mut Op,
             ext,
         })
+    }
+
+    /// Sets the time budget of one batch on the JIT (default [`BATCH_BUDGET`]; `None`: no
+    /// watchdog). A batch that runs past it is cancelled: [`Driver::run`] then fails, after the
+    /// heap lock and the blocks allocated since the last commit have been released.
+    pub fn set_budget(&mut self, budget: Option<Duration>) -> Result<()> {
+        let engine = self.invokers[0].engine();
+        // SAFETY: as in `new`: the boxed extension outlives the invokers (field order) and is
+        // never moved or lent mutably.
+        let ext_ref: &'static Extension = unsafe { &*(&*self.ext as *const Extension) };
+        self.invokers = batch_invokers(ext_ref, engine, budget)?;
+        Ok(())
     }
 
     /// The structure.
@@ -186,6 +194,21 @@ impl KflexDriver {
     pub fn guard_stats(&self) -> Vec<GuardStats> {
         guards::of_extension(&self.ext)
     }
+}
+
+/// Invokers of `update`, `lookup` and `delete` (in [`OpKind`] order).
+fn batch_invokers(
+    ext: &'static Extension,
+    engine: Engine,
+    budget: Option<Duration>,
+) -> Result<Vec<Invoker<'static>>> {
+    OpKind::ALL
+        .iter()
+        .map(|k| {
+            ext.invoker(k.program(), engine)
+                .map(|i| i.with_budget(budget).with_cpu(RUN_CPU))
+        })
+        .collect()
 }
 
 /// The CLI name of an SFI mode (as `kflex --sfi` spells it).
@@ -241,12 +264,17 @@ impl Driver for KflexDriver {
             .run(&mut self.ctx)
             .map_err(|e| DriverError::engine(&self.engine_name, e.to_string()))?;
         if done.cancelled {
+            // The runtime released what it tracks; the heap lock and the blocks allocated since
+            // the last commit are the SDK's, released through the allocator state.
+            let released = self.allocator.sdk().release_after_cancel(RUN_CPU);
             return Err(DriverError::engine(
                 &self.engine_name,
                 format!(
-                    "{} cancelled: {}",
+                    "{} cancelled ({}); released {} heap lock(s) and {} block(s)",
                     op.program(),
-                    done.cancel_reason.unwrap_or_default()
+                    done.cancel_reason.unwrap_or_default(),
+                    released.locks_released,
+                    released.blocks_reclaimed
                 ),
             ));
         }

@@ -434,3 +434,29 @@ fn interpreter_stopped_by_its_instruction_budget_runs_the_hook_too() {
     let st = alloc.stats();
     assert_eq!(st.carved_total(), st.free_total() + 3, "{st:?}");
 }
+
+#[test]
+fn a_runaway_spin_on_a_contended_lock_is_cancelled_without_stealing_it() {
+    let Some(mut fx) = Fixture::new() else { return };
+    assert_eq!(fx.add(2, 0, None).retval, 2);
+    // Another CPU id holds the lock. On kflex the spin's back-edge is a termination point, so
+    // the watchdog cancels the spinning invocation (on Linux its may_goto ends the spin and
+    // kflex_lock returns -1: tests/sdk_linux.rs).
+    fx.set_word(fx.globals + LOCK, 7);
+    let r = fx.add(1, 0, Some(Duration::from_millis(5)));
+    assert!(r.cancelled);
+    let log = fx.take_log();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        log[0].1.locks_released, 0,
+        "a lock it never took is not released"
+    );
+    assert_eq!(log[0].1.blocks_reclaimed, 0);
+    assert_eq!(
+        fx.word(fx.globals + LOCK),
+        7,
+        "the other holder's lock is untouched"
+    );
+    fx.set_word(fx.globals + LOCK, 0);
+    fx.still_usable();
+}

@@ -123,3 +123,21 @@ fn first_line(message: &str) -> String {
         None => line.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::first_line;
+
+    #[test]
+    fn first_line_keeps_the_message_and_drops_the_log() {
+        assert_eq!(
+            first_line("rejected: E2BIG\n0: r1 = 0\n1: exit"),
+            "rejected: E2BIG"
+        );
+        let long = "x".repeat(400);
+        let short = first_line(&long);
+        assert_eq!(short.len(), 303);
+        assert!(short.ends_with("..."));
+        assert_eq!(first_line(""), "");
+    }
+}

@@ -15,6 +15,8 @@ struct ModelDriver {
     mailbox: Vec<Op>,
     lookups: u64,
     bug: bool,
+    /// Every insert of a new key past this many entries fails with -ENOMEM.
+    capacity: usize,
 }
 
 impl Driver for ModelDriver {
@@ -36,6 +38,11 @@ impl Driver for ModelDriver {
         let mut positive = 0;
         for o in &mut self.mailbox[..count] {
             o.result = match op {
+                OpKind::Update
+                    if self.map.len() >= self.capacity && !self.map.contains_key(&o.key) =>
+                {
+                    -12
+                }
                 OpKind::Update => match self.map.insert(o.key, o.value) {
                     None => 1,
                     Some(_) => 2,
@@ -61,6 +68,7 @@ impl Driver for ModelDriver {
 /// Native and kflex-jit are correct models, kflex-interp is buggy, linux is unavailable.
 struct ModelFactory {
     opened: Vec<(Structure, EngineKind)>,
+    capacity: usize,
 }
 
 impl DriverFactory for ModelFactory {
@@ -85,6 +93,7 @@ impl DriverFactory for ModelFactory {
             mailbox: vec![Op::default(); BATCH_MAX],
             lookups: 0,
             bug: e == EngineKind::KflexInterp,
+            capacity: self.capacity,
         }))
     }
 
@@ -114,7 +123,10 @@ fn config(engines: &[EngineKind]) -> BenchConfig {
 
 #[test]
 fn agreeing_engines_are_reported_and_broken_ones_are_failures() {
-    let mut factory = ModelFactory { opened: vec![] };
+    let mut factory = ModelFactory {
+        opened: vec![],
+        capacity: usize::MAX,
+    };
     let cfg = config(&EngineKind::ALL);
     let report = run(&cfg, &mut factory, &ProgressBar::hidden());
     assert_eq!(
@@ -186,7 +198,10 @@ fn agreeing_engines_are_reported_and_broken_ones_are_failures() {
 
 #[test]
 fn native_is_measured_even_when_not_asked_for() {
-    let mut factory = ModelFactory { opened: vec![] };
+    let mut factory = ModelFactory {
+        opened: vec![],
+        capacity: usize::MAX,
+    };
     let report = run(
         &config(&[EngineKind::KflexJit]),
         &mut factory,
@@ -205,4 +220,27 @@ fn native_is_measured_even_when_not_asked_for() {
         report.invocation_ns.keys().collect::<Vec<_>>(),
         ["kflex-jit", "native"]
     );
+}
+
+#[test]
+fn a_native_run_that_runs_out_of_memory_is_not_a_reference() {
+    let mut factory = ModelFactory {
+        opened: vec![],
+        capacity: 500,
+    };
+    let mut cfg = config(&[EngineKind::Native, EngineKind::KflexJit]);
+    cfg.structures = vec![Structure::Hash];
+    let report = run(&cfg, &mut factory, &ProgressBar::hidden());
+    assert!(report.results.is_empty(), "{:?}", report.results);
+    assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+    for f in &report.failures {
+        assert_eq!(f.engine, "native");
+        assert!(
+            f.error.contains("update: ") && f.error.contains("ops failed"),
+            "{}",
+            f.error
+        );
+    }
+    // Nothing else was opened once native's run was found broken.
+    assert!(factory.opened.iter().all(|(_, e)| *e == EngineKind::Native));
 }

@@ -293,6 +293,9 @@ fn targets(heap: &Heap, host: u64, guards: &[Canary; 2], seed: u64, n: usize) ->
         0,
         !7,
         0xdead_0000_0000_0010,
+        // Straddling the window's end: 4 bytes below it, 4 past it.
+        heap.base() + SEGMENT_WINDOW - 4,
+        0xffff_fffc,
     ];
     // Random words, half of them with a low half inside the heap.
     t.extend((0..n).map(|i| {

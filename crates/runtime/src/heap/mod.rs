@@ -41,8 +41,9 @@ pub use shared::{HeapShare, SharedHeap};
 pub const DEFAULT_GUARD: u64 = 1 << 16;
 
 /// The address window of the JIT's segment SFI mode: a heap of at most this size is placed at a
-/// multiple of it and everything above the heap up to the window's end is reserved inaccessible
-/// ([`Heap::segment_window`]), so a 32-bit offset from the base lands in the heap or faults.
+/// multiple of it and everything above the heap up to the window's end, plus a guard zone past
+/// it, is reserved inaccessible ([`Heap::segment_window`]), so an access at a 32-bit offset from
+/// the base lands in the heap or faults.
 pub const SEGMENT_WINDOW: u64 = 1 << 32;
 
 /// Smallest guard accepted: any instruction offset (at most 32 KiB either way) plus the largest

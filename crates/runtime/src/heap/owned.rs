@@ -72,11 +72,12 @@ fn validate(config: &HeapConfig<'_>, page: u64) -> Result<u64, HeapError> {
 }
 
 /// Unmapped bytes above a heap of `size` bytes at `base`: the guard, or, when the base is aligned
-/// to [`SEGMENT_WINDOW`] and the heap fits in it, everything up to the window's end (at least the
-/// guard), so that a 32-bit offset from the base never reaches another mapping.
+/// to [`SEGMENT_WINDOW`] and the heap fits in it, everything up to the window's end plus the
+/// guard, so that an access at a 32-bit offset from the base never reaches another mapping (not
+/// even the bytes of an access that starts just below the window's end and straddles it).
 fn above_for(base: u64, size: u64, guard: u64) -> u64 {
     if size <= SEGMENT_WINDOW && base.is_multiple_of(SEGMENT_WINDOW) {
-        guard.max(SEGMENT_WINDOW - size)
+        SEGMENT_WINDOW - size + guard
     } else {
         guard
     }
@@ -224,13 +225,15 @@ impl Heap {
     }
 
     /// True if the heap sits at the start of a 4 GiB-aligned [`SEGMENT_WINDOW`] whose part above
-    /// the heap is reserved inaccessible for the heap's lifetime: then `base + (x mod 2^32)` is
-    /// inside the heap or faults, for any `x`, which is what the JIT's segment SFI mode relies on.
-    /// Every heap of at most 4 GiB created without a fixed address has one.
+    /// the heap, and a guard zone past the window's end, are reserved inaccessible for the heap's
+    /// lifetime: then an access of up to 8 bytes at `base + (x mod 2^32)` is inside the heap or
+    /// faults, for any `x`, which is what the JIT's segment SFI mode relies on. Every heap of at
+    /// most 4 GiB created without a fixed address (or at a 4 GiB-aligned one) has one; a plain
+    /// [`SharedHeap::attach`](super::SharedHeap::attach) view has none.
     pub fn segment_window(&self) -> bool {
         self.size <= SEGMENT_WINDOW
             && self.base.is_multiple_of(SEGMENT_WINDOW)
-            && self.above >= SEGMENT_WINDOW - self.size
+            && self.above >= SEGMENT_WINDOW - self.size + MIN_GUARD
     }
 
     /// The memfd backing the heap.
@@ -383,13 +386,18 @@ mod tests {
             let h = Heap::create(HeapConfig::new(size)).unwrap();
             assert!(h.segment_window(), "{size:#x}");
             assert_eq!(h.base() % SEGMENT_WINDOW, 0);
-            assert_eq!(h.unmapped_above(), h.guard().max(SEGMENT_WINDOW - size));
-            // Nothing else can be mapped in the window above the heap.
-            let probe = (h.base() + size).max(h.base() + SEGMENT_WINDOW - 4096);
-            assert!(matches!(
-                sys::reserve(Some(probe), 4096),
-                Err(HeapError::AddressTaken { .. })
-            ));
+            assert_eq!(h.unmapped_above(), SEGMENT_WINDOW - size + h.guard());
+            // Nothing else can be mapped in the window above the heap, nor right after it.
+            let end = h.base() + SEGMENT_WINDOW;
+            for probe in [h.base() + size, end - 4096, end, end + h.guard() - 4096] {
+                assert!(
+                    matches!(
+                        sys::reserve(Some(probe), 4096),
+                        Err(HeapError::AddressTaken { .. })
+                    ),
+                    "{probe:#x}"
+                );
+            }
         }
         let big = Heap::create(HeapConfig::new(SEGMENT_WINDOW * 2)).unwrap();
         assert!(!big.segment_window());

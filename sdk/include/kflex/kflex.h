@@ -6,6 +6,7 @@
  * natively with gcc/clang for the host baseline (see platform.h). Contents:
  *   types.h    fixed-width types, contexts, ABI constants
  *   helpers.h  SEC, map definitions, helper functions (BPF builds only)
+ *   net.h      packet header layouts, protocol numbers, byte order
  *   platform.h what differs natively; kflex_cpu()
  *   heap.h     __arena, KFLEX_HEAP(pages), kflex_cast_user/kflex_cast_kern
  *   loop.h     kflex_cond_break, kflex_can_loop (may_goto)
@@ -18,6 +19,7 @@
 #define KFLEX_KFLEX_H
 
 #include "platform.h"
+#include "net.h"
 #include "heap.h"
 #include "loop.h"
 #include "atomic.h"

@@ -55,6 +55,12 @@ struct sl_list {
 #define SL_IDX(lv) ((lv) & (SL_MAX_LEVEL - 1))
 _Static_assert((SL_MAX_LEVEL & (SL_MAX_LEVEL - 1)) == 0, "SL_MAX_LEVEL is a power of two");
 
+/* A level count read from the heap (0 ..= SL_MAX_LEVEL when the list is intact), bounded by a
+ * mask rather than clamped: a clamp gives the Linux verifier a constant on one path, and a
+ * constant level count makes it walk every level of the search separately (over its one-million
+ * instruction limit). */
+#define SL_LEVELS(n) ((n) & (2 * SL_MAX_LEVEL - 1))
+
 _Static_assert(sizeof(struct sl_node) == 104, "struct sl_node header is 104 bytes");
 
 /* A search key in comparison form (big-endian words in host order). */
@@ -127,11 +133,9 @@ static __always_inline struct sl_node __arena *sl_search(struct sl_list __arena 
 {
 	struct sl_node __arena *x = sl_head_node(l);
 	struct sl_node __arena *nx = NULL;
-	__u64 lv = l->levels;
+	__u64 lv = SL_LEVELS(l->levels);
 	bool done = false;
 
-	if (lv > SL_MAX_LEVEL)
-		lv = SL_MAX_LEVEL;
 	for (;;) {
 		bool level_done = false;
 
@@ -164,13 +168,11 @@ static __always_inline int sl_lookup(struct sl_list __arena *l, struct ds_op __a
 	struct sl_node __arena *x = sl_head_node(l);
 	struct sl_node __arena *nx = NULL;
 	struct sl_key k;
-	__u64 lv = l->levels;
+	__u64 lv = SL_LEVELS(l->levels);
 	bool done = false;
 	int c = 1;
 
 	sl_key_load(&k, op->key_w);
-	if (lv > SL_MAX_LEVEL)
-		lv = SL_MAX_LEVEL;
 	for (;;) {
 		if (lv == 0) {
 			done = true;
@@ -221,9 +223,7 @@ static __always_inline int sl_update(struct sl_list __arena *l, struct ds_op __a
 	n = kflex_malloc(sizeof(struct sl_node) + level * sizeof(n));
 	if (!n)
 		return -DS_ENOMEM;
-	levels = l->levels;
-	if (levels > SL_MAX_LEVEL)
-		levels = SL_MAX_LEVEL;
+	levels = SL_LEVELS(l->levels);
 	for (__u64 i = levels; i < level; i++)
 		l->prev[SL_IDX(i)] = sl_head_node(l);
 	if (level > levels)
@@ -261,10 +261,8 @@ static __always_inline int sl_delete(struct sl_list __arena *l, struct ds_op __a
 		return DS_ABSENT;
 
 	/* Unlink top-down, only where the node is linked, so level 0 goes last. */
-	level = n->level;
-	if (level > SL_MAX_LEVEL)
-		level = SL_MAX_LEVEL;
-	levels = l->levels;
+	level = SL_LEVELS(n->level);
+	levels = SL_LEVELS(l->levels);
 	if (level > levels)
 		level = levels;
 	for (__u64 i = level; i > 0; i--) {

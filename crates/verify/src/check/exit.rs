@@ -2,7 +2,9 @@
 //!
 //! Return-value rules enforced, as Linux does for the program types kflex runs (xdp, tc,
 //! socket_filter, sk_skb and syscall have no return range in the kernel's `check_return_code`):
-//! r0 must be initialised; a pointer in r0 is a leak, rejected unless privileged. No value range
+//! r0 must be initialised at program exit; a pointer in r0 is a leak, rejected unless privileged.
+//! A subprogram may return with r0 unset (a `void` function, as Linux allows): the caller's r0
+//! is then uninitialised, so reading it is what fails. No value range
 //! is enforced (Linux checks XDP actions only at run time). A subprogram may not return a
 //! pointer into its own stack. References and locks still held when the program exits are
 //! rejected; they may stay held across a subprogram return (KFlex allows releasing them later).
@@ -14,16 +16,11 @@ use crate::state::{RegState, State};
 /// `exit` at `pc`: `Some(return pc)` after a subprogram return, `None` when the program ends.
 pub fn exit(cx: &mut Cx<'_>, pc: usize, state: &mut State) -> CheckResult<Option<usize>> {
     let r0 = match state.reg(0) {
-        RegState::Uninit => {
-            let what = if state.depth() > 0 {
-                "subprogram"
-            } else {
-                "program"
-            };
+        RegState::Uninit if state.depth() == 0 => {
             return Err(cx.error(
                 pc,
                 state,
-                format!("R0 !read_ok: r0 is not initialised at {what} exit"),
+                "R0 !read_ok: r0 is not initialised at program exit",
                 "set the return value on every path (`return ...;`)",
             ));
         }

@@ -1,7 +1,8 @@
 //! The red-black tree, skip list, count sketch and count-min sketch against their reference
 //! models: randomized operation sequences (seeded, reproducible) in batches of several sizes, every
 //! result and every looked-up value compared, on kflex's interpreter, its JIT (default SFI and
-//! writes-only) and the native gcc build. After the random sequences the host walks the red-black
+//! writes-only), the native gcc build and the Linux kernel (`LinuxDriver`; SKIPPED where BPF is
+//! unavailable). After the random sequences the host walks the red-black
 //! tree and the skip list through the heap and checks their invariants (colours, black height,
 //! order, parent links; skip-list levels) and that they hold exactly the model's keys.
 //!
@@ -9,6 +10,7 @@
 
 use kflex::Engine;
 use kflex::datastructures::KflexDriver;
+use kflex::datastructures::linux::LinuxDriver;
 use kflex::engine::SfiMode;
 use kflex_datastructures::model::Model;
 use kflex_datastructures::model_sketch::{SketchKind, SketchModel};
@@ -320,6 +322,19 @@ fn native(structure: Structure) -> NativeInstance {
     NativeInstance::new(structure).unwrap_or_else(|e| panic!("{structure}: {e}"))
 }
 
+/// The structure in the Linux kernel, or `None` (with a SKIPPED line) where this process cannot
+/// use BPF.
+fn linux(structure: Structure) -> Option<LinuxDriver> {
+    match LinuxDriver::new(structure) {
+        Ok(d) => Some(d),
+        Err(e) if e.is_unavailable() => {
+            kflex_testutil::skip(&format!("{structure} on Linux: {e}"));
+            None
+        }
+        Err(e) => panic!("{structure} on Linux: {e}"),
+    }
+}
+
 /// `engines!(test_name, structure, |driver| body)` defines one test per engine.
 macro_rules! engines {
     ($name:ident, $structure:expr, |$d:ident| $body:expr) => {
@@ -348,6 +363,14 @@ macro_rules! engines {
             fn native() {
                 let $d: &mut dyn Driver = &mut super::native($structure);
                 $body
+            }
+
+            #[test]
+            fn linux() {
+                if let Some(mut driver) = super::linux($structure) {
+                    let $d: &mut dyn Driver = &mut driver;
+                    $body
+                }
             }
         }
     };

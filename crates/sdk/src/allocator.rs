@@ -204,8 +204,14 @@ impl HeapAllocator {
                 cfg.page_size
             )));
         }
-        let state_range = s..s + STATE_SIZE as u64;
-        if carve.end <= carve.start || carve.end - carve.start < class_stride(0) {
+        let state_end = s
+            .checked_add(STATE_SIZE as u64)
+            .ok_or(Error::MisalignedState(s))?;
+        let state_range = s..state_end;
+        if carve.end <= carve.start
+            || carve.end - carve.start < class_stride(0)
+            || carve.start > u64::MAX - 8
+        {
             return Err(Error::EmptyCarve(carve));
         }
         if carve.start < state_range.end && state_range.start < carve.end {

@@ -292,6 +292,22 @@ fn attach_rejects_bad_memory() {
             HeapAllocator::attach(state, heap.base + 65536..heap.base + 65540),
             Err(Error::EmptyCarve(_))
         ));
+        assert!(matches!(
+            HeapAllocator::attach((u64::MAX - 7) as *mut u8, 0..1 << 20),
+            Err(Error::MisalignedState(_))
+        ));
+        assert!(matches!(
+            HeapAllocator::attach(state, u64::MAX - 4..u64::MAX),
+            Err(Error::EmptyCarve(_))
+        ));
+        let outside = AllocConfig {
+            heap: Some(heap.range()),
+            ..AllocConfig::default()
+        };
+        assert!(matches!(
+            HeapAllocator::attach_with(state, heap.base + 65536..heap.base + (2 << 20), outside),
+            Err(Error::OutsideHeap { .. })
+        ));
         let a = HeapAllocator::attach(state, heap.base + 65536..heap.base + (1 << 20))
             .expect("a valid attachment");
         assert_eq!(

@@ -122,7 +122,7 @@ impl AllocStats {
 
     /// Free blocks, all classes.
     pub fn free_total(&self) -> u64 {
-        self.free.iter().sum()
+        self.free.iter().fold(0, |a, &b| a.saturating_add(b))
     }
 
     /// Blocks neither free nor in flight: what the programs' structures hold.
@@ -420,17 +420,22 @@ impl HeapAllocator {
         }
         for cpu in 0..MAX_CPUS {
             for cls in 0..NR_CLASSES {
-                st.free[cls] += self
+                // Counters live in the heap: a buggy program can make them anything, so sums
+                // saturate instead of overflowing.
+                let count = self
                     .view
                     .load(self.cpu_word(cpu, field::FREE_COUNT, cls), Relaxed);
-                st.starved += self
+                st.free[cls] = st.free[cls].saturating_add(count);
+                let starved = self
                     .view
                     .load(self.cpu_word(cpu, field::STARVED, cls), Relaxed);
+                st.starved = st.starved.saturating_add(starved);
                 let head = self
                     .view
                     .load(self.cpu_word(cpu, field::REFILL, cls), Acquire);
                 if head != 0 && inner.carver.segments.class_of(head) == Some(cls) {
-                    st.free[cls] += block::chain_len(self.view.load(head, Relaxed));
+                    let chain = block::chain_len(self.view.load(head, Relaxed));
+                    st.free[cls] = st.free[cls].saturating_add(chain);
                 }
             }
             let pos = self

@@ -117,6 +117,37 @@ fn operand_bytes(i: &iced_x86::Instruction) -> usize {
     .map_or(0, |&(_, n)| n)
 }
 
+/// The x86 instructions that access the heap for `insn`, in order.
+fn access_mnemonics(insn: &I) -> Vec<Mnemonic> {
+    use Mnemonic as M;
+    match *insn {
+        I::Load {
+            size, sign_extend, ..
+        } => vec![match (size, sign_extend) {
+            (Size::B | Size::H, false) => M::Movzx,
+            (Size::B | Size::H, true) => M::Movsx,
+            (Size::W, true) => M::Movsxd,
+            _ => M::Mov,
+        }],
+        I::LoadAcquire { size, .. } => vec![match size {
+            Size::B | Size::H => M::Movzx,
+            _ => M::Mov,
+        }],
+        I::Store { .. } | I::StoreRelease { .. } => vec![M::Mov],
+        I::Atomic { op, fetch, .. } => match (op, fetch) {
+            (AtomicOp::Add, true) => vec![M::Xadd],
+            (AtomicOp::Add, false) => vec![M::Add],
+            (AtomicOp::Xchg, _) => vec![M::Xchg],
+            (AtomicOp::Cmpxchg, _) => vec![M::Cmpxchg],
+            (_, true) => vec![M::Mov, M::Cmpxchg],
+            (AtomicOp::Or, false) => vec![M::Or],
+            (AtomicOp::And, false) => vec![M::And],
+            (AtomicOp::Xor, false) => vec![M::Xor],
+        },
+        _ => Vec::new(),
+    }
+}
+
 #[test]
 fn every_access_form_is_gs_relative_with_32_bit_addressing() {
     if !supported() {
@@ -237,6 +268,8 @@ fn every_access_form_is_gs_relative_with_32_bit_addressing() {
                 .filter(|i| i.memory_base() != Register::RSP && i.mnemonic() != Mnemonic::Lea)
                 .collect();
             assert_eq!(heap_operands.len(), expected, "{insn:?}: {code:?}");
+            let mnemonics: Vec<_> = heap_operands.iter().map(|i| i.mnemonic()).collect();
+            assert_eq!(mnemonics, access_mnemonics(&insn), "{insn:?}: {code:?}");
             for i in heap_operands {
                 assert_eq!(i.segment_prefix(), Register::GS, "{insn:?}: {i}");
                 assert_eq!(i.memory_index(), Register::None, "{insn:?}: {i}");

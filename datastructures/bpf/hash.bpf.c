@@ -18,8 +18,8 @@ struct hash_globals {
 struct hash_globals __arena ds_globals;
 
 DS_INIT_PROG(ds_globals, ds_globals.ops)
-DS_BATCH_PROG(update, hash_update, &ds_globals.map, ds_globals.ops)
-DS_BATCH_PROG(lookup, hash_lookup, &ds_globals.map, ds_globals.ops)
-DS_BATCH_PROG(delete, hash_delete, &ds_globals.map, ds_globals.ops)
+DS_BATCH_PROG_ON(update, hash_update, &ds_globals.map, ds_globals.ops)
+DS_BATCH_PROG_ON(lookup, hash_lookup, &ds_globals.map, ds_globals.ops)
+DS_BATCH_PROG_ON(delete, hash_delete, &ds_globals.map, ds_globals.ops)
 
 KFLEX_LICENSE("Dual MIT/GPL");

@@ -17,8 +17,8 @@ struct list_globals {
 struct list_globals __arena ds_globals;
 
 DS_INIT_PROG(ds_globals, ds_globals.ops)
-DS_BATCH_PROG(update, list_update, &ds_globals.list, ds_globals.ops)
-DS_BATCH_PROG(lookup, list_lookup, &ds_globals.list, ds_globals.ops)
-DS_BATCH_PROG(delete, list_delete, &ds_globals.list, ds_globals.ops)
+DS_BATCH_PROG_ON(update, list_update, &ds_globals.list, ds_globals.ops)
+DS_BATCH_PROG_ON(lookup, list_lookup, &ds_globals.list, ds_globals.ops)
+DS_BATCH_PROG_ON(delete, list_delete, &ds_globals.list, ds_globals.ops)
 
 KFLEX_LICENSE("Dual MIT/GPL");

@@ -18,8 +18,8 @@ struct lru_globals {
 struct lru_globals __arena ds_globals;
 
 DS_INIT_PROG(ds_globals, ds_globals.ops)
-DS_BATCH_PROG(update, lru_update, &ds_globals.cache, ds_globals.ops)
-DS_BATCH_PROG(lookup, lru_lookup, &ds_globals.cache, ds_globals.ops)
-DS_BATCH_PROG(delete, lru_delete, &ds_globals.cache, ds_globals.ops)
+DS_BATCH_PROG_ON(update, lru_update, &ds_globals.cache, ds_globals.ops)
+DS_BATCH_PROG_ON(lookup, lru_lookup, &ds_globals.cache, ds_globals.ops)
+DS_BATCH_PROG_ON(delete, lru_delete, &ds_globals.cache, ds_globals.ops)
 
 KFLEX_LICENSE("Dual MIT/GPL");

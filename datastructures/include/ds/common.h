@@ -225,21 +225,27 @@ static __always_inline __u64 ds_key_hash_local(const struct ds_key *k, __u64 see
  * ops with a result > 0. `ops` is the mailbox array. An op whose lock cannot be taken (Linux loop
  * budget spent) gets -EBUSY.
  *
- * Each op is one call of the global function `name##_one(i)`: Linux verifies a global function
- * once, on its own, whereas the whole op inlined into the batch loop exceeds its verifier's
- * complexity limit. The op's result is written first, so that the op pointer is guarded once on
- * every path.
+ * DS_BATCH_PROG_ON(name, fn, s, ops) is the same for
+ * `__s64 fn(S __arena *s, struct ds_op __arena *op, struct kflex_alloc_cpu __arena *c)`, where `c`
+ * is the calling CPU's allocator state for the *_on SDK calls (kflex_malloc_on, ...).
+ *
+ * The CPU id is looked up once per batch (one helper call) and passed down. Each op is one call
+ * of the global function `name##_one(i, cpu)`: Linux verifies a global function once, on its
+ * own, whereas the whole op inlined into the batch loop exceeds its verifier's complexity limit.
+ * The op's result is written first, so that the op pointer is guarded once on every path.
  */
-#define DS_BATCH_PROG(name, fn, s, ops)                                                            \
-	__attribute__((noinline)) int name##_one(__u32 i)                                          \
+#define DS_BATCH_PROG_CALL(name, call, s, ops)                                                     \
+	__attribute__((noinline)) int name##_one(__u32 i, __u32 cpu)                               \
 	{                                                                                          \
+		struct kflex_alloc_cpu __arena *__c =                                              \
+			&kflex_alloc_state.cpu[cpu & (KFLEX_MAX_CPUS - 1)];                        \
 		struct ds_op __arena *__op = &(ops)[i & (DS_BATCH_MAX - 1)];                       \
 		__s64 __r = -DS_EBUSY;                                                             \
                                                                                                    \
 		__op->result = __r;                                                                \
-		if (!kflex_lock(&(s)->lock)) {                                                     \
-			__r = fn((s), __op);                                                       \
-			kflex_unlock(&(s)->lock);                                                  \
+		if (!kflex_lock_on(__c, &(s)->lock)) {                                             \
+			__r = (call);                                                              \
+			kflex_unlock_on(__c, &(s)->lock);                                          \
 			__op->result = __r;                                                        \
 		}                                                                                  \
 		return __r > 0;                                                                    \
@@ -248,15 +254,19 @@ static __always_inline __u64 ds_key_hash_local(const struct ds_key *k, __u64 see
 	DS_PROG(name)                                                                              \
 	{                                                                                          \
 		__u32 __n = ds_batch_count(ctx), __i;                                              \
+		__u32 __cpu = kflex_cpu();                                                         \
 		int __hits = 0;                                                                    \
                                                                                                    \
 		for (__i = 0; __i < __n; __i++) {                                                  \
-			__hits += name##_one(__i);                                                 \
+			__hits += name##_one(__i, __cpu);                                          \
 			kflex_cond_break;                                                          \
 		}                                                                                  \
 		ctx->ret = __hits;                                                                 \
 		return __hits;                                                                     \
 	}
+
+#define DS_BATCH_PROG(name, fn, s, ops) DS_BATCH_PROG_CALL(name, fn((s), __op), s, ops)
+#define DS_BATCH_PROG_ON(name, fn, s, ops) DS_BATCH_PROG_CALL(name, fn((s), __op, __c), s, ops)
 
 /*
  * DS_INIT_PROG(g, ops) defines the `init` program of an object whose heap globals are the one

@@ -33,7 +33,8 @@ static __always_inline struct hash_node __arena *__arena *hash_slot(struct ds_ha
 
 /* Update: 2 when the key existed (value replaced), 1 when inserted, -ENOMEM, or -EBUSY when the
  * loop budget ran out (Linux) before the chain walk ended. */
-static __always_inline __s64 hash_update(struct ds_hash __arena *h, struct ds_op __arena *op)
+static __always_inline __s64 hash_update(struct ds_hash __arena *h, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct hash_node __arena *__arena *slot;
 	struct hash_node __arena *head;
@@ -52,20 +53,21 @@ static __always_inline __s64 hash_update(struct ds_hash __arena *h, struct ds_op
 	}
 	if (n)
 		return -DS_EBUSY;
-	n = kflex_malloc(sizeof(*n));
+	n = kflex_malloc_on(c, sizeof(*n));
 	if (!n)
 		return -DS_ENOMEM;
 	ds_key_store(n->key.w, &k);
 	ds_value_copy(n->value.w, op->value_w);
 	n->next = head;
 	*slot = n;
-	kflex_commit();
+	kflex_commit_on(c);
 	h->count += 1;
 	return DS_INSERTED;
 }
 
 /* Lookup: 1 and the value copied into the op, or 0. */
-static __always_inline __s64 hash_lookup(struct ds_hash __arena *h, struct ds_op __arena *op)
+static __always_inline __s64 hash_lookup(struct ds_hash __arena *h, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct hash_node __arena *n;
 	struct ds_key k;
@@ -82,7 +84,8 @@ static __always_inline __s64 hash_lookup(struct ds_hash __arena *h, struct ds_op
 }
 
 /* Delete: 1 when removed, 0 when absent. */
-static __always_inline __s64 hash_delete(struct ds_hash __arena *h, struct ds_op __arena *op)
+static __always_inline __s64 hash_delete(struct ds_hash __arena *h, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct hash_node __arena *__arena *slot;
 	struct hash_node __arena *prev = NULL;
@@ -97,7 +100,7 @@ static __always_inline __s64 hash_delete(struct ds_hash __arena *h, struct ds_op
 				prev->next = n->next;
 			else
 				*slot = n->next;
-			kflex_free(n);
+			kflex_free_on(c, n);
 			h->count -= 1;
 			return DS_REMOVED;
 		}

@@ -23,7 +23,8 @@ struct ds_list {
 
 /* Update: 2 when the key existed (value replaced), 1 when inserted, -ENOMEM, or -EBUSY when the
  * loop budget ran out (Linux) before the walk ended. */
-static __always_inline __s64 list_update(struct ds_list __arena *l, struct ds_op __arena *op)
+static __always_inline __s64 list_update(struct ds_list __arena *l, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct list_node __arena *n;
 	struct ds_key k;
@@ -38,19 +39,20 @@ static __always_inline __s64 list_update(struct ds_list __arena *l, struct ds_op
 	}
 	if (n) /* left through kflex_cond_break */
 		return -DS_EBUSY;
-	n = kflex_malloc(sizeof(*n));
+	n = kflex_malloc_on(c, sizeof(*n));
 	if (!n)
 		return -DS_ENOMEM;
 	ds_key_store(n->key.w, &k);
 	ds_value_copy(n->value.w, op->value_w);
 	n->next = l->head;
 	l->head = n;
-	kflex_commit();
+	kflex_commit_on(c);
 	return DS_INSERTED;
 }
 
 /* Lookup: 1 and the value copied into the op, or 0. */
-static __always_inline __s64 list_lookup(struct ds_list __arena *l, struct ds_op __arena *op)
+static __always_inline __s64 list_lookup(struct ds_list __arena *l, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct list_node __arena *n;
 	struct ds_key k;
@@ -67,7 +69,8 @@ static __always_inline __s64 list_lookup(struct ds_list __arena *l, struct ds_op
 }
 
 /* Delete: 1 when removed, 0 when absent. */
-static __always_inline __s64 list_delete(struct ds_list __arena *l, struct ds_op __arena *op)
+static __always_inline __s64 list_delete(struct ds_list __arena *l, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct list_node __arena *prev = NULL;
 	struct list_node __arena *n;
@@ -80,7 +83,7 @@ static __always_inline __s64 list_delete(struct ds_list __arena *l, struct ds_op
 				prev->next = n->next;
 			else
 				l->head = n->next;
-			kflex_free(n);
+			kflex_free_on(c, n);
 			return DS_REMOVED;
 		}
 		kflex_cond_break;

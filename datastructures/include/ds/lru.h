@@ -104,7 +104,8 @@ static __always_inline struct lru_node __arena *lru_evict(struct ds_lru __arena 
 
 /* Update: 2 when the key existed (value replaced), 1 when inserted (after evicting the least
  * recently used entry of a full cache), -ENOMEM, or -EBUSY (Linux loop budget spent). */
-static __always_inline __s64 lru_update(struct ds_lru __arena *l, struct ds_op __arena *op)
+static __always_inline __s64 lru_update(struct ds_lru __arena *l, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct lru_node __arena *__arena *slot;
 	struct lru_node __arena *n;
@@ -127,7 +128,7 @@ static __always_inline __s64 lru_update(struct ds_lru __arena *l, struct ds_op _
 		if (!n)
 			return -DS_EBUSY;
 	} else {
-		n = kflex_malloc(sizeof(*n));
+		n = kflex_malloc_on(c, sizeof(*n));
 		if (!n)
 			return -DS_ENOMEM;
 	}
@@ -136,13 +137,14 @@ static __always_inline __s64 lru_update(struct ds_lru __arena *l, struct ds_op _
 	n->hnext = *slot; /* re-read: the eviction may have changed this chain */
 	*slot = n;
 	lru_push_front(l, n);
-	kflex_commit();
+	kflex_commit_on(c);
 	l->count += 1;
 	return DS_INSERTED;
 }
 
 /* Lookup: 1 and the value copied into the op (the entry becomes the most recent), or 0. */
-static __always_inline __s64 lru_lookup(struct ds_lru __arena *l, struct ds_op __arena *op)
+static __always_inline __s64 lru_lookup(struct ds_lru __arena *l, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct lru_node __arena *n;
 	struct ds_key k;
@@ -160,7 +162,8 @@ static __always_inline __s64 lru_lookup(struct ds_lru __arena *l, struct ds_op _
 }
 
 /* Delete: 1 when removed, 0 when absent. */
-static __always_inline __s64 lru_delete(struct ds_lru __arena *l, struct ds_op __arena *op)
+static __always_inline __s64 lru_delete(struct ds_lru __arena *l, struct ds_op __arena *op,
+					 struct kflex_alloc_cpu __arena *c)
 {
 	struct lru_node __arena *__arena *slot;
 	struct lru_node __arena *prev = NULL;
@@ -176,7 +179,7 @@ static __always_inline __s64 lru_delete(struct ds_lru __arena *l, struct ds_op _
 			else
 				*slot = n->hnext;
 			lru_unlink(l, n);
-			kflex_free(n);
+			kflex_free_on(c, n);
 			l->count -= 1;
 			return DS_REMOVED;
 		}

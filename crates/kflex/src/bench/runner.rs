@@ -22,10 +22,11 @@ pub struct BenchConfig {
     pub keys: usize,
     /// Distinct keys (and ops per phase) of the linked list, whose ops are O(n).
     pub list_keys: usize,
-    /// Most repetitions of the three phases on one instance (the median is reported).
+    /// Most repetitions of the three phases on each instance (the median is reported).
     pub max_repetitions: usize,
-    /// No further repetition starts once an instance has run this long.
-    pub instance_budget: Duration,
+    /// No further round of repetitions starts once a structure and stream have run this long
+    /// (on all engines together).
+    pub case_budget: Duration,
     /// Structures, in report order.
     pub structures: Vec<Structure>,
     /// Engines, in column order (native is always measured, as the reference).
@@ -37,14 +38,14 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// The full benchmark: N = 100,000 keys (the list 2,000), up to 5 repetitions within 3 s per
-    /// instance, every structure and engine.
+    /// The full benchmark: N = 100,000 keys (the list 2,000), up to 5 repetitions within 4 s per
+    /// structure and stream, every structure and engine.
     pub fn full() -> Self {
         BenchConfig {
             keys: 100_000,
             list_keys: 2_000,
             max_repetitions: 5,
-            instance_budget: Duration::from_secs(3),
+            case_budget: Duration::from_secs(4),
             structures: Structure::ALL.to_vec(),
             engines: EngineKind::ALL.to_vec(),
             quick: false,
@@ -159,7 +160,7 @@ pub fn run(
         ));
     }
 
-    progress.set_length((config.structures.len() * KeyDist::ALL.len() * engines.len()) as u64);
+    progress.set_length((config.structures.len() * KeyDist::ALL.len()) as u64);
     for &structure in &config.structures {
         let n = config.keys_for(structure);
         let space = KeySpace::new(n);
@@ -172,6 +173,7 @@ pub fn run(
                 space: &space,
             };
             measure_case(config, factory, progress, &engines, &case, &mut report);
+            progress.inc(1);
         }
     }
     progress.finish_and_clear();
@@ -214,7 +216,22 @@ impl Case<'_> {
     }
 }
 
-/// Measures every engine on one case, native first.
+/// One engine's instance in a case and what it measured so far.
+struct Lane {
+    engine: EngineKind,
+    driver: Box<dyn Driver>,
+    /// ns/op of each phase, one sample per repetition.
+    samples: [Vec<f64>; 3],
+    /// The first repetition's runs.
+    first: Option<Phases>,
+}
+
+/// Empty-batch invocations timed per instance for its fixed cost.
+const INVOCATION_RUNS: usize = 101;
+
+/// Measures every engine on one case. Each engine gets a fresh instance; the repetitions are
+/// interleaved (round `r` runs the three phases on native, then on every other engine) so that
+/// a change in the machine's load hits every engine alike instead of skewing the ratios.
 fn measure_case(
     config: &BenchConfig,
     factory: &mut dyn DriverFactory,
@@ -223,45 +240,77 @@ fn measure_case(
     case: &Case<'_>,
     report: &mut Report,
 ) {
-    let mut reference: Option<Phases> = None;
-    let mut native_ns = [0.0f64; 3];
+    progress.set_message(format!("{} {}: loading", case.structure, case.dist.name()));
+    let mut lanes: Vec<Lane> = Vec::with_capacity(engines.len());
     for &engine in engines {
-        progress.set_message(format!("{} {} {engine}", case.structure, case.dist.name()));
-        let outcome = measure_engine(config, factory, progress, engine, case, reference.as_ref());
-        progress.inc(1);
-        let Measured {
-            ns,
-            first,
-            repetitions: reps,
-            invocation_ns,
-        } = match outcome {
-            Ok(v) => v,
+        match factory.open(case.structure, engine) {
+            Ok(driver) => lanes.push(Lane {
+                engine,
+                driver,
+                samples: Default::default(),
+                first: None,
+            }),
             Err(e) => {
-                match e {
-                    OpenError::Failed(e) => report.failures.push(case.failure(engine, e)),
-                    OpenError::Unsupported(why) => {
-                        let note = format!("{engine}: {} not measured: {why}", case.structure);
-                        if !report.notes.contains(&note) {
-                            report.notes.push(note);
-                        }
-                    }
-                }
+                record(report, case, engine, e);
                 if engine == EngineKind::Native {
                     // Without the reference nothing else can be checked or compared.
-                    progress.inc((engines.len() - 1) as u64);
                     return;
                 }
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let reps = config.max_repetitions.max(1);
+    let mut reference: Option<Phases> = None;
+    for rep in 0..reps {
+        let mut k = 0;
+        while k < lanes.len() {
+            let lane = &mut lanes[k];
+            let engine = lane.engine;
+            let outcome = run_repetition(lane, rep, reps, case, reference.as_ref(), progress)
+                .and_then(|()| {
+                    if engine == EngineKind::Native && reference.is_none() {
+                        let first = lane.first.as_ref().expect("a repetition ran");
+                        plausible(case, first)?;
+                        reference = Some(first.clone());
+                    }
+                    Ok(())
+                });
+            match outcome {
+                Ok(()) => k += 1,
+                Err(e) => {
+                    report.failures.push(case.failure(engine, e));
+                    if engine == EngineKind::Native {
+                        return;
+                    }
+                    lanes.remove(k);
+                }
+            }
+        }
+        if started.elapsed() >= config.case_budget {
+            break;
+        }
+    }
+
+    let mut native_ns = [f64::NAN; 3];
+    for mut lane in lanes {
+        let engine = lane.engine;
+        let fixed = match invocation_cost(lane.driver.as_mut(), INVOCATION_RUNS) {
+            Ok(ns) => ns,
+            Err(e) => {
+                report.failures.push(case.failure(engine, e));
                 continue;
             }
         };
+        let ns = lane
+            .samples
+            .each_ref()
+            .map(|s| median(s).unwrap_or(f64::NAN).max(f64::MIN_POSITIVE));
         if engine == EngineKind::Native {
-            if let Err(e) = plausible(case, &first) {
-                report.failures.push(case.failure(engine, e));
-                progress.inc((engines.len() - 1) as u64);
-                return;
-            }
             native_ns = ns;
         }
+        let first = lane.first.expect("a repetition ran");
         for (i, op) in OpKind::ALL.into_iter().enumerate() {
             report.results.push(BenchResult {
                 structure: case.structure.name().into(),
@@ -271,91 +320,70 @@ fn measure_case(
                 ns_per_op: ns[i],
                 ratio_to_native: native_ns[i] / ns[i],
                 ops: case.stream.len(),
-                repetitions: reps,
+                repetitions: lane.samples[i].len(),
                 successes: first[i].successes(),
-                invocation_ns,
+                invocation_ns: fixed,
             });
         }
-        if engine == EngineKind::Native {
-            reference = Some(first);
+    }
+}
+
+/// Files an instance that could not be opened: a note when the engine cannot run the structure
+/// here, a failure otherwise.
+fn record(report: &mut Report, case: &Case<'_>, engine: EngineKind, e: OpenError) {
+    match e {
+        OpenError::Failed(e) => report.failures.push(case.failure(engine, e)),
+        OpenError::Unsupported(why) => {
+            let note = format!("{engine}: {} not measured: {why}", case.structure);
+            if !report.notes.contains(&note) {
+                report.notes.push(note);
+            }
         }
     }
 }
 
-/// Empty-batch invocations timed per instance for its fixed cost.
-const INVOCATION_RUNS: usize = 101;
-
-/// One engine's measurement of a case.
-struct Measured {
-    /// Median ns/op per phase.
-    ns: [f64; 3],
-    /// The first repetition's runs.
-    first: Phases,
-    /// Repetitions run.
-    repetitions: usize,
-    /// Fixed cost of one invocation.
-    invocation_ns: f64,
-}
-
-/// Runs the phases on a fresh instance, repeated while cheap, then times empty batches.
-fn measure_engine(
-    config: &BenchConfig,
-    factory: &mut dyn DriverFactory,
-    progress: &ProgressBar,
-    engine: EngineKind,
+/// Runs the three phases once on `lane`, checking each against `reference` (native's first
+/// repetition; for native itself, its own first).
+fn run_repetition(
+    lane: &mut Lane,
+    rep: usize,
+    reps: usize,
     case: &Case<'_>,
     reference: Option<&Phases>,
-) -> Result<Measured, OpenError> {
-    let mut driver = factory.open(case.structure, engine)?;
-    let started = Instant::now();
-    let mut samples: [Vec<f64>; 3] = Default::default();
-    let mut first: Option<Phases> = None;
-    let reps = config.max_repetitions.max(1);
-    for rep in 0..reps {
-        let mut phases: Phases = Default::default();
-        for (i, op) in OpKind::ALL.into_iter().enumerate() {
-            progress.set_message(format!(
-                "{} {} {engine}: {} (repetition {}/{reps})",
-                case.structure,
-                case.dist.name(),
+    progress: &ProgressBar,
+) -> Result<(), String> {
+    let mut phases: Phases = Default::default();
+    for (i, op) in OpKind::ALL.into_iter().enumerate() {
+        progress.set_message(format!(
+            "{} {} {}: {} (repetition {}/{reps})",
+            case.structure,
+            case.dist.name(),
+            lane.engine,
+            op.program(),
+            rep + 1
+        ));
+        let run = run_phase(lane.driver.as_mut(), op, case.stream, case.space)?;
+        if let Some(want) = reference.or(lane.first.as_ref())
+            && let Some((batch, got, expected)) = run.first_difference(&want[i])
+        {
+            return Err(format!(
+                "{} disagrees with native in repetition {} at batch {batch}: returned {} \
+                 (digest {:#x}), native {} (digest {:#x})",
                 op.program(),
-                rep + 1
+                rep + 1,
+                got.ret,
+                got.digest,
+                expected.ret,
+                expected.digest
             ));
-            let run = run_phase(driver.as_mut(), op, case.stream, case.space)?;
-            // Native's own repetitions must agree with its first; others with native's.
-            if let Some(want) = reference.or(first.as_ref())
-                && let Some((batch, got, expected)) = run.first_difference(&want[i])
-            {
-                return Err(OpenError::Failed(format!(
-                    "{} disagrees with native in repetition {} at batch {batch}: returned {} \
-                     (digest {:#x}), native {} (digest {:#x})",
-                    op.program(),
-                    rep + 1,
-                    got.ret,
-                    got.digest,
-                    expected.ret,
-                    expected.digest
-                )));
-            }
-            samples[i].push(run.elapsed.as_nanos() as f64 / case.stream.len().max(1) as f64);
-            phases[i] = run;
         }
-        if first.is_none() {
-            first = Some(phases);
-        }
-        if started.elapsed() >= config.instance_budget {
-            break;
-        }
+        lane.samples[i].push(run.elapsed.as_nanos() as f64 / case.stream.len().max(1) as f64);
+        phases[i] = run;
     }
-    let count = samples[0].len();
-    let ns = samples.map(|s| median(&s).unwrap_or(f64::NAN).max(f64::MIN_POSITIVE));
-    let fixed = invocation_cost(driver.as_mut(), INVOCATION_RUNS)?;
-    Ok(Measured {
-        ns,
-        first: first.expect("at least one repetition ran"),
-        repetitions: count,
-        invocation_ns: fixed,
-    })
+    if lane.first.is_none() {
+        lane.first = Some(phases);
+    }
+    Ok(())
 }
 
 /// Checks that native's first repetition did what the structure promises, so that a broken

@@ -1,6 +1,8 @@
 //! The runner on in-process model drivers: agreement checking, failures, notes and the report.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use indicatif::ProgressBar;
 use kflex_datastructures::protocol::{BATCH_MAX, Key, Op, Value};
@@ -17,6 +19,8 @@ struct ModelDriver {
     bug: bool,
     /// Every insert of a new key past this many entries fails with -ENOMEM.
     capacity: usize,
+    /// Every non-empty batch run, in order: (engine, op).
+    log: Rc<RefCell<Vec<(&'static str, OpKind)>>>,
 }
 
 impl Driver for ModelDriver {
@@ -34,6 +38,9 @@ impl Driver for ModelDriver {
                 count,
                 max: BATCH_MAX,
             });
+        }
+        if count > 0 {
+            self.log.borrow_mut().push((self.name, op));
         }
         let mut positive = 0;
         for o in &mut self.mailbox[..count] {
@@ -69,6 +76,7 @@ impl Driver for ModelDriver {
 struct ModelFactory {
     opened: Vec<(Structure, EngineKind)>,
     capacity: usize,
+    log: Rc<RefCell<Vec<(&'static str, OpKind)>>>,
 }
 
 impl DriverFactory for ModelFactory {
@@ -94,6 +102,7 @@ impl DriverFactory for ModelFactory {
             lookups: 0,
             bug: e == EngineKind::KflexInterp,
             capacity: self.capacity,
+            log: self.log.clone(),
         }))
     }
 
@@ -126,6 +135,7 @@ fn agreeing_engines_are_reported_and_broken_ones_are_failures() {
     let mut factory = ModelFactory {
         opened: vec![],
         capacity: usize::MAX,
+        log: Rc::default(),
     };
     let cfg = config(&EngineKind::ALL);
     let report = run(&cfg, &mut factory, &ProgressBar::hidden());
@@ -201,6 +211,7 @@ fn native_is_measured_even_when_not_asked_for() {
     let mut factory = ModelFactory {
         opened: vec![],
         capacity: usize::MAX,
+        log: Rc::default(),
     };
     let report = run(
         &config(&[EngineKind::KflexJit]),
@@ -227,6 +238,7 @@ fn a_native_run_that_runs_out_of_memory_is_not_a_reference() {
     let mut factory = ModelFactory {
         opened: vec![],
         capacity: 500,
+        log: Rc::default(),
     };
     let mut cfg = config(&[EngineKind::Native, EngineKind::KflexJit]);
     cfg.structures = vec![Structure::Hash];
@@ -241,6 +253,32 @@ fn a_native_run_that_runs_out_of_memory_is_not_a_reference() {
             f.error
         );
     }
-    // Nothing else was opened once native's run was found broken.
-    assert!(factory.opened.iter().all(|(_, e)| *e == EngineKind::Native));
+    // Both engines' instances were opened, but nothing was compared with the broken reference.
+    assert_eq!(factory.opened.len(), 4);
+}
+
+#[test]
+fn engines_take_turns_round_by_round() {
+    let mut factory = ModelFactory {
+        opened: vec![],
+        capacity: usize::MAX,
+        log: Rc::default(),
+    };
+    let mut cfg = config(&[EngineKind::Native, EngineKind::KflexJit]);
+    cfg.structures = vec![Structure::Hash];
+    cfg.keys = 1000;
+    cfg.max_repetitions = 2;
+    let report = run(&cfg, &mut factory, &ProgressBar::hidden());
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(report.results.iter().all(|r| r.repetitions == 2));
+    // Per stream: each round runs native's three phases, then kflex-jit's (one batch each).
+    let log = factory.log.borrow();
+    let engines: Vec<&str> = log.iter().map(|(e, _)| *e).collect();
+    let round = |e: &'static str| [e; 3];
+    let expected: Vec<&str> = [round("native"), round("kflex-jit")].concat().repeat(2 * 2);
+    assert_eq!(engines, expected);
+    assert_eq!(
+        log[..3].iter().map(|(_, op)| *op).collect::<Vec<_>>(),
+        OpKind::ALL
+    );
 }

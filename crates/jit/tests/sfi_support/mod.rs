@@ -6,9 +6,11 @@
 use iced_x86::{Decoder, DecoderOptions};
 use kflex_interp::{Vm, run};
 use kflex_isa::asm::assemble;
-use kflex_isa::decode::Program;
+use kflex_isa::decode::Instruction as I;
+use kflex_isa::decode::{Program, encode_all};
 use kflex_isa::insn::Insn;
 use kflex_isa::op;
+use kflex_jit::sfi::segment;
 use kflex_jit::{HeapAccess, HeapLayout, JitEnv, JitFault, JitOptions, JitProgram, SfiMode};
 use kflex_object::{MapSpec, MapType, ProgType};
 use kflex_runtime::heap::{Heap, HeapConfig};
@@ -304,4 +306,41 @@ pub fn random_heap_program(rng: &mut Rng) -> String {
     }
     src += "add %r0, %r1\nadd %r0, %r2\nadd %r0, %r3\nadd %r0, %r4\nexit";
     src
+}
+
+/// False (after printing the skip line) when segment mode cannot run here.
+pub fn supported() -> bool {
+    if segment::available() {
+        return true;
+    }
+    kflex_testutil::skip("no user-space FSGSBASE (AT_HWCAP2 bit 1): segment SFI mode unavailable");
+    false
+}
+
+/// A program of `body` followed by `exit`, with a `Guard` fact on every memory access.
+pub fn guarded(body: &[I]) -> (Program, Vec<(usize, HeapAccess)>) {
+    let mut insns = body.to_vec();
+    insns.push(I::Exit);
+    let program = Program::decode(&encode_all(&insns)).expect("decodes");
+    let facts = program
+        .iter()
+        .filter_map(|(pc, insn)| match *insn {
+            I::Load { src, .. } | I::LoadAcquire { src, .. } => Some((pc, src)),
+            I::Store { dst, .. } | I::StoreRelease { dst, .. } | I::Atomic { dst, .. } => {
+                Some((pc, dst))
+            }
+            _ => None,
+        })
+        .map(|(pc, reg)| (pc, HeapAccess::Guard { reg }))
+        .collect();
+    (program, facts)
+}
+
+pub fn options(mode: SfiMode, base: u64, size: u64, facts: &[(usize, HeapAccess)]) -> JitOptions {
+    JitOptions {
+        sfi: mode,
+        heap: Some(HeapLayout { base, size }),
+        heap_facts: facts.to_vec(),
+        ..JitOptions::default()
+    }
 }

@@ -29,18 +29,29 @@ fn field(ctx: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(ctx[i * 8..i * 8 + 8].try_into().unwrap())
 }
 
-/// Pins the calling thread to CPU 0, so that every run uses CPU id 0's allocator state.
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity on the
-    // calling thread (pid 0) with the set's real size.
+/// Pins the calling thread to the first CPU it may run on and returns that CPU's id, so that
+/// every run uses one CPU id's allocator state.
+fn pin_to_one_cpu() -> u32 {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity/sched_setaffinity act
+    // on the calling thread (pid 0) with the set's real size; CPU_ISSET/CPU_SET stay within
+    // CPU_SETSIZE.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
         assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "pin to CPU 0"
+            libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set),
+            0
         );
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .expect("the thread may run somewhere");
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one),
+            0,
+            "pin to CPU {cpu}"
+        );
+        cpu as u32
     }
 }
 
@@ -99,7 +110,7 @@ fn allocator_and_lock_run_in_the_kernel() {
     else {
         return;
     };
-    pin_to_cpu0();
+    let cpu = pin_to_one_cpu();
     let ext = LinuxExtension::load("sdk_list", &bytes).expect("the Linux verifier accepts it");
     let arena = ext.arena().expect("an arena").range();
     let mut c = ctx(0, 0);
@@ -118,7 +129,7 @@ fn allocator_and_lock_run_in_the_kernel() {
         hi..arena.end
     };
     let cfg = AllocConfig {
-        cpus: 1,
+        cpu_mask: Some(1 << (cpu % 64)),
         chain_bytes: 64 * 1024,
         heap: Some(arena.clone()),
         ..AllocConfig::default()
@@ -158,7 +169,7 @@ fn allocator_and_lock_run_in_the_kernel() {
     assert_eq!(lx.run("sdk_add", 1, 5000), -1, "kflex_lock gives up");
     let st = alloc.stats();
     assert_eq!(st.in_flight, 0);
-    let report = alloc.release_after_cancel(0);
+    let report = alloc.release_after_cancel(cpu);
     assert_eq!(
         report.locks_released, 0,
         "a lock it never took is not released"

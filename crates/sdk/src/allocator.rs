@@ -47,6 +47,9 @@ pub struct AllocConfig {
     /// may run on: a Linux program runs as whatever CPU the caller is on), at most 64. Each
     /// stocked CPU costs about 9 × `chain_bytes` of heap (2.3 MiB with the defaults).
     pub cpus: u32,
+    /// Stock exactly the CPU ids whose bits are set (bit i = CPU id i) instead of `0..cpus`,
+    /// e.g. the one CPU a pinned host thread runs programs on. Default `None`.
+    pub cpu_mask: Option<u64>,
     /// Bytes of blocks in the first chain pushed per CPU and class (default 256 KiB).
     pub chain_bytes: u64,
     /// Fewest blocks in a chain (default 4).
@@ -70,6 +73,7 @@ impl Default for AllocConfig {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         AllocConfig {
             cpus: cpus.clamp(1, MAX_CPUS) as u32,
+            cpu_mask: None,
             chain_bytes: 256 * 1024,
             min_chain: 4,
             max_chain: 16384,
@@ -186,6 +190,9 @@ impl HeapAllocator {
         if s == 0 || !s.is_multiple_of(8) {
             return Err(Error::MisalignedState(s));
         }
+        if cfg.cpu_mask == Some(0) {
+            return Err(Error::Config("cpu_mask selects no CPU".into()));
+        }
         if cfg.cpus == 0 || cfg.cpus as usize > MAX_CPUS {
             return Err(Error::Config(format!(
                 "cpus {} not in 1..={MAX_CPUS}",
@@ -283,13 +290,21 @@ impl HeapAllocator {
         self.state + (cpu_field(cpu, field) + index * 8) as u64
     }
 
-    /// Tops up every empty refill stack of CPUs `0..cpus` with a chain of free blocks (from
+    /// True if [`HeapAllocator::refill`] stocks CPU id `cpu`.
+    fn stocks(&self, cpu: usize) -> bool {
+        match self.cfg.cpu_mask {
+            Some(mask) => mask >> cpu & 1 == 1,
+            None => cpu < self.cfg.cpus as usize,
+        }
+    }
+
+    /// Tops up every empty refill stack of the stocked CPU ids (`0..cpus` or `cpu_mask`) with a chain of free blocks (from
     /// the host's pool first, then newly carved, with their pages touched first). Returns the
     /// number of blocks pushed. A stack that is not empty is left alone.
     pub fn refill(&self) -> usize {
         let mut inner = self.inner();
         let mut pushed = 0;
-        for cpu in 0..self.cfg.cpus as usize {
+        for cpu in (0..MAX_CPUS).filter(|&c| self.stocks(c)) {
             for cls in 0..NR_CLASSES {
                 pushed += self.refill_one(&mut inner, cpu, cls);
             }

@@ -275,6 +275,30 @@ fn starved_classes_get_longer_chains() {
 }
 
 #[test]
+fn a_cpu_mask_stocks_exactly_those_cpus() {
+    let Some(p) = Prog::load() else { return };
+    let heap = Buffer::new(16 << 20);
+    let cfg = AllocConfig {
+        cpu_mask: Some(0b100),
+        chain_bytes: 4096,
+        ..AllocConfig::default()
+    };
+    let a = p.attach(&heap, cfg);
+    assert!(a.refill() > 0);
+    (p.set_cpu)(0);
+    assert!((p.malloc)(64).is_null(), "CPU 0 is not stocked");
+    (p.set_cpu)(2);
+    assert!(!(p.malloc)(64).is_null(), "CPU 2 is");
+    let none = AllocConfig {
+        cpu_mask: Some(0),
+        ..AllocConfig::default()
+    };
+    // SAFETY: refused before any memory is touched.
+    let refused = unsafe { HeapAllocator::attach_with((p.state)() as *mut u8, heap.range(), none) };
+    assert!(matches!(refused, Err(Error::Config(_))));
+}
+
+#[test]
 fn attach_rejects_bad_memory() {
     let heap = Buffer::new(1 << 20);
     let state = heap.base as *mut u8;

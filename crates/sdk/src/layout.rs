@@ -21,7 +21,7 @@ pub const BLOCK_HEADER: u64 = 8;
 /// `kflex_alloc.magic` once a host has attached (`KFLEX_ALLOC_MAGIC`).
 pub const ALLOC_MAGIC: u64 = 0x636f_6c6c_6178_6c66;
 /// `kflex_alloc.version` (`KFLEX_ALLOC_VERSION`).
-pub const ALLOC_VERSION: u64 = 1;
+pub const ALLOC_VERSION: u64 = 2;
 
 /// Usable bytes of class `cls` (`KFLEX_CLASS_SIZE`).
 pub const fn class_size(cls: usize) -> u64 {

@@ -21,7 +21,7 @@ fn rust_mirror_matches_gcc_offsets_and_constants() {
             (k, v.parse().expect("number"))
         })
         .collect();
-    let rust: [(&str, u64); 27] = [
+    let rust: [(&str, u64); 28] = [
         ("sizeof_alloc", size_of::<AllocState>() as u64),
         ("sizeof_cpu", size_of::<AllocCpu>() as u64),
         ("sizeof_lock", 8),
@@ -44,6 +44,7 @@ fn rust_mirror_matches_gcc_offsets_and_constants() {
         ("max_alloc", layout::MAX_ALLOC),
         ("block_header", layout::BLOCK_HEADER),
         ("alloc_magic", layout::ALLOC_MAGIC),
+        ("alloc_version", layout::ALLOC_VERSION),
         ("block_magic", block::BLOCK_MAGIC),
         ("hdr_allocated", block::ALLOCATED),
         ("class_size_3", layout::class_size(3)),

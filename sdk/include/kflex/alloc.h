@@ -17,10 +17,13 @@
  *     host calls: cancellation can never stop an allocator call half-way.
  *   - Every block malloc hands out is written into the CPU's in-flight journal (a ring of
  *     KFLEX_JOURNAL_LEN entries) until kflex_commit(). When an invocation is cancelled the host
- *     returns the journaled blocks that are still allocated to the free lists. If more than
+ *     takes the journaled blocks that are still allocated back into its pool, from which later
+ *     refills hand them out again. If more than
  *     KFLEX_JOURNAL_LEN blocks are allocated between two commits, only the last
  *     KFLEX_JOURNAL_LEN are journaled (the older ones leak if the invocation is cancelled).
  *   - The per-CPU held-lock record (KFLEX_HELD_LOCKS slots, see lock.h) lives here too.
+ *   - Each call looks the CPU's state up (a helper call on kflex); kflex_this_cpu() and the
+ *     *_on variants let a program do that once per invocation.
  *
  * Per-CPU state assumes at most one invocation at a time per CPU id (kflex: give concurrent
  * workers distinct ExecEnv::cpu ids; Linux: programs run with migration disabled).
@@ -50,7 +53,7 @@
 
 /* Written by the host into kflex_alloc.magic when it attaches. */
 #define KFLEX_ALLOC_MAGIC 0x636f6c6c61786c66ULL /* "flxalloc" */
-#define KFLEX_ALLOC_VERSION 1
+#define KFLEX_ALLOC_VERSION 2 /* 2: self_id */
 
 /* A block as it sits on a free list or refill stack; the payload starts at `next`. */
 struct kflex_block {

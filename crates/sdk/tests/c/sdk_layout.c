@@ -30,6 +30,7 @@ int main(void)
 	P("max_alloc", KFLEX_MAX_ALLOC);
 	P("block_header", KFLEX_BLOCK_HEADER);
 	P("alloc_magic", KFLEX_ALLOC_MAGIC);
+	P("alloc_version", KFLEX_ALLOC_VERSION);
 	P("block_magic", KFLEX_BLOCK_MAGIC);
 	P("hdr_allocated", KFLEX_HDR_ALLOCATED);
 	P("class_size_3", KFLEX_CLASS_SIZE(3));

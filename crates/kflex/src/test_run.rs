@@ -195,7 +195,8 @@ impl Extension {
                     break;
                 }
                 Err(e) => {
-                    self.cancel_hooks.notify(program, options.cpu, &e.to_string());
+                    self.cancel_hooks
+                        .notify(program, options.cpu, &e.to_string());
                     break;
                 }
             }

@@ -12,8 +12,16 @@
 //! * [`protocol`]: `#[repr(C)]` mirrors of `struct ds_op` / `struct ds_ctx` and the result codes;
 //! * [`Driver`]: one running instance of a structure on some engine (native here; kflex's
 //!   interpreter and JIT and the Linux kernel in the `kflex` crate);
-//! * [`model`]: reference models that say what every op must return;
-//! * [`native`]: the gcc build, loaded into this process.
+//! * [`model`]: reference models that say what every op must return (key-value structures;
+//!   [`model_trees`] and [`model_sketch`] check tree invariants and sketch guarantees);
+//! * [`native`]: the gcc build, loaded into this process;
+//! * [`heap`]: the host heap buffer and the host allocator every driver attaches.
+//!
+//! Layout rules the objects follow (see `ds/common.h`): all heap globals are one struct
+//! `ds_globals` plus the SDK's `kflex_alloc_state`, declared first with an initialiser so it is
+//! laid out at the heap start; each structure's small header precedes its mailbox and bucket
+//! arrays, so the verifier reaches both without guards. Each op of a batch is one call of a
+//! global function, which keeps the objects within the Linux verifier's complexity limit.
 //!
 //! This crate does not depend on `kflex`: it provides the objects, the native build and the models.
 

@@ -1,5 +1,6 @@
-//! The GS-segment SFI mode ([`SfiMode::Segment`](super::SfiMode::Segment)): CPU support, the GS
-//! base switch at the entry stub, and the emission of segment-relative heap accesses.
+//! The GS-segment SFI mode ([`SfiMode::Segment`](super::SfiMode::Segment)): CPU support and the GS
+//! base switch at the entry stub (the segment-relative accesses themselves are emitted with the
+//! other loads, stores and atomics in `codegen::mem`).
 //!
 //! Every heap access is emitted as `gs:[r32 + disp]` (prefixes `0x65` and `0x67`): the CPU forms
 //! the effective address modulo 2^32 and adds the GS base, which holds the heap base for the whole

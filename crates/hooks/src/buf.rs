@@ -79,9 +79,16 @@ impl RawBuf {
         if size > 8 {
             return None;
         }
-        let bytes = self.read(off, size)?;
+        let end = off.checked_add(size)?;
+        if end > self.len {
+            return None;
+        }
         let mut word = [0u8; 8];
-        word.get_mut(..size)?.copy_from_slice(&bytes);
+        // SAFETY: [off, off+size) is inside the live allocation (checked above) and `word` is a
+        // local array of at least `size` bytes. Only raw pointers touch the buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), word.as_mut_ptr(), size)
+        };
         Some(u64::from_le_bytes(word))
     }
 
@@ -131,6 +138,8 @@ mod tests {
         assert!(b.store_le(0, 4, 0xaabb_ccdd));
         assert_eq!(b.to_vec(), vec![0xdd, 0xcc, 0xbb, 0xaa]);
         assert_eq!(b.load_le(0, 9), None);
+        assert_eq!(b.load_le(3, 2), None, "past the end");
+        assert_eq!(b.load_le(usize::MAX, 1), None);
         assert!(b.move_within(0, 1, 3));
         assert_eq!(b.to_vec(), vec![0xdd, 0xdd, 0xcc, 0xbb]);
         assert!(!b.move_within(0, 2, 3));

@@ -288,6 +288,47 @@ pub fn context_layout(prog_type: ProgType) -> &'static [FieldInfo] {
     }
 }
 
+/// The field of `prog_type`'s context containing byte `offset` (the first one in layout order),
+/// found through a per-type table of field indices by byte offset instead of a scan.
+fn field_at(prog_type: ProgType, offset: u64) -> Option<&'static FieldInfo> {
+    static XDP_IX: LazyLock<Vec<u8>> = LazyLock::new(|| field_index(&XDP));
+    static SOCKET_FILTER_IX: LazyLock<Vec<u8>> = LazyLock::new(|| field_index(&SOCKET_FILTER));
+    static SCHED_CLS_IX: LazyLock<Vec<u8>> = LazyLock::new(|| field_index(&SCHED_CLS));
+    static SK_SKB_IX: LazyLock<Vec<u8>> = LazyLock::new(|| field_index(&SK_SKB));
+    let index: &[u8] = match prog_type {
+        ProgType::Xdp => &XDP_IX,
+        ProgType::SocketFilter => &SOCKET_FILTER_IX,
+        ProgType::SchedCls => &SCHED_CLS_IX,
+        ProgType::SkSkb => &SK_SKB_IX,
+        ProgType::Syscall => return None,
+    };
+    let layout = context_layout(prog_type);
+    let i = *index.get(usize::try_from(offset).ok()?)?;
+    layout.get(usize::from(i))
+}
+
+/// Index into `layout` of the first field covering each byte offset (`u8::MAX` where none does),
+/// up to the end of the last field.
+fn field_index(layout: &[FieldInfo]) -> Vec<u8> {
+    let len = layout.iter().map(FieldInfo::end).max().unwrap_or(0) as usize;
+    let mut index = vec![u8::MAX; len];
+    for (i, fi) in layout.iter().enumerate() {
+        let Ok(i) = u8::try_from(i) else {
+            break;
+        };
+        for slot in index
+            .iter_mut()
+            .take(fi.end() as usize)
+            .skip(fi.offset as usize)
+        {
+            if *slot == u8::MAX {
+                *slot = i;
+            }
+        }
+    }
+    index
+}
+
 /// Size of the context struct, or `None` for `syscall` (whose size is the caller's `ctx_in`).
 pub fn context_size(prog_type: ProgType) -> Option<usize> {
     match prog_type {
@@ -337,11 +378,7 @@ pub fn check_ctx_access(
     if prog_type == ProgType::Syscall {
         return Ok(None);
     }
-    let layout = context_layout(prog_type);
-    let Some(fi) = layout
-        .iter()
-        .find(|fi| offset >= u64::from(fi.offset) && offset < u64::from(fi.end()))
-    else {
+    let Some(fi) = field_at(prog_type, offset) else {
         return Err(err(format!(
             "{size}-byte {verb} at offset {offset} is outside every field of {}",
             struct_name(prog_type)
@@ -382,6 +419,24 @@ pub fn check_ctx_access(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_table_agrees_with_a_scan_of_the_layout() {
+        for ty in ProgType::ALL {
+            let layout = context_layout(ty);
+            assert!(layout.len() < usize::from(u8::MAX));
+            for offset in 0..300u64 {
+                let scanned = layout
+                    .iter()
+                    .find(|fi| offset >= u64::from(fi.offset) && offset < u64::from(fi.end()));
+                assert_eq!(
+                    field_at(ty, offset).map(|f| f.name),
+                    scanned.map(|f| f.name),
+                    "{ty:?} offset {offset}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn sk_buff_table_is_sorted_and_inside_the_struct() {

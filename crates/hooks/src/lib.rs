@@ -52,6 +52,7 @@
 #![warn(missing_docs)]
 
 mod buf;
+pub mod direct;
 mod helpers;
 mod layout;
 mod run;
@@ -71,6 +72,7 @@ pub use layout::{
     CtxAccessError, FieldInfo, PointerKind, SK_BUFF_SIZE, SizeRule, XDP_MD_SIZE, check_ctx_access,
     context_layout, context_size,
 };
+pub use direct::{DirectContext, DirectKind};
 pub use run::PreparedRun;
 pub use syscall::MAX_SYSCALL_CTX;
 pub use xdp::{

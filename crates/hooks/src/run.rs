@@ -6,6 +6,7 @@ use std::rc::Rc;
 use kflex_object::ProgType;
 use kflex_runtime::{ContextAccess, MemoryMap, Region, RegionKind};
 
+use crate::direct::{self, DirectContext};
 use crate::state::{self, RunState, Shared};
 use crate::{HookError, TestRunInput, TestRunOutput, skb, syscall, xdp};
 
@@ -104,6 +105,25 @@ impl PreparedRun {
         }
         if let Some(p) = s.packet.as_mut() {
             p.uninstall(mem);
+        }
+    }
+
+    /// What an engine needs to serve this run's verified context accesses without the hook
+    /// (see [`crate::direct`]). Valid while the run is installed; stores through it are seen by
+    /// the hook and by [`PreparedRun::finish`].
+    pub fn direct_context(&self) -> DirectContext {
+        let s = self.state.borrow();
+        let (loads, stores) = direct::tables(s.prog_type);
+        DirectContext {
+            image: s.ctx.addr(),
+            len: s.ctx.len() as u64,
+            pointers: s
+                .packet
+                .as_ref()
+                .map_or(0, |p| std::rc::Rc::as_ptr(&p.pointers) as u64),
+            loads,
+            stores,
+            uniform: s.prog_type == ProgType::Syscall,
         }
     }
 

@@ -5,7 +5,7 @@
 //! It lives in an `Rc<RefCell<RunState>>`; helpers, which only receive the context pointer, find it
 //! through a per-thread table of installed runs keyed by that pointer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use kflex_object::ProgType;
@@ -43,6 +43,9 @@ pub(crate) struct Packet {
     /// Direct-access mode.
     pub direct: Direct,
     installed: Option<Installed>,
+    /// The addresses a load of `data`, `data_end` and `data_meta` yields, kept current by
+    /// [`Packet::sync_pointers`] (read by JIT runs serving context loads directly).
+    pub(crate) pointers: Rc<[Cell<u64>; 3]>,
 }
 
 impl Packet {
@@ -55,7 +58,16 @@ impl Packet {
             data_meta: data,
             direct,
             installed: None,
+            pointers: Rc::new([const { Cell::new(0) }; 3]),
         }
+    }
+
+    /// Publishes the current `data`, `data_end` and `data_meta` addresses in `pointers`.
+    pub(crate) fn sync_pointers(&self) {
+        let [data, end, meta] = &*self.pointers;
+        data.set(self.addr(self.data));
+        end.set(self.addr(self.data_end));
+        meta.set(self.addr(self.data_meta));
     }
 
     /// Address of byte `off` of the buffer.
@@ -101,6 +113,7 @@ impl Packet {
             }
         }
         self.installed = Some(inst);
+        self.sync_pointers();
         Ok(())
     }
 
@@ -139,6 +152,7 @@ impl Packet {
         self.uninstall(mem);
         self.data = data;
         self.data_meta = data_meta;
+        self.sync_pointers();
         if was_installed {
             // SAFETY: the regions were installed under `install`'s contract by the owner of this
             // packet, and replacing them keeps that contract: the owner still removes them (via

@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod codegen;
+pub mod ctx_direct;
 pub mod error;
 mod exec_mem;
 pub mod sfi;
@@ -69,6 +70,7 @@ use kflex_isa::decode::{Instruction, Program};
 use kflex_runtime::exec::{self, CancelReason, CodeRange, Invocation};
 use kflex_runtime::{ContextAccess, ExecEnv, HelperRegistry, MemoryMap};
 
+pub use ctx_direct::CtxDirect;
 pub use error::{JitError, JitFault, JitFaultKind};
 pub use sfi::{HeapAccess, HeapLayout, SfiMode};
 pub use stack::{FrameLease, STACK_SIZE};
@@ -146,6 +148,8 @@ pub struct JitEnv<'a> {
     pub env: &'a mut ExecEnv,
     /// Serves the rewritten context accesses ([`JitOptions::ctx_accesses`]).
     pub ctx: Option<&'a mut dyn ContextAccess>,
+    /// Serves the context accesses its tables cover without calling `ctx` (see [`ctx_direct`]).
+    pub ctx_direct: Option<&'a CtxDirect>,
     /// Frames a run may hold at once, frame 0 included (default 8; clamped to 1..=256).
     pub max_call_depth: usize,
     /// Base of the extension heap, kept in x86 `r12` while the program runs (default 0).
@@ -168,6 +172,7 @@ impl<'a> JitEnv<'a> {
             helpers,
             env,
             ctx: None,
+            ctx_direct: None,
             max_call_depth: 8,
             heap_base: 0,
             native_stack_size: exec::DEFAULT_STACK_SIZE,
@@ -369,6 +374,9 @@ impl JitProgram {
             Some(h) => h.base,
             None => env.heap_base,
         };
+        let ctx_direct = env
+            .ctx_direct
+            .map_or(std::ptr::null(), |d| d as *const CtxDirect);
         let mut state = RunState {
             terminate: std::ptr::null(),
             regs: [0, args[0], args[1], args[2], args[3], args[4]],
@@ -386,6 +394,7 @@ impl JitProgram {
             env: (env as *mut JitEnv<'_>).cast::<c_void>(),
             ctx_table: self.ctx_table.as_ptr(),
             ctx_table_len: self.ctx_table.len() as u64,
+            ctx_direct,
             host_fault: None,
         };
         if let Err(e) = exec::fault::prepare_thread() {

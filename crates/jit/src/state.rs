@@ -62,6 +62,8 @@ pub(crate) struct RunState {
     pub ctx_table: *const crate::CtxAccess,
     /// Number of elements of `ctx_table`.
     pub ctx_table_len: u64,
+    /// The run's direct context description, or null (for the context trampoline).
+    pub ctx_direct: *const crate::CtxDirect,
     /// A fault recorded by a trampoline (with `fault_code == HOST`).
     pub host_fault: Option<JitFault>,
 }

@@ -107,6 +107,13 @@ pub(crate) unsafe extern "sysv64" fn context(
         // JIT code only passes indices it was compiled with.
         return 0;
     };
+    // SAFETY: `ctx_direct` is null or points to the `CtxDirect` the run's `JitEnv` borrows for
+    // the whole run.
+    if let Some(direct) = unsafe { state.ctx_direct.as_ref() }
+        && let Some(v) = direct.serve(&access, value)
+    {
+        return v;
+    }
     let refuse = |reason: String| JitFaultKind::Context {
         offset: access.offset,
         size: access.size,

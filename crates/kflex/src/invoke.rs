@@ -30,9 +30,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kflex_hooks::{TestRunInput, check_ctx_access};
+use kflex_hooks::{PreparedRun, TestRunInput, check_ctx_access};
 use kflex_interp::{Limits, Vm};
-use kflex_jit::{FrameLease, JitEnv, JitFault, JitFaultKind, JitProgram};
+use kflex_jit::{CtxDirect, FrameLease, JitEnv, JitFault, JitFaultKind, JitProgram};
 use kflex_object::ProgType;
 use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
 use kflex_runtime::helpers::HelperRegistry;
@@ -233,7 +233,10 @@ impl<'e> Invoker<'e> {
             unsafe { self.mem.insert(region) }
                 .map_err(|e| Error::Input(format!("syscall context: {e}")))?;
         }
-        let outcome = self.execute(ctx_addr, &mut hook);
+        // SAFETY: the caller's buffer is exclusively borrowed for this whole call and only
+        // accessed through raw pointers while the program runs.
+        let direct = unsafe { CtxDirect::new(hook.addr, hook.len, 0, &[], &[], true) };
+        let outcome = self.execute(ctx_addr, &mut hook, &direct);
         if ctx_addr != 0 {
             self.mem.remove(ctx_addr);
         }
@@ -259,7 +262,8 @@ impl<'e> Invoker<'e> {
         // `self.mem` below, before it is finished or dropped.
         unsafe { prepared.install(&mut self.mem) }.map_err(|e| Error::Input(e.to_string()))?;
         let ctx_addr = prepared.ctx_address();
-        let outcome = self.execute(ctx_addr, prepared.context_access());
+        let direct = direct_context(&prepared);
+        let outcome = self.execute(ctx_addr, prepared.context_access(), &direct);
         prepared.uninstall(&mut self.mem);
         let (retval, cancel, released) = outcome?;
         let out = prepared.finish();
@@ -281,12 +285,14 @@ impl<'e> Invoker<'e> {
         &mut self,
         ctx_addr: u64,
         hook: &mut dyn ContextAccess,
+        direct: &CtxDirect,
     ) -> Result<(u64, Option<String>, u64)> {
         let args = [ctx_addr, 0, 0, 0, 0];
         let outcome = match (self.jit, self.lease.as_mut()) {
             (Some(jit), Some(lease)) => {
                 let mut jenv = JitEnv::new(&mut self.mem, &self.registry, &mut self.env);
                 jenv.ctx = Some(hook);
+                jenv.ctx_direct = Some(direct);
                 jenv.max_call_depth = self.limits.max_call_depth;
                 jenv.heap_base = self.heap_base;
                 jenv.budget = self.budget;
@@ -342,6 +348,15 @@ impl<'e> Invoker<'e> {
             self.mem = mem;
         }
     }
+}
+
+/// The JIT's direct-context description of an installed prepared run.
+pub(crate) fn direct_context(prepared: &PreparedRun) -> CtxDirect {
+    let d = prepared.direct_context();
+    // SAFETY: the image and the pointer cells belong to `prepared`, which callers keep installed
+    // (alive, unmoved, accessed only through raw pointers by the run) for as long as a run uses
+    // the description; the tables are the hooks' own for the run's program type.
+    unsafe { CtxDirect::new(d.image, d.len, d.pointers, d.loads, d.stores, d.uniform) }
 }
 
 /// The context hook of a `syscall` run on a caller's buffer: any access the syscall layout rules

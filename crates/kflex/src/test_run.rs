@@ -313,8 +313,10 @@ fn run_once(
     let args = [prepared.ctx_address(), 0, 0, 0, 0];
     let outcome = match (target.jit, lease) {
         (Some(jit), Some(lease)) => {
+            let direct = crate::invoke::direct_context(prepared);
             let mut jenv = JitEnv::new(&mut *mem, target.registry, &mut *env);
             jenv.ctx = Some(prepared.context_access());
+            jenv.ctx_direct = Some(&direct);
             jenv.max_call_depth = target.limits.max_call_depth;
             jenv.heap_base = target.heap_base;
             jenv.budget = Some(target.budget);

@@ -203,8 +203,12 @@ thread_local! {
 enum Key {
     /// Nothing (the budget never expires).
     None,
-    /// The slot of the thread that armed the guard.
-    Slot(Arc<Slot>),
+    /// The slot of the thread that armed the guard, borrowed from that thread's `SLOT` (no
+    /// reference-count traffic per run). Valid while the guard lives: the guard is not `Send`,
+    /// so it is dropped on the arming thread, before that thread's `SLOT` (and its `Arc`) is
+    /// destroyed — a guard made inside a thread-local destructor that runs after `SLOT`'s finds
+    /// `SLOT` gone and uses the table instead.
+    Slot(*const Slot),
     /// A table entry.
     Table((u64, u64)),
 }
@@ -253,8 +257,10 @@ impl Watchdog {
         else {
             return guard(Key::None);
         };
-        let slot = SLOT.try_with(|s| Arc::clone(s.get_or_init(|| dog.register_slot())));
-        if let Ok(slot) = slot
+        let slot = SLOT.try_with(|s| Arc::as_ptr(s.get_or_init(|| dog.register_slot())));
+        // SAFETY: the pointer comes from this thread's live `SLOT`, which keeps the slot alive
+        // until the thread's thread-locals are destroyed (see `Key::Slot`).
+        if let Ok(slot) = slot.map(|p| unsafe { &*p })
             && slot.state.load(Ordering::Relaxed) == SLOT_IDLE
         {
             let ptr = (invocation as *const Invocation).cast_mut();
@@ -266,7 +272,7 @@ impl Watchdog {
                 let table = dog.lock();
                 dog.start_and_wake(table);
             }
-            return guard(Key::Slot(slot));
+            return guard(Key::Slot(slot as *const Slot));
         }
         let mut table = dog.lock();
         let id = table.next_id;
@@ -403,6 +409,9 @@ pub struct WatchGuard<'a> {
     _invocation: PhantomData<&'a Invocation>,
 }
 
+// A `WatchGuard` is neither `Send` nor `Sync` (its `Key::Slot` raw pointer makes it so): it must
+// be dropped on the thread that armed it.
+
 impl Drop for WatchGuard<'_> {
     fn drop(&mut self) {
         match &self.key {
@@ -410,7 +419,8 @@ impl Drop for WatchGuard<'_> {
             Key::Table(key) => {
                 Watchdog::global().lock().deadlines.remove(key);
             }
-            Key::Slot(slot) => disarm(slot),
+            // SAFETY: see `Key::Slot`: the arming thread's `SLOT` is still alive.
+            Key::Slot(slot) => disarm(unsafe { &**slot }),
         }
     }
 }

@@ -9,6 +9,12 @@
 //!   `SEQ_CST` natively), so it observes every link written before the publication. The host
 //!   only ever pushes onto an *empty* stack and the program only ever swaps in 0, so there is no
 //!   ABA problem; refills are serialised by the allocator's mutex.
+//! * **Give-back (program → host).** Once a CPU's private list of a class holds
+//!   [`AllocConfig::keep_chains`] chains, `kflex_free` pushes the block onto that CPU's
+//!   give-back stack with one compare-and-swap (after writing the block's link; a full barrier);
+//!   [`HeapAllocator::refill`] takes each non-empty stack whole with an *acquire* swap to 0 and
+//!   moves its (validated) blocks into the host's pool. The program never pops from it, so a
+//!   failed push (the host took the stack meanwhile) just keeps the block locally.
 //! * **Starvation (program → host).** `starved[cls]` counters are hints read relaxed: a counter
 //!   that moved since the last refill doubles that CPU/class's chain length (up to
 //!   [`AllocConfig::max_chain`]).
@@ -61,6 +67,9 @@ pub struct AllocConfig {
     pub heap: Option<Range<u64>>,
     /// Page size used to touch newly carved pages (default 4096).
     pub page_size: u64,
+    /// A CPU's private free list of a class may hold this many of its chains; beyond that
+    /// `kflex_free` gives blocks back to the host (default 2; 0 = never give back).
+    pub keep_chains: u64,
 }
 
 impl Default for AllocConfig {
@@ -79,6 +88,7 @@ impl Default for AllocConfig {
             max_chain: 16384,
             heap: None,
             page_size: 4096,
+            keep_chains: 2,
         }
     }
 }
@@ -265,6 +275,9 @@ impl HeapAllocator {
         for cpu in 0..MAX_CPUS {
             a.view
                 .store(a.cpu_word(cpu, field::SELF_ID, 0), cpu as u64 + 1, Relaxed);
+            for (cls, &chain) in chain[cpu].iter().enumerate() {
+                a.set_keep(cpu, cls, chain);
+            }
         }
         a.view.store(s + 8, ALLOC_VERSION, Relaxed);
         a.view.store(s, ALLOC_MAGIC, Release);
@@ -298,11 +311,13 @@ impl HeapAllocator {
         }
     }
 
-    /// Tops up every empty refill stack of the stocked CPU ids (`0..cpus` or `cpu_mask`) with a chain of free blocks (from
+    /// Moves every CPU's given-back blocks into the host's pool, then tops up every empty
+    /// refill stack of the stocked CPU ids (`0..cpus` or `cpu_mask`) with a chain of free blocks (from
     /// the host's pool first, then newly carved, with their pages touched first). Returns the
     /// number of blocks pushed. A stack that is not empty is left alone.
     pub fn refill(&self) -> usize {
         let mut inner = self.inner();
+        self.drain_givebacks(&mut inner);
         let mut pushed = 0;
         for cpu in (0..MAX_CPUS).filter(|&c| self.stocks(c)) {
             for cls in 0..NR_CLASSES {
@@ -310,6 +325,57 @@ impl HeapAllocator {
             }
         }
         pushed
+    }
+
+    /// Writes CPU `cpu`'s give-back limit of class `cls` for chains of `chain` blocks.
+    fn set_keep(&self, cpu: usize, cls: usize, chain: u64) {
+        let keep = chain.saturating_mul(self.cfg.keep_chains);
+        self.view
+            .store(self.cpu_word(cpu, field::KEEP, cls), keep, Relaxed);
+    }
+
+    /// Takes every CPU's give-back stacks (one exchange each; the program only pushes) into the
+    /// host's pool.
+    fn drain_givebacks(&self, inner: &mut Inner) {
+        for cpu in 0..MAX_CPUS {
+            for cls in 0..NR_CLASSES {
+                let at = self.cpu_word(cpu, field::GIVEBACK, cls);
+                if self.view.load(at, Relaxed) == 0 {
+                    continue;
+                }
+                let head = self.view.swap(at, 0, Acquire);
+                let blocks = self.chain_blocks(inner, head, cls, true);
+                inner.carver.pool[cls].extend(blocks);
+            }
+        }
+    }
+
+    /// The blocks of the class-`cls` chain starting at `head`, as far as it is valid: each must
+    /// be a free block of that class the host carved (a corrupted chain is cut where it goes
+    /// wrong; the rest is lost to the program, never misused by the host). With `claim` the
+    /// blocks are marked held by the host as they are taken, which also stops the walk at a
+    /// cycle; without it (statistics) the walk is bounded by the blocks carved.
+    fn chain_blocks(&self, inner: &Inner, head: u64, cls: usize, claim: bool) -> Vec<u64> {
+        let limit = inner.carver.carved[cls] as usize;
+        let mut out = Vec::new();
+        let mut b = head;
+        while b != 0 && out.len() < limit {
+            if inner.carver.segments.class_of(b) != Some(cls) {
+                break;
+            }
+            let hdr = self.view.load(b, Relaxed);
+            if !block::is_block(hdr) || block::is_allocated(hdr) || hdr & block::HOST != 0 {
+                break;
+            }
+            let next = self.view.load(b + 8, Relaxed);
+            if claim {
+                self.view
+                    .store(b, block::free_header(cls, 0) | block::HOST, Relaxed);
+            }
+            out.push(b);
+            b = next;
+        }
+        out
     }
 
     fn refill_one(&self, inner: &mut Inner, cpu: usize, cls: usize) -> usize {
@@ -323,6 +389,7 @@ impl HeapAllocator {
         if starved != inner.seen_starved[cpu][cls] {
             inner.seen_starved[cpu][cls] = starved;
             inner.chain[cpu][cls] = (inner.chain[cpu][cls] * 2).min(self.cfg.max_chain);
+            self.set_keep(cpu, cls, inner.chain[cpu][cls]);
         }
         let want = inner.chain[cpu][cls] as usize;
         let pool = &mut inner.carver.pool[cls];
@@ -407,7 +474,8 @@ impl HeapAllocator {
             };
             let hdr = self.view.load(b, Relaxed);
             if block::is_block(hdr) && block::is_allocated(hdr) {
-                self.view.store(b, block::free_header(cls, 0), Relaxed);
+                self.view
+                    .store(b, block::free_header(cls, 0) | block::HOST, Relaxed);
                 inner.carver.pool[cls].push(b);
                 report.blocks_reclaimed += 1;
             }
@@ -451,6 +519,13 @@ impl HeapAllocator {
                 if head != 0 && inner.carver.segments.class_of(head) == Some(cls) {
                     let chain = block::chain_len(self.view.load(head, Relaxed));
                     st.free[cls] = st.free[cls].saturating_add(chain);
+                }
+                let given = self
+                    .view
+                    .load(self.cpu_word(cpu, field::GIVEBACK, cls), Acquire);
+                if given != 0 {
+                    let n = self.chain_blocks(&inner, given, cls, false).len() as u64;
+                    st.free[cls] = st.free[cls].saturating_add(n);
                 }
             }
             let pos = self

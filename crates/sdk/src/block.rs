@@ -1,10 +1,14 @@
 //! Block headers (the 8 bytes in front of each payload), as `alloc.h` defines them: bits 0..7
-//! class, bit 8 allocated, bits 16..47 chain length (head of a refill chain), bits 48..63 magic.
+//! class, bit 8 allocated, bit 9 held by the host (in its pool), bits 16..47 chain length (head
+//! of a refill chain), bits 48..63 magic.
 
 /// Mask of the class bits.
 pub const CLASS_MASK: u64 = 0xff;
 /// The "allocated" bit (`KFLEX_HDR_ALLOCATED`).
 pub const ALLOCATED: u64 = 1 << 8;
+/// The "held by the host" bit: the block is in the host's pool (set when the host takes a
+/// block back, cleared when it hands the block out in a chain).
+pub const HOST: u64 = 1 << 9;
 /// Shift of the chain-length field.
 pub const COUNT_SHIFT: u32 = 16;
 /// Mask of the chain-length field (after shifting).

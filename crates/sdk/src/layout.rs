@@ -21,7 +21,7 @@ pub const BLOCK_HEADER: u64 = 8;
 /// `kflex_alloc.magic` once a host has attached (`KFLEX_ALLOC_MAGIC`).
 pub const ALLOC_MAGIC: u64 = 0x636f_6c6c_6178_6c66;
 /// `kflex_alloc.version` (`KFLEX_ALLOC_VERSION`).
-pub const ALLOC_VERSION: u64 = 2;
+pub const ALLOC_VERSION: u64 = 3;
 
 /// Usable bytes of class `cls` (`KFLEX_CLASS_SIZE`).
 pub const fn class_size(cls: usize) -> u64 {
@@ -42,7 +42,7 @@ pub fn size_class(size: u64) -> Option<usize> {
     })
 }
 
-/// One CPU's state (`struct kflex_alloc_cpu`, 512 bytes).
+/// One CPU's state (`struct kflex_alloc_cpu`, 640 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct AllocCpu {
@@ -65,8 +65,14 @@ pub struct AllocCpu {
     pub scratch: u64,
     /// This CPU id + 1 (the lock owner value), written by the host at attach.
     pub self_id: u64,
+    /// Per class, the private-list length beyond which `kflex_free` gives blocks back (written
+    /// by the host; 0 = keep everything).
+    pub keep: [u64; NR_CLASSES],
+    /// Per class, blocks given back to the host: the program pushes, the host takes the whole
+    /// stack.
+    pub giveback: [u64; NR_CLASSES],
     /// Reserved (zero).
-    pub reserved: [u64; 5],
+    pub reserved: [u64; 3],
 }
 
 /// The allocator state (`struct kflex_alloc`), the object's `kflex_alloc_state` heap global.
@@ -87,7 +93,7 @@ pub struct AllocState {
 pub const STATE_SIZE: usize = size_of::<AllocState>();
 
 const _: () = {
-    assert!(size_of::<AllocCpu>() == 512);
+    assert!(size_of::<AllocCpu>() == 640);
     assert!(offset_of!(AllocCpu, free_head) == 0);
     assert!(offset_of!(AllocCpu, free_count) == 72);
     assert!(offset_of!(AllocCpu, refill) == 144);
@@ -97,10 +103,12 @@ const _: () = {
     assert!(offset_of!(AllocCpu, held_locks) == 424);
     assert!(offset_of!(AllocCpu, scratch) == 456);
     assert!(offset_of!(AllocCpu, self_id) == 464);
+    assert!(offset_of!(AllocCpu, keep) == 472);
+    assert!(offset_of!(AllocCpu, giveback) == 544);
     assert!(offset_of!(AllocState, magic) == 0);
     assert!(offset_of!(AllocState, version) == 8);
     assert!(offset_of!(AllocState, cpu) == 64);
-    assert!(STATE_SIZE == 64 + 64 * 512);
+    assert!(STATE_SIZE == 64 + 64 * 640);
     assert!(JOURNAL_LEN.is_power_of_two());
     assert!(class_size(NR_CLASSES - 1) == MAX_ALLOC);
 };
@@ -122,6 +130,8 @@ pub(crate) mod field {
     pub const JOURNAL_POS: usize = offset_of!(AllocCpu, journal_pos);
     pub const HELD_LOCKS: usize = offset_of!(AllocCpu, held_locks);
     pub const SELF_ID: usize = offset_of!(AllocCpu, self_id);
+    pub const KEEP: usize = offset_of!(AllocCpu, keep);
+    pub const GIVEBACK: usize = offset_of!(AllocCpu, giveback);
 }
 
 #[cfg(test)]

@@ -17,7 +17,10 @@
 //! * `journal[16]`, `journal_pos` — blocks allocated since the last `kflex_commit()`;
 //! * `held_locks[4]` — heap addresses of the `struct kflex_lock`s the CPU holds;
 //! * `scratch` — used by `kflex_addr()`;
-//! * `self_id` — the CPU id + 1 (a held lock's word), written at attach.
+//! * `self_id` — the CPU id + 1 (a held lock's word), written at attach;
+//! * `keep[cls]`, `giveback[cls]` — once the private list holds `keep` blocks (set by the host
+//!   to [`AllocConfig::keep_chains`] chains), `kflex_free` pushes onto the give-back stack,
+//!   which [`HeapAllocator::refill`] drains into the host's pool.
 //!
 //! Blocks have an 8-byte header in front of the payload ([`block`]): class, allocated bit,
 //! chain length (in a chain's head) and a magic tag. Blocks are carved only by the host.

@@ -55,6 +55,11 @@ impl HeapView {
         self.word(addr).store(v, order);
     }
 
+    /// Stores `v` into the word at `addr` and returns what it held.
+    pub fn swap(&self, addr: u64, v: u64, order: Ordering) -> u64 {
+        self.word(addr).swap(v, order)
+    }
+
     /// Compare-and-swap on the word at `addr`: `Ok(old)` when it held `old` and now holds `new`.
     pub fn cas(&self, addr: u64, old: u64, new: u64, success: Ordering) -> Result<u64, u64> {
         self.word(addr)

@@ -21,7 +21,7 @@ fn rust_mirror_matches_gcc_offsets_and_constants() {
             (k, v.parse().expect("number"))
         })
         .collect();
-    let rust: [(&str, u64); 28] = [
+    let rust: [(&str, u64); 31] = [
         ("sizeof_alloc", size_of::<AllocState>() as u64),
         ("sizeof_cpu", size_of::<AllocCpu>() as u64),
         ("sizeof_lock", 8),
@@ -37,6 +37,8 @@ fn rust_mirror_matches_gcc_offsets_and_constants() {
         ("cpu.held_locks", offset_of!(AllocCpu, held_locks) as u64),
         ("cpu.scratch", offset_of!(AllocCpu, scratch) as u64),
         ("cpu.self_id", offset_of!(AllocCpu, self_id) as u64),
+        ("cpu.keep", offset_of!(AllocCpu, keep) as u64),
+        ("cpu.giveback", offset_of!(AllocCpu, giveback) as u64),
         ("max_cpus", layout::MAX_CPUS as u64),
         ("nr_classes", layout::NR_CLASSES as u64),
         ("journal_len", layout::JOURNAL_LEN as u64),
@@ -47,6 +49,7 @@ fn rust_mirror_matches_gcc_offsets_and_constants() {
         ("alloc_version", layout::ALLOC_VERSION),
         ("block_magic", block::BLOCK_MAGIC),
         ("hdr_allocated", block::ALLOCATED),
+        ("hdr_host", block::HOST),
         ("class_size_3", layout::class_size(3)),
         ("size_class_100", layout::size_class(100).unwrap() as u64),
         ("size_class_4096", layout::size_class(4096).unwrap() as u64),

@@ -21,6 +21,8 @@ struct Prog {
     lock_cycle: extern "C" fn() -> i32,
     malloc: extern "C" fn(u64) -> *mut c_void,
     free: extern "C" fn(*mut c_void),
+    alloc_many: extern "C" fn(u64, u64, *mut *mut c_void) -> u64,
+    free_many: extern "C" fn(u64, *const *mut c_void),
 }
 
 impl Prog {
@@ -56,6 +58,13 @@ impl Prog {
                 ),
                 free: std::mem::transmute::<*mut c_void, extern "C" fn(*mut c_void)>(
                     lib.sym("sdk_free"),
+                ),
+                alloc_many: std::mem::transmute::<
+                    *mut c_void,
+                    extern "C" fn(u64, u64, *mut *mut c_void) -> u64,
+                >(lib.sym("sdk_alloc_many")),
+                free_many: std::mem::transmute::<*mut c_void, extern "C" fn(u64, *const *mut c_void)>(
+                    lib.sym("sdk_free_many"),
                 ),
                 _lib: lib,
             })
@@ -271,6 +280,42 @@ fn starved_classes_get_longer_chains() {
         a.stats().carved[8] - before,
         8,
         "the starved class's chain doubled"
+    );
+}
+
+#[test]
+fn a_cpu_freeing_what_another_allocates_gives_the_surplus_back() {
+    let Some(p) = Prog::load() else { return };
+    let heap = Buffer::new(64 << 20);
+    let cfg = AllocConfig {
+        cpus: 2,
+        chain_bytes: 64 * 136, // 64 blocks of the 128-byte class per chain
+        keep_chains: 2,
+        ..AllocConfig::default()
+    };
+    let a = p.attach(&heap, cfg);
+    let mut blocks = vec![std::ptr::null_mut(); 1000];
+    for round in 0..20 {
+        a.refill();
+        // CPU 0 allocates, CPU 1 frees: without give-back CPU 1 would hoard every block.
+        (p.set_cpu)(0);
+        let n = (p.alloc_many)(100, 100, blocks.as_mut_ptr());
+        assert!(n >= 64, "round {round}: a refill's worth at least ({n})");
+        (p.set_cpu)(1);
+        (p.free_many)(n, blocks.as_ptr());
+        let st = a.stats();
+        assert_eq!(st.carved_total(), st.free_total(), "round {round}: {st:?}");
+    }
+    // SAFETY: reading CPU 1's private-list length of class 3 in the library's live state.
+    let kept = unsafe {
+        let cpu1 = (p.state)() as *const kflex_sdk::layout::AllocState;
+        (*cpu1).cpu[1].free_count[3]
+    };
+    assert!(kept <= 128, "CPU 1 keeps at most two chains ({kept})");
+    let carved = a.stats().carved[3];
+    assert!(
+        carved < 20 * 100,
+        "given-back blocks are reused instead of carving anew ({carved} carved)"
     );
 }
 

@@ -13,8 +13,10 @@
  *     takes the whole stack with one exchange). The head block's header tells how many blocks
  *     the chain holds.
  *   - Each CPU (kflex_cpu() modulo KFLEX_MAX_CPUS) has a private free list per class. malloc pops
- *     from it, taking the refill stack when it is empty; free pushes onto it. No loops and no
- *     host calls: cancellation can never stop an allocator call half-way.
+ *     from it, taking the refill stack when it is empty; free pushes onto it, or onto the CPU's
+ *     give-back stack once the list holds the host's `keep` limit (the host drains those into
+ *     its pool when it refills). No loops and no host calls: cancellation can never stop an
+ *     allocator call half-way.
  *   - Every block malloc hands out is written into the CPU's in-flight journal (a ring of
  *     KFLEX_JOURNAL_LEN entries) until kflex_commit(). When an invocation is cancelled the host
  *     takes the journaled blocks that are still allocated back into its pool, from which later
@@ -42,10 +44,12 @@
 #define KFLEX_HELD_LOCKS 4
 #define KFLEX_BLOCK_HEADER 8
 
-/* Block header: bits 0..7 class, bit 8 allocated, bits 16..47 chain length (valid in the head
- * block of a chain on a refill stack), bits 48..63 KFLEX_BLOCK_MAGIC. */
+/* Block header: bits 0..7 class, bit 8 allocated, bit 9 held by the host (its pool), bits 16..47
+ * chain length (valid in the head block of a chain on a refill stack), bits 48..63
+ * KFLEX_BLOCK_MAGIC. */
 #define KFLEX_HDR_CLASS_MASK 0xffULL
 #define KFLEX_HDR_ALLOCATED (1ULL << 8)
+#define KFLEX_HDR_HOST (1ULL << 9)
 #define KFLEX_HDR_COUNT_SHIFT 16
 #define KFLEX_HDR_COUNT_MASK 0xffffffffULL
 #define KFLEX_HDR_MAGIC_SHIFT 48
@@ -53,7 +57,7 @@
 
 /* Written by the host into kflex_alloc.magic when it attaches. */
 #define KFLEX_ALLOC_MAGIC 0x636f6c6c61786c66ULL /* "flxalloc" */
-#define KFLEX_ALLOC_VERSION 2 /* 2: self_id */
+#define KFLEX_ALLOC_VERSION 3 /* 2: self_id, 3: keep and giveback */
 
 /* A block as it sits on a free list or refill stack; the payload starts at `next`. */
 struct kflex_block {
@@ -61,7 +65,7 @@ struct kflex_block {
 	__u64 next; /* heap address of the next block on the list, 0 at the end */
 };
 
-/* One CPU's allocator state (512 bytes, so CPUs do not share cache lines). */
+/* One CPU's allocator state (640 bytes, so CPUs do not share cache lines). */
 struct kflex_alloc_cpu {
 	__u64 free_head[KFLEX_NR_CLASSES];  /* private free list per class (block address) */
 	__u64 free_count[KFLEX_NR_CLASSES]; /* blocks on each private list */
@@ -72,7 +76,11 @@ struct kflex_alloc_cpu {
 	__u64 held_locks[KFLEX_HELD_LOCKS]; /* heap addresses of the locks this CPU holds, 0 = free */
 	__u64 scratch;                      /* kflex_addr()'s round trip */
 	__u64 self_id;                      /* this CPU id + 1, written by the host at attach */
-	__u64 _reserved[5];
+	__u64 keep[KFLEX_NR_CLASSES];       /* private-list size beyond which frees are given back
+					     * (written by the host; 0 = keep everything) */
+	__u64 giveback[KFLEX_NR_CLASSES];   /* blocks handed back to the host, a stack the program
+					     * pushes onto and the host takes whole */
+	__u64 _reserved[3];
 };
 
 /* The whole allocator state: one heap global per object (KFLEX_ALLOCATOR()). */
@@ -84,8 +92,8 @@ struct kflex_alloc {
 };
 
 _Static_assert(sizeof(struct kflex_block) == 16, "struct kflex_block is 16 bytes");
-_Static_assert(sizeof(struct kflex_alloc_cpu) == 512, "struct kflex_alloc_cpu is 512 bytes");
-_Static_assert(sizeof(struct kflex_alloc) == 64 + 64 * 512, "struct kflex_alloc is 32832 bytes");
+_Static_assert(sizeof(struct kflex_alloc_cpu) == 640, "struct kflex_alloc_cpu is 640 bytes");
+_Static_assert(sizeof(struct kflex_alloc) == 64 + 64 * 640, "struct kflex_alloc is 41024 bytes");
 
 /* The object's allocator state, defined once per object by KFLEX_ALLOCATOR(). */
 extern struct kflex_alloc __arena kflex_alloc_state;
@@ -189,9 +197,10 @@ static __always_inline void __arena *kflex_malloc(__u64 size)
 }
 
 /*
- * kflex_free() on CPU state `c`: returns a block to the CPU's free list. NULL is allowed; a
- * pointer that is not an allocated block's payload (double free, foreign pointer) is ignored
- * rather than corrupting the lists.
+ * kflex_free() on CPU state `c`: returns a block to the CPU's free list, or, when that list
+ * already holds the host's `keep` limit, hands it back to the host (so a CPU that frees what
+ * others allocate does not hoard memory). NULL is allowed; a pointer that is not an allocated
+ * block's payload (double free, foreign pointer) is ignored rather than corrupting the lists.
  */
 static __always_inline void kflex_free_on(struct kflex_alloc_cpu __arena *c, void __arena *p)
 {
@@ -207,6 +216,15 @@ static __always_inline void kflex_free_on(struct kflex_alloc_cpu __arena *c, voi
 	    cls >= KFLEX_NR_CLASSES)
 		return;
 	b->hdr = hdr & ~KFLEX_HDR_ALLOCATED;
+	if (c->keep[cls] && c->free_count[cls] >= c->keep[cls]) {
+		/* Surplus: hand the block back to the host (one attempt; the host only ever takes
+		 * the whole stack, so a failed attempt just means it did so meanwhile). */
+		__u64 old = c->giveback[cls];
+
+		b->next = old;
+		if (kflex_cmpxchg(&c->giveback[cls], old, (__u64)b) == old)
+			return;
+	}
 	b->next = c->free_head[cls];
 	c->free_head[cls] = (__u64)b;
 	c->free_count[cls] += 1;

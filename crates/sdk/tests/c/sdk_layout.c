@@ -23,6 +23,8 @@ int main(void)
 	P("cpu.held_locks", offsetof(struct kflex_alloc_cpu, held_locks));
 	P("cpu.scratch", offsetof(struct kflex_alloc_cpu, scratch));
 	P("cpu.self_id", offsetof(struct kflex_alloc_cpu, self_id));
+	P("cpu.keep", offsetof(struct kflex_alloc_cpu, keep));
+	P("cpu.giveback", offsetof(struct kflex_alloc_cpu, giveback));
 	P("max_cpus", KFLEX_MAX_CPUS);
 	P("nr_classes", KFLEX_NR_CLASSES);
 	P("journal_len", KFLEX_JOURNAL_LEN);
@@ -33,6 +35,7 @@ int main(void)
 	P("alloc_version", KFLEX_ALLOC_VERSION);
 	P("block_magic", KFLEX_BLOCK_MAGIC);
 	P("hdr_allocated", KFLEX_HDR_ALLOCATED);
+	P("hdr_host", KFLEX_HDR_HOST);
 	P("class_size_3", KFLEX_CLASS_SIZE(3));
 	P("size_class_100", kflex_size_class(100));
 	P("size_class_4096", kflex_size_class(4096));

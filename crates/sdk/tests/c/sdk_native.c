@@ -190,3 +190,26 @@ __u64 sdk_lock_pairs(__u64 n)
 	}
 	return ok;
 }
+
+/* Allocates up to `n` blocks of `size` bytes into out[]; returns how many it got. */
+__u64 sdk_alloc_many(__u64 n, __u64 size, void **out)
+{
+	__u64 i;
+
+	for (i = 0; i < n; i++) {
+		out[i] = kflex_malloc(size);
+		if (!out[i])
+			break;
+	}
+	kflex_commit();
+	return i;
+}
+
+/* Frees the `n` blocks in ptrs[]. */
+void sdk_free_many(__u64 n, void **ptrs)
+{
+	__u64 i;
+
+	for (i = 0; i < n; i++)
+		kflex_free(ptrs[i]);
+}

@@ -77,6 +77,70 @@ fn batch(rng: &mut Rng, n: usize, universe: u64) -> Vec<Op> {
         .collect()
 }
 
+/// `ds_key_hash` of `ds/common.h` (keep in step): which bucket of `2^17` a key lands in.
+fn c_bucket(k: &Key, seed: u64) -> u64 {
+    const MUL: [u64; 4] = [
+        0x9e37_79b9_7f4a_7c15,
+        0xc2b2_ae3d_27d4_eb4f,
+        0x1656_67b1_9e37_79f9,
+        0xd6e8_feb8_6659_fd93,
+    ];
+    let mut h = seed;
+    for (i, m) in MUL.iter().enumerate() {
+        let w = u64::from_le_bytes(k[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        h = h.wrapping_add(w.wrapping_mul(*m));
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 29;
+    h & ((1 << 17) - 1)
+}
+
+/// Keys that share a bucket with `key(i)` (hash seed `seed`) and differ from it in one word
+/// only, one per word: a chain walk that compares only some words of a key confuses them.
+fn colliding(i: u64, seed: u64) -> Vec<Key> {
+    let k = key(i);
+    let bucket = c_bucket(&k, seed);
+    (0..4)
+        .map(|word| {
+            (1u64..)
+                .map(|t| {
+                    let mut c = k;
+                    let w = u64::from_le_bytes(c[word * 8..word * 8 + 8].try_into().unwrap());
+                    c[word * 8..word * 8 + 8].copy_from_slice(&w.wrapping_add(t).to_le_bytes());
+                    c
+                })
+                .find(|c| c_bucket(c, seed) == bucket)
+                .expect("a colliding key exists")
+        })
+        .collect()
+}
+
+/// Mixed batches over a small set of keys that collide in pairs (each `key(i)` with keys that
+/// differ from it in one word and share its bucket).
+fn collisions(d: &mut dyn Driver, structure: Structure, seed: u64) {
+    let mut m = model::for_structure(structure).expect("a key-value structure");
+    let hash_seed = match structure {
+        Structure::Lru => 0x6c_7275,
+        _ => 0x6b_666c_6578,
+    };
+    let keys: Vec<Key> = (0..8)
+        .flat_map(|i| std::iter::once(key(i)).chain(colliding(i, hash_seed)))
+        .collect();
+    let mut rng = Rng(seed);
+    for round in 0..200 {
+        let kind = if round < 4 {
+            OpKind::Update
+        } else {
+            OpKind::ALL[rng.below(3) as usize]
+        };
+        let ops: Vec<Op> = (0..1 + rng.below(24))
+            .map(|_| Op::new(keys[rng.below(keys.len() as u64) as usize], value(&mut rng)))
+            .collect();
+        run_batch(d, m.as_mut(), kind, &ops);
+    }
+}
+
 /// Mixed random batches: every kind, batch sizes from 1 to BATCH_MAX, keys drawn from a universe
 /// small enough that updates replace and deletes hit, large enough that lookups and deletes miss.
 fn randomized(d: &mut dyn Driver, structure: Structure, seed: u64, total: usize, universe: u64) {
@@ -221,6 +285,16 @@ engines!(lru, Structure::Lru, |d| randomized(
     3000
 ));
 engines!(lru_full, Structure::Lru, |d| lru_past_capacity(d));
+engines!(hash_collisions, Structure::Hash, |d| collisions(
+    d,
+    Structure::Hash,
+    4
+));
+engines!(lru_collisions, Structure::Lru, |d| collisions(
+    d,
+    Structure::Lru,
+    5
+));
 
 #[test]
 fn drivers_name_their_engine() {

@@ -54,6 +54,9 @@ impl Drop for HostBuffer {
 // SAFETY: the buffer is plain memory owned by this value.
 unsafe impl Send for HostBuffer {}
 
+/// Bytes of the allocator state (`struct kflex_alloc`) in an object's heap globals.
+pub const ALLOC_STATE_SIZE: u64 = kflex_sdk::layout::STATE_SIZE as u64;
+
 /// The host half of the heap allocator of one object (`kflex_sdk::HeapAllocator`).
 pub struct HostAllocator {
     inner: kflex_sdk::HeapAllocator,

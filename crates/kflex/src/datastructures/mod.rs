@@ -25,7 +25,7 @@ pub use guards::GuardStats;
 
 use std::time::Duration;
 
-use kflex_datastructures::heap::HostAllocator;
+use kflex_datastructures::heap::{ALLOC_STATE_SIZE, HostAllocator};
 use kflex_datastructures::protocol::{BATCH_MAX, CTX_SIZE, Ctx, Op, OpKind};
 use kflex_datastructures::{Driver, DriverError, Structure};
 
@@ -37,9 +37,6 @@ use crate::invoke::Invoker;
 /// Time budget of one batch on the JIT (a batch of list lookups over 100,000 keys walks ~50M
 /// nodes); past it the batch is cancelled.
 pub const BATCH_BUDGET: Duration = Duration::from_secs(60);
-
-/// Bytes of `struct kflex_alloc` (the allocator state lies inside the reported globals).
-const ALLOC_STATE_SIZE: u64 = 64 + 64 * 512;
 
 /// CPU id the driver's runs execute as (`ExecEnv::cpu`, what `kflex_cpu()` returns).
 const RUN_CPU: u32 = 0;
@@ -114,7 +111,9 @@ impl KflexDriver {
             )));
         }
         let heap_range = heap.base..heap.base + heap.size;
-        let mailbox_end = init_ctx.mailbox + (BATCH_MAX * std::mem::size_of::<Op>()) as u64;
+        let mailbox_end = init_ctx
+            .mailbox
+            .saturating_add((BATCH_MAX * std::mem::size_of::<Op>()) as u64);
         let globals_end = init_ctx.globals.saturating_add(init_ctx.globals_size);
         let inside = |a: u64, b: u64| heap_range.start <= a && a <= b && b <= heap_range.end;
         let state_end = init_ctx.alloc_state.saturating_add(ALLOC_STATE_SIZE);

@@ -8,8 +8,10 @@
 //! deletes it. Ops go through the mailbox in batches of `DS_BATCH_MAX`, one program invocation
 //! per batch, so the per-invocation cost is amortised as it is for the native loop. A phase's time
 //! is the sum of its invocations (the host filling the mailbox is not counted, it is the same for
-//! every engine); the reported ns/op is the median over repetitions of the three phases on the
-//! same instance (up to [`BenchConfig::max_repetitions`] within [`BenchConfig::case_budget`]).
+//! every engine). The three phases are repeated on the same instance (up to
+//! [`BenchConfig::max_repetitions`] within [`BenchConfig::case_budget`]); the reported ns/op takes
+//! each batch's median over the repetitions and sums them ([`stats::batchwise_median`]), which
+//! keeps a preempted batch out of the figure on a busy machine.
 //! The engines' repetitions are interleaved (native, then each engine, round after round), so a
 //! change in the machine's load affects them alike.
 //! `ratio_to_native` is native ns/op ÷ the engine's ns/op from the same run: 1.0 is native speed,

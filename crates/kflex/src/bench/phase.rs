@@ -20,10 +20,12 @@ pub struct BatchCheck {
 }
 
 /// A measured phase.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PhaseRun {
     /// Time spent inside the driver's `run` calls (mailbox filling and checking excluded).
     pub elapsed: Duration,
+    /// The same, per batch, in nanoseconds.
+    pub batch_ns: Vec<f64>,
     /// One check per batch.
     pub checks: Vec<BatchCheck>,
     /// Ops whose result was negative (out of memory, lock not taken).
@@ -110,7 +112,9 @@ pub fn run_phase(
         let ret = driver
             .run(op, chunk.len())
             .map_err(|e| format!("{} batch {}: {e}", op.program(), run.checks.len()))?;
-        run.elapsed += start.elapsed();
+        let took = start.elapsed();
+        run.elapsed += took;
+        run.batch_ns.push(took.as_nanos() as f64);
         let mailbox = driver.mailbox();
         let mut digest = 0u64;
         let mut positive = 0i64;

@@ -24,8 +24,12 @@ pub struct BenchResult {
     pub keys: String,
     /// Engine (`native`, `kflex-jit`, `kflex-jit-perf`, `kflex-interp`, `linux`).
     pub engine: String,
-    /// Median nanoseconds per operation over the repetitions.
+    /// Nanoseconds per operation: per batch the median over the repetitions, summed over the
+    /// batches, divided by the ops ([`stats::batchwise_median`]).
     pub ns_per_op: f64,
+    /// Nanoseconds per operation from the median of the repetitions' whole-phase times (more
+    /// sensitive to interruptions; for comparison).
+    pub ns_per_op_phase_median: f64,
     /// Native ns/op of the same phase divided by this engine's (1.0 is native speed).
     pub ratio_to_native: f64,
     /// Operations per phase.
@@ -264,6 +268,7 @@ pub(crate) mod tests {
             keys: keys.into(),
             engine: engine.into(),
             ns_per_op: ns,
+            ns_per_op_phase_median: ns,
             ratio_to_native: native / ns,
             ops: 1000,
             repetitions: 3,

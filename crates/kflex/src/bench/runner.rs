@@ -13,7 +13,7 @@ use super::engine_kind::EngineKind;
 use super::keys::{self, KeyDist};
 use super::phase::{KeySpace, PhaseRun, invocation_cost, run_phase};
 use super::report::{BenchResult, Failure, ProgramGuards, Report};
-use super::stats::median;
+use super::stats::{batchwise_median, median};
 
 /// What to measure.
 #[derive(Clone, Debug, PartialEq)]
@@ -220,8 +220,8 @@ impl Case<'_> {
 struct Lane {
     engine: EngineKind,
     driver: Box<dyn Driver>,
-    /// ns/op of each phase, one sample per repetition.
-    samples: [Vec<f64>; 3],
+    /// Batch times of each phase: one vector per repetition.
+    samples: [Vec<Vec<f64>>; 3],
     /// The first repetition's runs.
     first: Option<Phases>,
 }
@@ -303,10 +303,15 @@ fn measure_case(
                 continue;
             }
         };
+        let ops = case.stream.len().max(1) as f64;
         let ns = lane
             .samples
             .each_ref()
-            .map(|s| median(s).unwrap_or(f64::NAN).max(f64::MIN_POSITIVE));
+            .map(|reps| (batchwise_median(reps).unwrap_or(f64::NAN) / ops).max(f64::MIN_POSITIVE));
+        let phase_ns = lane.samples.each_ref().map(|reps| {
+            let totals: Vec<f64> = reps.iter().map(|r| r.iter().sum()).collect();
+            median(&totals).unwrap_or(f64::NAN) / ops
+        });
         if engine == EngineKind::Native {
             native_ns = ns;
         }
@@ -318,6 +323,7 @@ fn measure_case(
                 keys: case.dist.name().into(),
                 engine: engine.name().into(),
                 ns_per_op: ns[i],
+                ns_per_op_phase_median: phase_ns[i],
                 ratio_to_native: native_ns[i] / ns[i],
                 ops: case.stream.len(),
                 repetitions: lane.samples[i].len(),
@@ -362,7 +368,7 @@ fn run_repetition(
             op.program(),
             rep + 1
         ));
-        let run = run_phase(lane.driver.as_mut(), op, case.stream, case.space)?;
+        let mut run = run_phase(lane.driver.as_mut(), op, case.stream, case.space)?;
         if let Some(want) = reference.or(lane.first.as_ref())
             && let Some((batch, got, expected)) = run.first_difference(&want[i])
         {
@@ -377,7 +383,7 @@ fn run_repetition(
                 expected.digest
             ));
         }
-        lane.samples[i].push(run.elapsed.as_nanos() as f64 / case.stream.len().max(1) as f64);
+        lane.samples[i].push(std::mem::take(&mut run.batch_ns));
         phases[i] = run;
     }
     if lane.first.is_none() {

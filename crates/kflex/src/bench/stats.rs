@@ -18,6 +18,27 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     })
 }
 
+/// The time of a phase measured several times, robust to interruptions: for each batch the
+/// median of its times over the repetitions (`reps[r][b]` is batch `b` of repetition `r`; every
+/// repetition does the same work batch for batch), summed over the batches. A preemption or
+/// interrupt inflates one batch of one repetition and drops out of that batch's median, where it
+/// would stay in the median of whole-phase totals whenever every repetition was hit somewhere.
+/// `None` when there is no repetition or their batch counts differ.
+pub fn batchwise_median(reps: &[Vec<f64>]) -> Option<f64> {
+    let batches = reps.first()?.len();
+    if reps.iter().any(|r| r.len() != batches) {
+        return None;
+    }
+    let mut column = Vec::with_capacity(reps.len());
+    let mut total = 0.0;
+    for b in 0..batches {
+        column.clear();
+        column.extend(reps.iter().map(|r| r[b]));
+        total += median(&column)?;
+    }
+    Some(total)
+}
+
 /// The geometric mean of positive values; `None` when empty or when a value is not positive
 /// and finite.
 pub fn geomean(xs: &[f64]) -> Option<f64> {
@@ -77,6 +98,23 @@ mod tests {
         assert_eq!(median(&[3.0]), Some(3.0));
         assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn batchwise_median_drops_an_interrupted_batch() {
+        // Three repetitions of three batches; each repetition was interrupted once (+1000), in a
+        // different batch, so every whole-phase total is inflated but no batch median is.
+        let reps = vec![
+            vec![1010.0, 20.0, 30.0],
+            vec![10.0, 1020.0, 31.0],
+            vec![11.0, 21.0, 1030.0],
+        ];
+        assert_eq!(batchwise_median(&reps), Some(11.0 + 21.0 + 31.0));
+        let totals: Vec<f64> = reps.iter().map(|r| r.iter().sum()).collect();
+        assert!(median(&totals).unwrap() > 1000.0);
+        assert_eq!(batchwise_median(&reps[..1]), Some(1060.0));
+        assert_eq!(batchwise_median(&[]), None);
+        assert_eq!(batchwise_median(&[vec![1.0], vec![1.0, 2.0]]), None);
     }
 
     #[test]

@@ -151,6 +151,9 @@ impl AllocStats {
 #[derive(Debug)]
 struct Inner {
     carver: Carver,
+    /// Blocks given back by each CPU that may still be in that CPU's in-flight journal (see
+    /// [`HeapAllocator::drain_givebacks`]); they join the pool once its journal is seen empty.
+    quarantine: Vec<[Vec<u64>; NR_CLASSES]>,
     chain: [[u64; NR_CLASSES]; MAX_CPUS],
     seen_starved: [[u64; NR_CLASSES]; MAX_CPUS],
     reclaimed: u64,
@@ -263,6 +266,7 @@ impl HeapAllocator {
             cfg,
             inner: Mutex::new(Inner {
                 carver: Carver::new(carve),
+                quarantine: (0..MAX_CPUS).map(|_| Default::default()).collect(),
                 chain,
                 seen_starved: [[0; NR_CLASSES]; MAX_CPUS],
                 reclaimed: 0,
@@ -334,8 +338,16 @@ impl HeapAllocator {
             .store(self.cpu_word(cpu, field::KEEP, cls), keep, Relaxed);
     }
 
-    /// Takes every CPU's give-back stacks (one exchange each; the program only pushes) into the
-    /// host's pool.
+    /// Takes every CPU's give-back stacks (one exchange each; the program only pushes) into
+    /// that CPU's quarantine, and moves a CPU's quarantine into the pool once its in-flight
+    /// journal is empty.
+    ///
+    /// A block given back may have been allocated in the same, uncommitted invocation, so it may
+    /// still sit in that CPU's journal; were it handed to another CPU right away, a cancellation
+    /// of the first invocation would reclaim it from under its new owner. The journal position
+    /// is read after the exchanges (which synchronise with the program's pushes), so reading 0
+    /// means a commit (or a cleanup) came after every push taken: none of those blocks is
+    /// journaled any more.
     fn drain_givebacks(&self, inner: &mut Inner) {
         for cpu in 0..MAX_CPUS {
             for cls in 0..NR_CLASSES {
@@ -345,8 +357,22 @@ impl HeapAllocator {
                 }
                 let head = self.view.swap(at, 0, Acquire);
                 let blocks = self.chain_blocks(inner, head, cls, true);
-                inner.carver.pool[cls].extend(blocks);
+                inner.quarantine[cpu][cls].extend(blocks);
             }
+            let pos = self
+                .view
+                .load(self.cpu_word(cpu, field::JOURNAL_POS, 0), Acquire);
+            if pos == 0 {
+                Self::release_quarantine(inner, cpu);
+            }
+        }
+    }
+
+    /// Moves CPU `cpu`'s quarantined blocks into the pool.
+    fn release_quarantine(inner: &mut Inner, cpu: usize) {
+        for cls in 0..NR_CLASSES {
+            let q = std::mem::take(&mut inner.quarantine[cpu][cls]);
+            inner.carver.pool[cls].extend(q);
         }
     }
 
@@ -482,6 +508,8 @@ impl HeapAllocator {
         }
         self.view
             .store(self.cpu_word(cpu, field::JOURNAL_POS, 0), 0, Release);
+        // The journal is empty and the CPU quiescent: its given-back blocks are safe to reuse.
+        Self::release_quarantine(&mut inner, cpu);
         inner.reclaimed += report.blocks_reclaimed;
         inner.locks_released += u64::from(report.locks_released);
         report
@@ -499,7 +527,12 @@ impl HeapAllocator {
             ..AllocStats::default()
         };
         for cls in 0..NR_CLASSES {
-            st.free[cls] = inner.carver.pool[cls].len() as u64;
+            st.free[cls] = inner.carver.pool[cls].len() as u64
+                + inner
+                    .quarantine
+                    .iter()
+                    .map(|q| q[cls].len() as u64)
+                    .sum::<u64>();
         }
         for cpu in 0..MAX_CPUS {
             for cls in 0..NR_CLASSES {

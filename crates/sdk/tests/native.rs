@@ -23,7 +23,11 @@ struct Prog {
     free: extern "C" fn(*mut c_void),
     alloc_many: extern "C" fn(u64, u64, *mut *mut c_void) -> u64,
     free_many: extern "C" fn(u64, *const *mut c_void),
+    uncommitted_after_fill: UncommittedAfterFill,
 }
+
+type UncommittedAfterFill =
+    extern "C" fn(u64, u64, *mut *mut c_void, u64, *const *mut c_void) -> u64;
 
 impl Prog {
     fn load() -> Option<Prog> {
@@ -65,6 +69,9 @@ impl Prog {
                 >(lib.sym("sdk_alloc_many")),
                 free_many: std::mem::transmute::<*mut c_void, extern "C" fn(u64, *const *mut c_void)>(
                     lib.sym("sdk_free_many"),
+                ),
+                uncommitted_after_fill: std::mem::transmute::<*mut c_void, UncommittedAfterFill>(
+                    lib.sym("sdk_uncommitted_after_fill"),
                 ),
                 _lib: lib,
             })
@@ -316,6 +323,68 @@ fn a_cpu_freeing_what_another_allocates_gives_the_surplus_back() {
     assert!(
         carved < 20 * 100,
         "given-back blocks are reused instead of carving anew ({carved} carved)"
+    );
+}
+
+#[test]
+fn given_back_blocks_still_journaled_are_not_handed_out_before_a_commit() {
+    let Some(p) = Prog::load() else { return };
+    let heap = Buffer::new(16 << 20);
+    let cfg = AllocConfig {
+        cpu_mask: Some(0b01), // only CPU 0 is stocked; CPU 1 lives on what it frees
+        chain_bytes: 0,       // chains of min_chain = 4 blocks
+        keep_chains: 1,       // keep = 4 blocks per class
+        ..AllocConfig::default()
+    };
+    let a = p.attach(&heap, cfg);
+    // CPU 0 allocates 8 blocks (committed); CPU 1 will free them.
+    (p.set_cpu)(0);
+    let (mut first, mut second) = (vec![std::ptr::null_mut(); 4], vec![std::ptr::null_mut(); 4]);
+    a.refill();
+    assert_eq!((p.alloc_many)(4, 100, first.as_mut_ptr()), 4);
+    a.refill();
+    assert_eq!((p.alloc_many)(4, 100, second.as_mut_ptr()), 4);
+    // CPU 1's private list of the 128-byte class fills up to its keep (4).
+    (p.set_cpu)(1);
+    (p.free_many)(4, first.as_ptr());
+    // One uncommitted invocation on CPU 1 allocates 2 (from its list), frees CPU 0's other 4
+    // (refilling its list to keep) and then its own 2: those 2 are given back while CPU 1's
+    // journal still names them.
+    let mut two = vec![std::ptr::null_mut(); 2];
+    let got = (p.uncommitted_after_fill)(2, 100, two.as_mut_ptr(), 4, second.as_ptr());
+    assert_eq!(got, 2);
+    a.refill();
+    let st = a.stats();
+    assert_eq!(st.carved_total(), st.free_total(), "{st:?}");
+    // CPU 0 allocates all it can get: never a block CPU 1's journal still names.
+    (p.set_cpu)(0);
+    let mut got = vec![std::ptr::null_mut(); 64];
+    for _ in 0..4 {
+        let n = (p.alloc_many)(64, 100, got.as_mut_ptr()) as usize;
+        assert!(n > 0);
+        for b in &got[..n] {
+            assert!(
+                !two.contains(b),
+                "a journaled block was handed to another CPU"
+            );
+        }
+        a.refill();
+    }
+    // CPU 1's invocation is cancelled: nothing in its journal is allocated any more, and the
+    // blocks it gave back become reusable.
+    let r = a.release_after_cancel(1);
+    assert_eq!(r.blocks_reclaimed, 0);
+    assert_eq!(a.stats().in_flight, 0);
+    a.refill();
+    let mut reused = false;
+    for _ in 0..8 {
+        let n = (p.alloc_many)(64, 100, got.as_mut_ptr()) as usize;
+        reused |= got[..n].iter().any(|b| two.contains(b));
+        a.refill();
+    }
+    assert!(
+        reused,
+        "after the cleanup the given-back blocks are handed out again"
     );
 }
 

@@ -213,3 +213,21 @@ void sdk_free_many(__u64 n, void **ptrs)
 	for (i = 0; i < n; i++)
 		kflex_free(ptrs[i]);
 }
+
+/* Within one uncommitted "invocation": allocates `n` blocks into out[], frees the `fill_n`
+ * blocks in fill[] (filling the private list), then frees out[]; returns how many it got. */
+__u64 sdk_uncommitted_after_fill(__u64 n, __u64 size, void **out, __u64 fill_n, void **fill)
+{
+	__u64 i, got;
+
+	for (got = 0; got < n; got++) {
+		out[got] = kflex_malloc(size);
+		if (!out[got])
+			break;
+	}
+	for (i = 0; i < fill_n; i++)
+		kflex_free(fill[i]);
+	for (i = 0; i < got; i++)
+		kflex_free(out[i]);
+	return got;
+}

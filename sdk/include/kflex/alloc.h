@@ -239,7 +239,9 @@ static __always_inline void kflex_free(void __arena *p)
 /*
  * Declares every block allocated since the last commit reachable from the program's structure
  * (or freed): clears the CPU's in-flight journal. Call it right after linking, with no loop in
- * between, so that cancellation finds each block either journaled or linked, never neither.
+ * between, so that cancellation finds each block either journaled or linked, never neither, and
+ * before unlocking the structure's lock (once other CPUs can reach a block, the cleanup of this
+ * CPU's journal must not take it back).
  */
 static __always_inline void kflex_commit_on(struct kflex_alloc_cpu __arena *c)
 {

@@ -27,8 +27,8 @@ _Static_assert(__builtin_offsetof(struct rb_globals, ops) == RB_GLOBALS_OPS_OFF,
 struct rb_globals __arena ds_globals;
 
 DS_INIT_PROG(ds_globals, ds_globals.ops)
-DS_BATCH_PROG(update, rb_update, &ds_globals.tree, ds_globals.ops)
+DS_BATCH_PROG_ON(update, rb_update, &ds_globals.tree, ds_globals.ops)
 DS_BATCH_PROG(lookup, rb_lookup, &ds_globals.tree, ds_globals.ops)
-DS_BATCH_PROG(delete, rb_delete, &ds_globals.tree, ds_globals.ops)
+DS_BATCH_PROG_ON(delete, rb_delete, &ds_globals.tree, ds_globals.ops)
 
 KFLEX_LICENSE("Dual MIT/GPL");

@@ -24,8 +24,8 @@ _Static_assert(__builtin_offsetof(struct sl_globals, ops) == 392, "ops at 392");
 struct sl_globals __arena ds_globals;
 
 DS_INIT_PROG(ds_globals, ds_globals.ops)
-DS_BATCH_PROG(update, sl_update, &ds_globals.list, ds_globals.ops)
+DS_BATCH_PROG_ON(update, sl_update, &ds_globals.list, ds_globals.ops)
 DS_BATCH_PROG(lookup, sl_lookup, &ds_globals.list, ds_globals.ops)
-DS_BATCH_PROG(delete, sl_delete, &ds_globals.list, ds_globals.ops)
+DS_BATCH_PROG_ON(delete, sl_delete, &ds_globals.list, ds_globals.ops)
 
 KFLEX_LICENSE("Dual MIT/GPL");

@@ -94,8 +94,10 @@ static __always_inline bool rb_is_red(const struct rb_node __arena *n)
 	return n && n->red;
 }
 
-/* Puts `v` (possibly NULL) where `u` hangs from its parent (or the root). */
-static __always_inline void rb_replace_child(struct rb_tree __arena *t, struct rb_node __arena *u,
+/* Puts `v` (possibly NULL) where `u` hangs from its parent (or the root). Out of line, like the
+ * rotations below: one copy of its guarded node loads serves every caller. (The fixups stay
+ * inline: out of line, they multiply the states kflex's verifier explores for delete.) */
+static __noinline void rb_replace_child(struct rb_tree __arena *t, struct rb_node __arena *u,
 					     struct rb_node __arena *v)
 {
 	struct rb_node __arena *up = u->parent;
@@ -110,8 +112,13 @@ static __always_inline void rb_replace_child(struct rb_tree __arena *t, struct r
 		v->parent = up;
 }
 
-/* Left rotation around `x` (whose right child must exist). */
-static __always_inline void rb_rotate_left(struct rb_tree __arena *t, struct rb_node __arena *x)
+/*
+ * Left rotation around `x` (whose right child must exist); returns the subtree's new root, x's
+ * former right child. The rotations are out of line: each fixup calls them from four places, and
+ * one copy means one set of guarded node loads instead of four.
+ */
+static __noinline struct rb_node __arena *rb_rotate_left(struct rb_tree __arena *t,
+							 struct rb_node __arena *x)
 {
 	struct rb_node __arena *y = x->right;
 	struct rb_node __arena *b = y->left;
@@ -122,10 +129,12 @@ static __always_inline void rb_rotate_left(struct rb_tree __arena *t, struct rb_
 	rb_replace_child(t, x, y);
 	y->left = x;
 	x->parent = y;
+	return y;
 }
 
-/* Right rotation around `x` (whose left child must exist). */
-static __always_inline void rb_rotate_right(struct rb_tree __arena *t, struct rb_node __arena *x)
+/* Right rotation around `x` (whose left child must exist); returns the subtree's new root. */
+static __noinline struct rb_node __arena *rb_rotate_right(struct rb_tree __arena *t,
+							  struct rb_node __arena *x)
 {
 	struct rb_node __arena *y = x->left;
 	struct rb_node __arena *b = y->right;
@@ -136,6 +145,7 @@ static __always_inline void rb_rotate_right(struct rb_tree __arena *t, struct rb
 	rb_replace_child(t, x, y);
 	y->right = x;
 	x->parent = y;
+	return y;
 }
 
 /* Restores the colour rules after `z` was linked as a red leaf. */
@@ -158,10 +168,8 @@ static __always_inline void rb_insert_fixup(struct rb_tree __arena *t, struct rb
 				g->red = RB_RED;
 				z = g;
 			} else {
-				if (p->right == z) {
-					rb_rotate_left(t, p);
-					p = z;
-				}
+				if (p->right == z)
+					p = rb_rotate_left(t, p); /* now z */
 				p->red = RB_BLACK;
 				g->red = RB_RED;
 				rb_rotate_right(t, g);
@@ -175,10 +183,8 @@ static __always_inline void rb_insert_fixup(struct rb_tree __arena *t, struct rb
 				g->red = RB_RED;
 				z = g;
 			} else {
-				if (p->left == z) {
-					rb_rotate_right(t, p);
-					p = z;
-				}
+				if (p->left == z)
+					p = rb_rotate_right(t, p); /* now z */
 				p->red = RB_BLACK;
 				g->red = RB_RED;
 				rb_rotate_left(t, g);
@@ -314,8 +320,10 @@ static __always_inline int rb_lookup(struct rb_tree __arena *t, struct ds_op __a
 	return DS_FOUND;
 }
 
-/* Insert or replace: DS_INSERTED, DS_REPLACED, -DS_ENOMEM or -DS_EBUSY. */
-static __always_inline int rb_update(struct rb_tree __arena *t, struct ds_op __arena *op)
+/* Insert or replace: DS_INSERTED, DS_REPLACED, -DS_ENOMEM or -DS_EBUSY. `ac` is the calling CPU's
+ * allocator state. */
+static __always_inline int rb_update(struct rb_tree __arena *t, struct ds_op __arena *op,
+				     struct kflex_alloc_cpu __arena *ac)
 {
 	struct rb_node __arena *parent = NULL, *n = t->root, *z, *nil;
 	struct rb_key k;
@@ -340,7 +348,7 @@ static __always_inline int rb_update(struct rb_tree __arena *t, struct ds_op __a
 	if (!done)
 		return -DS_EBUSY;
 
-	z = kflex_malloc(sizeof(struct rb_node));
+	z = kflex_malloc_on(ac, sizeof(struct rb_node));
 	if (!z)
 		return -DS_ENOMEM;
 	/* An opaque NULL: adjacent stores of a constant zero would be merged into a memset, which
@@ -360,13 +368,14 @@ static __always_inline int rb_update(struct rb_tree __arena *t, struct ds_op __a
 	else
 		parent->right = z;
 	t->size++;
-	kflex_commit();
+	kflex_commit_on(ac);
 	rb_insert_fixup(t, z);
 	return DS_INSERTED;
 }
 
-/* Delete: DS_REMOVED, DS_ABSENT or -DS_EBUSY. */
-static __always_inline int rb_delete(struct rb_tree __arena *t, struct ds_op __arena *op)
+/* Delete: DS_REMOVED, DS_ABSENT or -DS_EBUSY. `ac` is the calling CPU's allocator state. */
+static __always_inline int rb_delete(struct rb_tree __arena *t, struct ds_op __arena *op,
+				     struct kflex_alloc_cpu __arena *ac)
 {
 	struct rb_node __arena *z, *y, *x, *xp;
 	struct rb_key k;
@@ -419,7 +428,7 @@ static __always_inline int rb_delete(struct rb_tree __arena *t, struct ds_op __a
 		y->red = z->red;
 	}
 	t->size--;
-	kflex_free(z);
+	kflex_free_on(ac, z);
 	if (!removed_red)
 		rb_delete_fixup(t, x, xp);
 	return DS_REMOVED;

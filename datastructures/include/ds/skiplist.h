@@ -202,8 +202,10 @@ static __always_inline int sl_lookup(struct sl_list __arena *l, struct ds_op __a
 	return DS_FOUND;
 }
 
-/* Insert or replace: DS_INSERTED, DS_REPLACED, -DS_ENOMEM or -DS_EBUSY. */
-static __always_inline int sl_update(struct sl_list __arena *l, struct ds_op __arena *op)
+/* Insert or replace: DS_INSERTED, DS_REPLACED, -DS_ENOMEM or -DS_EBUSY. `ac` is the calling CPU's
+ * allocator state. */
+static __always_inline int sl_update(struct sl_list __arena *l, struct ds_op __arena *op,
+				     struct kflex_alloc_cpu __arena *ac)
 {
 	struct sl_node __arena *n;
 	struct sl_key k;
@@ -220,7 +222,7 @@ static __always_inline int sl_update(struct sl_list __arena *l, struct ds_op __a
 	}
 
 	level = sl_random_level(l);
-	n = kflex_malloc(sizeof(struct sl_node) + level * sizeof(n));
+	n = kflex_malloc_on(ac, sizeof(struct sl_node) + level * sizeof(n));
 	if (!n)
 		return -DS_ENOMEM;
 	levels = SL_LEVELS(l->levels);
@@ -237,7 +239,7 @@ static __always_inline int sl_update(struct sl_list __arena *l, struct ds_op __a
 	/* Level 0 makes the node part of the list: commit it before the shortcuts. */
 	l->prev[0]->next[0] = n;
 	l->size++;
-	kflex_commit();
+	kflex_commit_on(ac);
 	for (__u64 i = 1; i < level; i++) {
 		l->prev[SL_IDX(i)]->next[SL_IDX(i)] = n;
 		kflex_cond_break;
@@ -245,8 +247,9 @@ static __always_inline int sl_update(struct sl_list __arena *l, struct ds_op __a
 	return DS_INSERTED;
 }
 
-/* Delete: DS_REMOVED, DS_ABSENT or -DS_EBUSY. */
-static __always_inline int sl_delete(struct sl_list __arena *l, struct ds_op __arena *op)
+/* Delete: DS_REMOVED, DS_ABSENT or -DS_EBUSY. `ac` is the calling CPU's allocator state. */
+static __always_inline int sl_delete(struct sl_list __arena *l, struct ds_op __arena *op,
+				     struct kflex_alloc_cpu __arena *ac)
 {
 	struct sl_node __arena *n;
 	struct sl_key k;
@@ -272,7 +275,7 @@ static __always_inline int sl_delete(struct sl_list __arena *l, struct ds_op __a
 			p->next[SL_IDX(i - 1)] = n->next[SL_IDX(i - 1)];
 	}
 	l->size--;
-	kflex_free(n);
+	kflex_free_on(ac, n);
 
 	/* Drop empty top levels. */
 	for (int i = 0; i < SL_MAX_LEVEL; i++) {

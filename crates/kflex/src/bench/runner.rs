@@ -22,10 +22,13 @@ pub struct BenchConfig {
     pub keys: usize,
     /// Distinct keys (and ops per phase) of the linked list, whose ops are O(n).
     pub list_keys: usize,
-    /// Most repetitions of the three phases on each instance (the median is reported).
+    /// Most repetitions of the three phases on each instance.
     pub max_repetitions: usize,
-    /// No further round of repetitions starts once a structure and stream have run this long
-    /// (on all engines together).
+    /// Repetitions every instance runs whatever the time.
+    pub min_repetitions: usize,
+    /// Time for one structure and stream on all engines together: past `min_repetitions`, an
+    /// engine stops repeating once it has used its share of it, and no further round starts
+    /// once it is spent.
     pub case_budget: Duration,
     /// Structures, in report order.
     pub structures: Vec<Structure>,
@@ -38,13 +41,14 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    /// The full benchmark: N = 100,000 keys (the list 2,000), up to 5 repetitions within 4 s per
+    /// The full benchmark: N = 100,000 keys (the list 2,000), 3 to 9 repetitions within 4 s per
     /// structure and stream, every structure and engine.
     pub fn full() -> Self {
         BenchConfig {
             keys: 100_000,
             list_keys: 2_000,
-            max_repetitions: 5,
+            max_repetitions: 9,
+            min_repetitions: 3,
             case_budget: Duration::from_secs(4),
             structures: Structure::ALL.to_vec(),
             engines: EngineKind::ALL.to_vec(),
@@ -59,6 +63,7 @@ impl BenchConfig {
             keys: 10_000,
             list_keys: 500,
             max_repetitions: 1,
+            min_repetitions: 1,
             quick: true,
             ..BenchConfig::full()
         }
@@ -224,6 +229,8 @@ struct Lane {
     samples: [Vec<Vec<f64>>; 3],
     /// The first repetition's runs.
     first: Option<Phases>,
+    /// Time spent running this lane's repetitions.
+    busy: Duration,
 }
 
 /// Empty-batch invocations timed per instance for its fixed cost.
@@ -249,6 +256,7 @@ fn measure_case(
                 driver,
                 samples: Default::default(),
                 first: None,
+                busy: Duration::ZERO,
             }),
             Err(e) => {
                 record(report, case, engine, e);
@@ -262,12 +270,23 @@ fn measure_case(
 
     let started = Instant::now();
     let reps = config.max_repetitions.max(1);
+    let min_reps = config.min_repetitions.clamp(1, reps);
     let mut reference: Option<Phases> = None;
     for rep in 0..reps {
+        // An engine past its minimum that has used its share of the budget sits out (the
+        // interpreter, typically), so the cheap engines get more repetitions.
+        let share = config.case_budget / lanes.len().max(1) as u32;
+        let mut ran = false;
         let mut k = 0;
         while k < lanes.len() {
             let lane = &mut lanes[k];
             let engine = lane.engine;
+            if rep >= min_reps && lane.busy >= share {
+                k += 1;
+                continue;
+            }
+            ran = true;
+            let start = Instant::now();
             let outcome = run_repetition(lane, rep, reps, case, reference.as_ref(), progress)
                 .and_then(|()| {
                     if engine == EngineKind::Native && reference.is_none() {
@@ -277,6 +296,7 @@ fn measure_case(
                     }
                     Ok(())
                 });
+            lane.busy += start.elapsed();
             match outcome {
                 Ok(()) => k += 1,
                 Err(e) => {
@@ -288,7 +308,7 @@ fn measure_case(
                 }
             }
         }
-        if started.elapsed() >= config.case_budget {
+        if !ran || (rep + 1 >= min_reps && started.elapsed() >= config.case_budget) {
             break;
         }
     }

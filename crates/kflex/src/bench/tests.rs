@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use indicatif::ProgressBar;
 use kflex_datastructures::protocol::{BATCH_MAX, Key, Op, Value};
@@ -21,6 +22,8 @@ struct ModelDriver {
     capacity: usize,
     /// Every non-empty batch run, in order: (engine, op).
     log: Rc<RefCell<Vec<(&'static str, OpKind)>>>,
+    /// Sleep this long in every non-empty batch (a slow engine).
+    delay: Duration,
 }
 
 impl Driver for ModelDriver {
@@ -41,6 +44,7 @@ impl Driver for ModelDriver {
         }
         if count > 0 {
             self.log.borrow_mut().push((self.name, op));
+            std::thread::sleep(self.delay);
         }
         let mut positive = 0;
         for o in &mut self.mailbox[..count] {
@@ -77,6 +81,8 @@ struct ModelFactory {
     opened: Vec<(Structure, EngineKind)>,
     capacity: usize,
     log: Rc<RefCell<Vec<(&'static str, OpKind)>>>,
+    /// The engine whose batches sleep 5 ms.
+    slow: Option<EngineKind>,
 }
 
 impl DriverFactory for ModelFactory {
@@ -103,6 +109,11 @@ impl DriverFactory for ModelFactory {
             bug: e == EngineKind::KflexInterp,
             capacity: self.capacity,
             log: self.log.clone(),
+            delay: if self.slow == Some(e) {
+                Duration::from_millis(5)
+            } else {
+                Duration::ZERO
+            },
         }))
     }
 
@@ -136,6 +147,7 @@ fn agreeing_engines_are_reported_and_broken_ones_are_failures() {
         opened: vec![],
         capacity: usize::MAX,
         log: Rc::default(),
+        slow: None,
     };
     let cfg = config(&EngineKind::ALL);
     let report = run(&cfg, &mut factory, &ProgressBar::hidden());
@@ -212,6 +224,7 @@ fn native_is_measured_even_when_not_asked_for() {
         opened: vec![],
         capacity: usize::MAX,
         log: Rc::default(),
+        slow: None,
     };
     let report = run(
         &config(&[EngineKind::KflexJit]),
@@ -239,6 +252,7 @@ fn a_native_run_that_runs_out_of_memory_is_not_a_reference() {
         opened: vec![],
         capacity: 500,
         log: Rc::default(),
+        slow: None,
     };
     let mut cfg = config(&[EngineKind::Native, EngineKind::KflexJit]);
     cfg.structures = vec![Structure::Hash];
@@ -263,6 +277,7 @@ fn engines_take_turns_round_by_round() {
         opened: vec![],
         capacity: usize::MAX,
         log: Rc::default(),
+        slow: None,
     };
     let mut cfg = config(&[EngineKind::Native, EngineKind::KflexJit]);
     cfg.structures = vec![Structure::Hash];
@@ -280,5 +295,38 @@ fn engines_take_turns_round_by_round() {
     assert_eq!(
         log[..3].iter().map(|(_, op)| *op).collect::<Vec<_>>(),
         OpKind::ALL
+    );
+}
+
+#[test]
+fn a_slow_engine_sits_out_once_it_has_used_its_share() {
+    let mut factory = ModelFactory {
+        opened: vec![],
+        capacity: usize::MAX,
+        log: Rc::default(),
+        slow: Some(EngineKind::KflexJit),
+    };
+    let mut cfg = config(&[EngineKind::Native, EngineKind::KflexJit]);
+    cfg.structures = vec![Structure::Hash];
+    cfg.keys = 1000;
+    cfg.min_repetitions = 2;
+    cfg.max_repetitions = 6;
+    // Two engines: a 30 ms share each; the slow one spends at least 15 ms per repetition.
+    cfg.case_budget = Duration::from_millis(60);
+    let report = run(&cfg, &mut factory, &ProgressBar::hidden());
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    let reps = |engine: &str| {
+        report
+            .results
+            .iter()
+            .find(|r| r.engine == engine && r.keys == "uniform")
+            .unwrap()
+            .repetitions
+    };
+    assert_eq!(reps("kflex-jit"), 2, "the minimum, then its share is spent");
+    assert!(
+        reps("native") >= 3,
+        "native kept repeating: {}",
+        reps("native")
     );
 }

@@ -25,7 +25,7 @@ pub enum BenchCommand {
 /// Arguments of `kflex bench datastructures`.
 #[derive(Debug, Args)]
 pub struct DatastructuresArgs {
-    /// 10,000 keys and one repetition instead of 100,000 keys and the median of up to five.
+    /// 10,000 keys and one repetition instead of 100,000 keys and three to nine repetitions.
     #[arg(long)]
     quick: bool,
     /// Also write the results as JSON to this file.
@@ -126,9 +126,11 @@ fn datastructures(args: &DatastructuresArgs) -> Result<ExitCode, CliError> {
 fn header(config: &BenchConfig, report: &Report) -> String {
     let mut out = format!(
         "kflex bench datastructures: {} keys of 32 B, values of 64 B, uniform and Zipf (s = 0.99) \
-         streams; median of up to {} repetition(s) per phase; ns/op and ratio = native ns/op / \
-         engine ns/op (higher is better, 1.0 = native)\n",
-        config.keys, config.max_repetitions
+         streams; {}-{} repetitions per phase, ns/op from each batch's median over them; ratio = \
+         native ns/op / engine ns/op (higher is better, 1.0 = native)\n",
+        config.keys,
+        config.min_repetitions.min(config.max_repetitions),
+        config.max_repetitions
     );
     for n in &report.notes {
         out.push_str(&format!("note: {n}\n"));

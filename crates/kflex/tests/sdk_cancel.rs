@@ -363,6 +363,41 @@ fn a_run_without_cancellation_runs_no_hook() {
 }
 
 #[test]
+fn freeing_past_the_keep_limit_gives_blocks_back_on_the_jit() {
+    let Some(mut fx) = Fixture::new() else { return };
+    // Chains of 4096 bytes: 56 blocks of the 64-byte class, so the CPU keeps 112 and gives the
+    // rest of 400 freed items back.
+    let mut added = 0;
+    while added < 400 {
+        fx.alloc.refill();
+        let r = fx.add(50, 0, None);
+        assert!(!r.cancelled);
+        added += r.retval;
+    }
+    assert_eq!(fx.check(), added);
+    assert_eq!(fx.pop(added).retval, added);
+    assert_eq!(fx.check(), 0, "given-back blocks are counted as free");
+    use kflex_sdk::layout::{AllocCpu, AllocState};
+    use std::mem::{offset_of, size_of};
+    let cpu = fx.alloc.state_addr()
+        + (offset_of!(AllocState, cpu) + CPU as usize * size_of::<AllocCpu>()) as u64;
+    let kept = fx.word(cpu + offset_of!(AllocCpu, free_count) as u64 + 8 * 2);
+    assert!(kept <= 112, "the CPU keeps at most two chains ({kept})");
+    let before = fx.alloc.stats().carved_total();
+    let mut again = 0;
+    while again < 200 {
+        fx.alloc.refill();
+        again += fx.add(50, 0, None).retval;
+    }
+    assert_eq!(
+        fx.alloc.stats().carved_total(),
+        before,
+        "the given-back blocks are reused, nothing new is carved"
+    );
+    fx.check();
+}
+
+#[test]
 fn interpreter_stopped_by_its_instruction_budget_runs_the_hook_too() {
     if !kflex_testutil::have_clang() {
         return;

@@ -7,7 +7,9 @@
 #include <ds/countmin.h>
 
 KFLEX_HEAP(1024); /* 4 MiB: the counters (at most 1.25 MiB) and the mailbox; nothing is allocated */
-KFLEX_ALLOCATOR();
+/* Initialised, so it is laid out first: the structure (and its lock) then lies above it, inside
+ * the heap range in which the host allocator releases locks after a cancellation. */
+KFLEX_ALLOCATOR() = {};
 
 /* The heap globals: the mailbox first, then the sketch. */
 struct cm_globals {

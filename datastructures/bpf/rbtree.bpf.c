@@ -7,7 +7,9 @@
 #include <ds/rbtree.h>
 
 KFLEX_HEAP(16384); /* 64 MiB: 100,000 nodes of 128 bytes and the globals, with room to spare */
-KFLEX_ALLOCATOR();
+/* Initialised, so it is laid out first: the structure (and its lock) then lies above it, inside
+ * the heap range in which the host allocator releases locks after a cancellation. */
+KFLEX_ALLOCATOR() = {};
 
 /* The heap globals. The tree comes first (its fields at small constant offsets from the heap
  * start); the host's invariant check finds the root from the mailbox: `tree.root` is

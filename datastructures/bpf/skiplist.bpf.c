@@ -7,7 +7,9 @@
 #include <ds/skiplist.h>
 
 KFLEX_HEAP(16384); /* 64 MiB: 100,000 nodes of 128 or 256 bytes and the globals */
-KFLEX_ALLOCATOR();
+/* Initialised, so it is laid out first: the structure (and its lock) then lies above it, inside
+ * the heap range in which the host allocator releases locks after a cancellation. */
+KFLEX_ALLOCATOR() = {};
 
 /* The heap globals: the list first (its fields at small constant offsets from the heap start),
  * the mailbox after it. The host's list check finds `list.levels` and `list.head.next` from the

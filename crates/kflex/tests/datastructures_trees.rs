@@ -476,3 +476,118 @@ fn most_guard_sites_are_elided() {
         100.0 * ratio
     );
 }
+
+/// Red-black tree batches cut short by a time budget far shorter than a batch: the JIT cancels
+/// the run at whatever loop back-edge it reaches (in a descent, between linking and rebalancing,
+/// in the middle of a rebalance), or a `may_goto` leaves its loop (an op answers -EBUSY having
+/// changed nothing, or the batch ends early). After every batch the tree walked through the heap is a valid
+/// binary search tree with consistent parent links (a cancelled rebalance may leave a colour
+/// violation, nothing worse), every completed op's result agrees with the keys held, and the lock
+/// and allocator keep working: once the budget is lifted, batches run to completion and the tree
+/// empties exactly.
+#[test]
+fn rbtree_survives_cancelled_batches() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use kflex_datastructures::model_trees::check_bst;
+    use kflex_datastructures::protocol::{ABSENT, EBUSY, INSERTED, REMOVED, REPLACED};
+
+    let mut d = kflex(Structure::Rbtree, Engine::Jit, SfiMode::AndMask);
+    let mut rng = Rng(77);
+    let mut held: BTreeSet<Key> = BTreeSet::new();
+    let (mut cancelled, mut completed_ops) = (0, 0);
+    let walk = |d: &mut KflexDriver, what: &str| -> BTreeSet<Key> {
+        let mailbox = mailbox_addr(d);
+        let root = ProcessMemory
+            .read_u64(mailbox.wrapping_add_signed(rb_layout::ROOT_FROM_MAILBOX))
+            .unwrap();
+        let shape = check_bst(&ProcessMemory, root, 1 << 20)
+            .unwrap_or_else(|e| panic!("{what}: not a binary search tree: {e}"));
+        shape.keys.into_iter().collect()
+    };
+    for round in 0..40 {
+        d.set_budget(Some(Duration::from_micros(20 + 10 * (round % 5))))
+            .unwrap();
+        let kind = if round % 3 == 2 {
+            OpKind::Delete
+        } else {
+            OpKind::Update
+        };
+        let ops: Vec<Op> = (0..BATCH_MAX)
+            .map(|_| Op::new(key(rng.below(3000)), value(&mut rng)))
+            .collect();
+        let mailbox = d.mailbox();
+        mailbox[..ops.len()].copy_from_slice(&ops);
+        for op in &mut mailbox[..ops.len()] {
+            op.result = i64::MIN;
+        }
+        let outcome = d.run(kind, ops.len());
+        cancelled += usize::from(outcome.is_err());
+        let returned = d.mailbox()[..ops.len()].to_vec();
+        // Completed ops (in order) must agree with the keys held; the op in flight when the run
+        // was cancelled (result still unwritten or -EBUSY) may or may not have taken effect.
+        let mut in_flight = None;
+        for (sent, got) in ops.iter().zip(&returned) {
+            let present = held.contains(&sent.key);
+            match (kind, got.result) {
+                (OpKind::Update, INSERTED) if !present => {
+                    held.insert(sent.key);
+                }
+                (OpKind::Update, REPLACED) if present => {}
+                (OpKind::Delete, REMOVED) if present => {
+                    held.remove(&sent.key);
+                }
+                (OpKind::Delete, ABSENT) if !present => {}
+                // Cancelled: the op in flight may or may not have taken effect.
+                (_, r) if (r == i64::MIN || r == EBUSY) && outcome.is_err() => {
+                    in_flight = Some(sent.key);
+                    break;
+                }
+                // The loop budget ran out first (may_goto left the batch loop): not reached.
+                (_, i64::MIN) => break,
+                // A descent cut short by the loop budget: nothing was changed.
+                (_, EBUSY) => {}
+                (_, r) => panic!("round {round}: {kind:?} returned {r} (present: {present})"),
+            }
+            completed_ops += 1;
+        }
+        let walked = walk(&mut d, &format!("round {round}"));
+        if let Some(k) = in_flight {
+            held.remove(&k);
+        }
+        let extra: Vec<&Key> = walked.difference(&held).collect();
+        assert!(
+            extra.len() <= usize::from(in_flight.is_some()),
+            "round {round}: {} keys in the tree that no completed op put there",
+            extra.len()
+        );
+        assert!(
+            held.is_subset(&walked),
+            "round {round}: keys lost from the tree"
+        );
+        held = walked;
+    }
+    assert!(
+        cancelled > 0 && completed_ops > 0,
+        "{cancelled} batches cancelled, {completed_ops} ops completed: the test needs both"
+    );
+
+    // No budget: the lock was released at every cancellation and the allocator still serves.
+    d.set_budget(None).unwrap();
+    let mut m = TreeModel::default();
+    for k in &held {
+        m.update(k, &[0; 64]);
+    }
+    let fresh: Vec<Op> = (5000..5000 + BATCH_MAX as u64)
+        .map(|i| Op::new(key(i), value(&mut rng)))
+        .collect();
+    map_batch(&mut d, &mut m, OpKind::Update, &fresh);
+    let all: Vec<Op> = m.keys().map(|k| Op::new(*k, [0; 64])).collect();
+    for chunk in all.chunks(BATCH_MAX) {
+        map_batch(&mut d, &mut m, OpKind::Delete, chunk);
+    }
+    assert!(m.is_empty());
+    assert!(walk(&mut d, "after deleting every key").is_empty());
+    println!("{cancelled} of 40 batches cancelled, {completed_ops} ops completed before");
+}

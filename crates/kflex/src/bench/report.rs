@@ -232,11 +232,27 @@ impl Report {
         let g = &self.guards;
         let _ = writeln!(
             out,
-            "\nstatic heap-guard sites (kflex JIT, default SFI): {} emitted, {} elided ({:.1}% elided)",
+            "\nstatic heap-guard sites (kflex JIT, default SFI): {} emitted, {} elided ({:.1}% elided); \
+             per program emitted/elided:",
             g.emitted,
             g.elided,
             100.0 * g.elided_fraction
         );
+        let mut structures: Vec<&str> = Vec::new();
+        for p in &g.programs {
+            if !structures.contains(&p.structure.as_str()) {
+                structures.push(&p.structure);
+            }
+        }
+        for s in structures {
+            let programs: Vec<String> = g
+                .programs
+                .iter()
+                .filter(|p| p.structure == s)
+                .map(|p| format!("{} {}/{}", p.program, p.emitted, p.elided))
+                .collect();
+            let _ = writeln!(out, "  {s:<12} {}", programs.join(", "));
+        }
         out
     }
 }
@@ -360,6 +376,10 @@ pub(crate) mod tests {
         assert!(lines[2].contains("lookup") && lines[2].contains("1000 ns  0.050x"));
         assert!(t.contains("kflex-jit        geomean 0.800x  worst 0.800x"));
         assert!(t.contains("2 emitted, 13 elided (86.7% elided)"));
+        assert!(
+            t.contains("\n  hash         update 1/9, lookup 1/4\n"),
+            "{t}"
+        );
         assert!(t.contains("kflex-jit        512 ns, 0.50 ns/op over a full batch of 1024"));
         assert!(t.contains("native           20.0 ns, 0.02 ns/op"));
     }

@@ -81,7 +81,7 @@ struct ModelFactory {
     opened: Vec<(Structure, EngineKind)>,
     capacity: usize,
     log: Rc<RefCell<Vec<(&'static str, OpKind)>>>,
-    /// The engine whose batches sleep 5 ms.
+    /// The engine whose batches sleep 100 ms.
     slow: Option<EngineKind>,
 }
 
@@ -110,7 +110,7 @@ impl DriverFactory for ModelFactory {
             capacity: self.capacity,
             log: self.log.clone(),
             delay: if self.slow == Some(e) {
-                Duration::from_millis(5)
+                Duration::from_millis(100)
             } else {
                 Duration::ZERO
             },
@@ -310,9 +310,10 @@ fn a_slow_engine_sits_out_once_it_has_used_its_share() {
     cfg.structures = vec![Structure::Hash];
     cfg.keys = 1000;
     cfg.min_repetitions = 2;
-    cfg.max_repetitions = 6;
-    // Two engines: a 30 ms share each; the slow one spends at least 15 ms per repetition.
-    cfg.case_budget = Duration::from_millis(60);
+    cfg.max_repetitions = 4;
+    // Two engines: a 400 ms share each; the slow one spends at least 300 ms per repetition, the
+    // model driver a few milliseconds at most.
+    cfg.case_budget = Duration::from_millis(800);
     let report = run(&cfg, &mut factory, &ProgressBar::hidden());
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     let reps = |engine: &str| {

@@ -31,8 +31,13 @@ fn interp(p: &Program, h: &HelperRegistry, mem: &mut MemoryMap, env: &mut ExecEn
     (out.retval, out.instructions)
 }
 
+/// Budget of the runs that arm the watchdog: generous, so that a run preempted on a loaded
+/// machine (the budget is wall-clock time) is not cancelled in the middle of a measurement.
+const BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn jit(p: &JitProgram, h: &HelperRegistry, mem: &mut MemoryMap, env: &mut ExecEnv) -> u64 {
     let mut jenv = JitEnv::new(mem, h, env);
+    jenv.budget = Some(BUDGET);
     p.run([0; 5], &mut jenv).expect("benchmark program runs")
 }
 
@@ -142,10 +147,21 @@ fn fixed_cost(c: &mut Criterion) {
         let tj = time(rounds, || {
             black_box(jit(black_box(&compiled), &helpers, &mut mem, &mut env));
         });
+        let mut lease = compiled.frame_lease(8);
+        let tl = time(rounds, || {
+            let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+            jenv.budget = Some(BUDGET);
+            black_box(
+                compiled
+                    .run_leased([0; 5], &mut jenv, &mut lease)
+                    .expect("runs"),
+            );
+        });
         println!(
-            "{name}: interp {:.0} ns/run, jit {:.0} ns/run",
+            "{name}: interp {:.0} ns/run, jit {:.0} ns/run, jit on a frame lease {:.0} ns/run",
             ti * 1e9,
-            tj * 1e9
+            tj * 1e9,
+            tl * 1e9
         );
         group.bench_function(format!("interp/{name}"), |b| {
             b.iter(|| interp(black_box(&program), &helpers, &mut mem, &mut env))
@@ -153,6 +169,14 @@ fn fixed_cost(c: &mut Criterion) {
         group.bench_function(format!("jit/{name}"), |b| {
             b.iter(|| jit(black_box(&compiled), &helpers, &mut mem, &mut env))
         });
+        group.bench_function(format!("jit_leased/{name}"), |b| {
+            b.iter(|| {
+                let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+                jenv.budget = Some(BUDGET);
+                compiled.run_leased([0; 5], &mut jenv, &mut lease)
+            })
+        });
+        lease.release(&mut mem);
     }
     group.finish();
 }

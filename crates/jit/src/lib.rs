@@ -58,6 +58,7 @@ mod codegen;
 pub mod ctx_direct;
 pub mod error;
 mod exec_mem;
+mod helpers_direct;
 pub mod sfi;
 mod stack;
 mod state;
@@ -162,9 +163,24 @@ pub struct JitEnv<'a> {
     /// stops the run at its next check (`Cancelled { Terminated }`, or a `may_goto`'s exit
     /// branch). Default [`exec::watchdog::DEFAULT_BUDGET`] (10 ms); `None` disables the watchdog.
     pub budget: Option<std::time::Duration>,
+    /// Map helpers (`bpf_map_lookup_elem`/`update_elem`/`delete_elem`) may trust their pointer
+    /// arguments and skip the registry (see [`JitEnv::trust_map_helper_pointers`]).
+    trust_map_helpers: bool,
 }
 
 impl<'a> JitEnv<'a> {
+    /// Lets the map helpers of this run's program take their key and value pointers as valid
+    /// without checking them against [`JitEnv::mem`], and call the map table directly instead of
+    /// going through [`JitEnv::helpers`] (same results, a fraction of the cost).
+    ///
+    /// # Safety
+    /// The program must have been verified (kflex-verify proves that every such call passes a
+    /// handle of `env`'s map table and key/value pointers to that many readable bytes), and
+    /// `helpers` must hold the Linux map helpers (ids 1, 2, 3), whose behaviour this replaces.
+    pub unsafe fn trust_map_helper_pointers(&mut self) {
+        self.trust_map_helpers = true;
+    }
+
     /// An environment without a context hook, with 8 frames and no heap.
     pub fn new(mem: &'a mut MemoryMap, helpers: &'a HelperRegistry, env: &'a mut ExecEnv) -> Self {
         JitEnv {
@@ -177,6 +193,7 @@ impl<'a> JitEnv<'a> {
             heap_base: 0,
             native_stack_size: exec::DEFAULT_STACK_SIZE,
             budget: Some(exec::watchdog::DEFAULT_BUDGET),
+            trust_map_helpers: false,
         }
     }
 }
@@ -374,6 +391,7 @@ impl JitProgram {
             Some(h) => h.base,
             None => env.heap_base,
         };
+        let trust_map_helpers = env.trust_map_helpers;
         let ctx_direct = env
             .ctx_direct
             .map_or(std::ptr::null(), |d| d as *const CtxDirect);
@@ -395,6 +413,7 @@ impl JitProgram {
             ctx_table: self.ctx_table.as_ptr(),
             ctx_table_len: self.ctx_table.len() as u64,
             ctx_direct,
+            trust_map_helpers,
             host_fault: None,
         };
         if let Err(e) = exec::fault::prepare_thread() {

@@ -64,6 +64,8 @@ pub(crate) struct RunState {
     pub ctx_table_len: u64,
     /// The run's direct context description, or null (for the context trampoline).
     pub ctx_direct: *const crate::CtxDirect,
+    /// Map helpers may be served directly ([`crate::JitEnv::trust_map_helper_pointers`]).
+    pub trust_map_helpers: bool,
     /// A fault recorded by a trampoline (with `fault_code == HOST`).
     pub host_fault: Option<JitFault>,
 }

@@ -47,6 +47,28 @@ pub(crate) unsafe extern "sysv64" fn helper(state: *mut RunState, id: u64, pc: u
     state.fault_pc = pc;
     // SAFETY: `env` was set from a `&mut JitEnv` that `run` holds borrowed for the whole run.
     let env = unsafe { &mut *state.env.cast::<JitEnv<'_>>() };
+    if state.trust_map_helpers {
+        let mut args = [0u64; 5];
+        args.copy_from_slice(&state.regs[1..6]);
+        let exec_env = &*env.env;
+        // SAFETY: `trust_map_helpers` is only set through `JitEnv::trust_map_helper_pointers`,
+        // whose caller guarantees the program is verified: its map-helper pointer arguments
+        // address the map's key and value sizes.
+        match catch_unwind(AssertUnwindSafe(|| unsafe {
+            crate::helpers_direct::call(id, &args, exec_env)
+        })) {
+            Ok(Some(r0)) => return r0,
+            Ok(None) => {}
+            Err(payload) => {
+                let kind = JitFaultKind::HelperPanic {
+                    id: u32::try_from(id).unwrap_or(u32::MAX),
+                    message: panic_message(payload.as_ref()),
+                };
+                record(state, pc, kind);
+                return 0;
+            }
+        }
+    }
     let Some(def) = u32::try_from(id).ok().and_then(|n| env.helpers.get(n)) else {
         record(state, pc, JitFaultKind::UnknownHelper(id));
         return 0;

@@ -587,3 +587,159 @@ fn leased_runs_reuse_registered_zeroed_frames() {
     let flat = JitProgram::compile(&flat, &JitOptions::default()).unwrap();
     assert_eq!(flat.frame_lease(8).frames(), 1);
 }
+
+/// Map helper calls served directly (`JitEnv::trust_map_helper_pointers`) give the registry
+/// path's results and leave the same map contents, on hash, LRU hash, array and per-CPU array
+/// maps: hits, misses, out-of-range array keys, update flags (`BPF_NOEXIST` on a present key,
+/// `BPF_EXIST` on a missing one), a full hash map, LRU eviction, per-CPU slots of two CPUs.
+#[test]
+fn direct_map_helpers_equal_the_registry_path() {
+    use kflex_isa::decode::Size;
+    use kflex_object::{MapSpec, MapType};
+    use kflex_runtime::maps::{MapOptions, MapTable};
+
+    let dw = Size::DW;
+    let store = |size, off, src| I::Store {
+        size,
+        dst: 10,
+        off,
+        src: Operand::Reg(src),
+    };
+    let key_ptr = [movr(2, 10), add(2, Operand::Imm(-4))];
+    // lookup(r1 = map, r2 = key): the value's first u64, or u64::MAX when missing.
+    let mut lookup = vec![store(Size::W, -4, 2)];
+    lookup.extend(key_ptr);
+    lookup.extend([
+        I::Call { helper: 1 },
+        I::Jump {
+            width: Width::W64,
+            op: JmpOp::Eq,
+            dst: 0,
+            src: Operand::Imm(0),
+            off: 2,
+        },
+        I::Load {
+            size: dw,
+            dst: 0,
+            src: 0,
+            off: 0,
+            sign_extend: false,
+        },
+        I::Exit,
+        mov(0, -1),
+        I::Exit,
+    ]);
+    // update(r1 = map, r2 = key, r3 = value, r4 = flags) and delete(r1 = map, r2 = key).
+    let mut update = vec![store(Size::W, -4, 2), store(dw, -16, 3)];
+    update.extend(key_ptr);
+    update.extend([
+        movr(3, 10),
+        add(3, Operand::Imm(-16)),
+        I::Call { helper: 2 },
+        I::Exit,
+    ]);
+    let mut delete = vec![store(Size::W, -4, 2)];
+    delete.extend(key_ptr);
+    delete.extend([I::Call { helper: 3 }, I::Exit]);
+    let compile =
+        |insns: &[I]| JitProgram::compile(&program(insns), &JitOptions::default()).unwrap();
+    let (lookup, update, delete) = (compile(&lookup), compile(&update), compile(&delete));
+
+    let spec = |name: &str, map_type, max_entries| MapSpec {
+        name: name.into(),
+        map_type,
+        key_size: 4,
+        value_size: 8,
+        max_entries,
+        flags: 0,
+        map_extra: 0,
+        global: None,
+        initial_value: None,
+    };
+    let specs = [
+        spec("hash", MapType::Hash, 3),
+        spec("lru", MapType::LruHash, 2),
+        spec("array", MapType::Array, 4),
+        spec("percpu", MapType::PercpuArray, 4),
+    ];
+    let opts = MapOptions {
+        num_cpus: Some(2),
+        arena_init: None,
+    };
+    let helpers = HelperRegistry::linux_default();
+    // (op, map, key, value, flags, cpu)
+    let mut ops = Vec::new();
+    for map in 0..4 {
+        for cpu in [0u32, 1] {
+            for key in 0..5u64 {
+                ops.push((2, map, key, 100 + key + u64::from(cpu), 0, cpu));
+                ops.push((2, map, key, 7, 1, cpu)); // BPF_NOEXIST
+                ops.push((1, map, key, 0, 0, cpu));
+                ops.push((1, map, key + 10, 0, 0, cpu));
+                ops.push((2, map, key + 20, 9, 2, cpu)); // BPF_EXIST on a missing key
+            }
+            ops.push((3, map, 1, 0, 0, cpu));
+            ops.push((3, map, 33, 0, 0, cpu));
+            ops.push((1, map, 1, 0, 0, cpu));
+        }
+    }
+    let run_all = |trusted: bool| {
+        let table = Arc::new(MapTable::create(&specs, &opts).unwrap());
+        let mut mem = MemoryMap::new();
+        let mut results = Vec::new();
+        for &(op, map, key, value, flags, cpu) in &ops {
+            let mut env = ExecEnv::with_maps(Arc::clone(&table));
+            env.cpu = cpu;
+            let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+            if trusted {
+                // SAFETY: the programs pass a map handle and key/value pointers to 4 and 8
+                // bytes of their stack, as the maps' sizes require.
+                unsafe { jenv.trust_map_helper_pointers() };
+            }
+            let handle = table.handle(map);
+            let prog = match op {
+                1 => &lookup,
+                2 => &update,
+                _ => &delete,
+            };
+            results.push(prog.run([handle, key, value, flags, 0], &mut jenv));
+        }
+        let contents: Vec<_> = (0..4)
+            .map(|m| {
+                (0..30u32)
+                    .map(|k| {
+                        let key = k.to_ne_bytes();
+                        if m == 3 {
+                            table.lookup_percpu(m, &key).ok()
+                        } else {
+                            table.lookup(m, &key).ok().flatten().map(|v| vec![v])
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        (results, contents)
+    };
+    let (direct, generic) = (run_all(true), run_all(false));
+    assert_eq!(direct, generic);
+    // The sequence exercised hits, misses and errors.
+    let r0s: Vec<u64> = generic.0.iter().map(|r| *r.as_ref().unwrap()).collect();
+    assert!(r0s.contains(&u64::MAX), "a missing key");
+    assert!(r0s.contains(&101), "a per-CPU value of CPU 1");
+    assert!(r0s.iter().any(|&r| r as i64 == -17), "EEXIST");
+    assert!(r0s.iter().any(|&r| r as i64 == -2), "ENOENT");
+    // The trusted calls really bypass the registry: without map helpers in it they still work.
+    let table = Arc::new(MapTable::create(&specs, &opts).unwrap());
+    let (mut mem, empty) = (MemoryMap::new(), HelperRegistry::empty());
+    let mut env = ExecEnv::with_maps(Arc::clone(&table));
+    let args = [table.handle(0), 1, 42, 0, 0];
+    let mut jenv = JitEnv::new(&mut mem, &empty, &mut env);
+    assert!(matches!(
+        update.run(args, &mut jenv).unwrap_err().kind,
+        JitFaultKind::UnknownHelper(2)
+    ));
+    // SAFETY: as above.
+    unsafe { jenv.trust_map_helper_pointers() };
+    assert_eq!(update.run(args, &mut jenv), Ok(0));
+    assert_eq!(lookup.run(args, &mut jenv), Ok(42));
+}

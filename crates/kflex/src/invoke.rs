@@ -293,6 +293,11 @@ impl<'e> Invoker<'e> {
                 let mut jenv = JitEnv::new(&mut self.mem, &self.registry, &mut self.env);
                 jenv.ctx = Some(hook);
                 jenv.ctx_direct = Some(direct);
+                if self.prog.verified.is_some() {
+                    // SAFETY: the program was verified (JIT code exists only for verified
+                    // programs) and the registry is built on the Linux helpers.
+                    unsafe { jenv.trust_map_helper_pointers() };
+                }
                 jenv.max_call_depth = self.limits.max_call_depth;
                 jenv.heap_base = self.heap_base;
                 jenv.budget = self.budget;

@@ -56,7 +56,10 @@ pub struct AllocConfig {
     /// Stock exactly the CPU ids whose bits are set (bit i = CPU id i) instead of `0..cpus`,
     /// e.g. the one CPU a pinned host thread runs programs on. Default `None`.
     pub cpu_mask: Option<u64>,
-    /// Bytes of blocks in the first chain pushed per CPU and class (default 256 KiB).
+    /// Bytes of blocks in the first chain pushed per CPU and class (default 256 KiB). The first
+    /// refill carves CPU by CPU, every class, so a carve range smaller than about
+    /// stocked CPUs × 9 × `chain_bytes` leaves the last CPUs unstocked: size the heap for it, or
+    /// lower `chain_bytes`, or stock only the CPUs that run programs (`cpu_mask`).
     pub chain_bytes: u64,
     /// Fewest blocks in a chain (default 4).
     pub min_chain: u64,

@@ -174,6 +174,8 @@ static __always_inline int sl_lookup(struct sl_list __arena *l, struct ds_op __a
 
 	sl_key_load(&k, op->key_w);
 	for (;;) {
+		bool level_done = false;
+
 		if (lv == 0) {
 			done = true;
 			break;
@@ -183,11 +185,16 @@ static __always_inline int sl_lookup(struct sl_list __arena *l, struct ds_op __a
 		for (;;) {
 			nx = x->next[SL_IDX(lv)];
 			c = nx ? sl_node_cmp(nx, &k) : 1;
-			if (c >= 0)
+			if (c >= 0) {
+				level_done = true;
 				break;
+			}
 			x = nx;
 			kflex_cond_break;
 		}
+		/* A level walk cut short by the loop budget proves nothing about the key. */
+		if (!level_done)
+			break;
 		if (c == 0) {
 			done = true;
 			break;

@@ -54,6 +54,8 @@ fn quick_hash_run_writes_table_json_and_svg() {
         let ratio = r["ratio_to_native"].as_f64().unwrap();
         assert!(ns > 0.0 && ns < 1e6, "{ns} ns/op");
         assert!(ratio > 0.0 && ratio.is_finite(), "ratio {ratio}");
+        let cpu = r["cpu_ns_per_op"].as_f64().unwrap();
+        assert!(cpu > 0.0 && cpu < 1e6, "{cpu} CPU ns/op");
         let engine = r["engine"].as_str().unwrap().to_string();
         if engine == "native" {
             assert_eq!(ratio, 1.0);

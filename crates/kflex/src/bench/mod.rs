@@ -11,7 +11,9 @@
 //! every engine). The three phases are repeated on the same instance (up to
 //! [`BenchConfig::max_repetitions`] within [`BenchConfig::case_budget`]); the reported ns/op takes
 //! each batch's median over the repetitions and sums them ([`stats::batchwise_median`]), which
-//! keeps a preempted batch out of the figure on a busy machine.
+//! keeps a preempted batch out of the figure on a busy machine. Each batch is also timed in the
+//! thread's CPU time (`cpu_ns_per_op`, `cpu_ratio_to_native`, `cpu_summary`), which leaves out
+//! the time the benchmark was descheduled altogether.
 //! The engines' repetitions are interleaved (native, then each engine, round after round), so a
 //! change in the machine's load affects them alike.
 //! `ratio_to_native` is native ns/op ÷ the engine's ns/op from the same run: 1.0 is native speed,

@@ -26,6 +26,9 @@ pub struct PhaseRun {
     pub elapsed: Duration,
     /// The same, per batch, in nanoseconds.
     pub batch_ns: Vec<f64>,
+    /// This thread's CPU time in each batch's `run` call, in nanoseconds (the time the thread
+    /// was descheduled is not in it; a kernel test-run's system time is).
+    pub batch_cpu_ns: Vec<f64>,
     /// One check per batch.
     pub checks: Vec<BatchCheck>,
     /// Ops whose result was negative (out of memory, lock not taken).
@@ -108,13 +111,16 @@ pub fn run_phase(
             };
             slot.result = 0;
         }
+        let cpu_start = thread_cpu_ns();
         let start = Instant::now();
         let ret = driver
             .run(op, chunk.len())
             .map_err(|e| format!("{} batch {}: {e}", op.program(), run.checks.len()))?;
         let took = start.elapsed();
+        let cpu = thread_cpu_ns().saturating_sub(cpu_start);
         run.elapsed += took;
         run.batch_ns.push(took.as_nanos() as f64);
+        run.batch_cpu_ns.push(cpu as f64);
         let mailbox = driver.mailbox();
         let mut digest = 0u64;
         let mut positive = 0i64;
@@ -157,4 +163,47 @@ pub fn invocation_cost(driver: &mut dyn Driver, runs: usize) -> Result<f64, Stri
         }
     }
     Ok(super::stats::median(&samples).unwrap_or(0.0))
+}
+
+/// This thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds; 0 if the clock
+/// cannot be read.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
+    // CLOCK_THREAD_CPUTIME_ID is a clock every Linux provides.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_cpu_ns;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn thread_cpu_time_counts_work_but_not_sleep() {
+        let before = thread_cpu_ns();
+        std::thread::sleep(Duration::from_millis(30));
+        let slept = thread_cpu_ns() - before;
+        assert!(slept < 10_000_000, "sleeping used {slept} ns of CPU");
+        let start = Instant::now();
+        let before = thread_cpu_ns();
+        let mut x = 1u64;
+        while start.elapsed() < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_mul(3));
+        }
+        let worked = thread_cpu_ns() - before;
+        assert!(
+            worked > 1_000_000,
+            "20 ms of spinning used only {worked} ns of CPU"
+        );
+    }
 }

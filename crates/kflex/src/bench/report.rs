@@ -32,6 +32,10 @@ pub struct BenchResult {
     pub ns_per_op_phase_median: f64,
     /// Native ns/op of the same phase divided by this engine's (1.0 is native speed).
     pub ratio_to_native: f64,
+    /// Like `ns_per_op`, in this thread's CPU time (time descheduled left out).
+    pub cpu_ns_per_op: f64,
+    /// Native `cpu_ns_per_op` divided by this engine's.
+    pub cpu_ratio_to_native: f64,
     /// Operations per phase.
     pub ops: usize,
     /// Repetitions the median was taken over.
@@ -136,6 +140,8 @@ pub struct Report {
     pub results: Vec<BenchResult>,
     /// Per-engine summary.
     pub summary: BTreeMap<String, SummaryEntry>,
+    /// Per-engine summary of `cpu_ratio_to_native`.
+    pub cpu_summary: BTreeMap<String, SummaryEntry>,
     /// Guard totals.
     pub guards: GuardTotals,
     /// Notes about the run (engines left out, reduced op counts).
@@ -162,6 +168,14 @@ impl Report {
             self.results
                 .iter()
                 .map(|r| (r.engine.as_str(), r.ratio_to_native)),
+        )
+        .into_iter()
+        .map(|(e, s)| (e, s.into()))
+        .collect();
+        self.cpu_summary = stats::summarise(
+            self.results
+                .iter()
+                .map(|r| (r.engine.as_str(), r.cpu_ratio_to_native)),
         )
         .into_iter()
         .map(|(e, s)| (e, s.into()))
@@ -207,6 +221,20 @@ impl Report {
             out.push_str("\nratio to native (native ns/op / engine ns/op; 1.0 = native speed):\n");
             for e in &self.engines {
                 if let Some(s) = self.summary.get(e) {
+                    let _ = writeln!(
+                        out,
+                        "  {e:<16} geomean {:.3}x  worst {:.3}x  ({} results)",
+                        s.geomean_ratio, s.worst_ratio, s.results
+                    );
+                }
+            }
+        }
+        if !self.cpu_summary.is_empty() {
+            out.push_str(
+                "the same on thread CPU time (time the benchmark was descheduled left out):\n",
+            );
+            for e in &self.engines {
+                if let Some(s) = self.cpu_summary.get(e) {
                     let _ = writeln!(
                         out,
                         "  {e:<16} geomean {:.3}x  worst {:.3}x  ({} results)",
@@ -286,6 +314,8 @@ pub(crate) mod tests {
             ns_per_op: ns,
             ns_per_op_phase_median: ns,
             ratio_to_native: native / ns,
+            cpu_ns_per_op: ns * 0.5,
+            cpu_ratio_to_native: native / ns,
             ops: 1000,
             repetitions: 3,
             successes: 10,
@@ -361,6 +391,9 @@ pub(crate) mod tests {
                 .abs()
                 < 1e-12
         );
+        let cpu = &v["cpu_summary"]["kflex-jit"];
+        assert!((cpu["geomean_ratio"].as_f64().unwrap() - 0.8).abs() < 1e-12);
+        assert!(v["results"][1]["cpu_ns_per_op"].as_f64().unwrap() > 0.0);
         assert_eq!(v["guards"]["emitted"], 2);
         assert_eq!(v["guards"]["elided"], 13);
         assert!((v["guards"]["elided_fraction"].as_f64().unwrap() - 13.0 / 15.0).abs() < 1e-12);
@@ -375,6 +408,12 @@ pub(crate) mod tests {
         assert!(lines[1].contains("100 ns") && lines[1].contains("125 ns  0.800x"));
         assert!(lines[2].contains("lookup") && lines[2].contains("1000 ns  0.050x"));
         assert!(t.contains("kflex-jit        geomean 0.800x  worst 0.800x"));
+        assert_eq!(
+            t.matches("kflex-jit        geomean 0.800x").count(),
+            2,
+            "{t}"
+        );
+        assert!(t.contains("the same on thread CPU time"));
         assert!(t.contains("2 emitted, 13 elided (86.7% elided)"));
         assert!(
             t.contains("\n  hash         update 1/9, lookup 1/4\n"),

@@ -227,6 +227,8 @@ struct Lane {
     driver: Box<dyn Driver>,
     /// Batch times of each phase: one vector per repetition.
     samples: [Vec<Vec<f64>>; 3],
+    /// The same in thread CPU time.
+    cpu_samples: [Vec<Vec<f64>>; 3],
     /// The first repetition's runs.
     first: Option<Phases>,
     /// Time spent running this lane's repetitions.
@@ -255,6 +257,7 @@ fn measure_case(
                 engine,
                 driver,
                 samples: Default::default(),
+                cpu_samples: Default::default(),
                 first: None,
                 busy: Duration::ZERO,
             }),
@@ -314,6 +317,7 @@ fn measure_case(
     }
 
     let mut native_ns = [f64::NAN; 3];
+    let mut native_cpu_ns = [f64::NAN; 3];
     for mut lane in lanes {
         let engine = lane.engine;
         let fixed = match invocation_cost(lane.driver.as_mut(), INVOCATION_RUNS) {
@@ -328,12 +332,17 @@ fn measure_case(
             .samples
             .each_ref()
             .map(|reps| (batchwise_median(reps).unwrap_or(f64::NAN) / ops).max(f64::MIN_POSITIVE));
+        let cpu_ns = lane
+            .cpu_samples
+            .each_ref()
+            .map(|reps| (batchwise_median(reps).unwrap_or(f64::NAN) / ops).max(f64::MIN_POSITIVE));
         let phase_ns = lane.samples.each_ref().map(|reps| {
             let totals: Vec<f64> = reps.iter().map(|r| r.iter().sum()).collect();
             median(&totals).unwrap_or(f64::NAN) / ops
         });
         if engine == EngineKind::Native {
             native_ns = ns;
+            native_cpu_ns = cpu_ns;
         }
         let first = lane.first.expect("a repetition ran");
         for (i, op) in OpKind::ALL.into_iter().enumerate() {
@@ -345,6 +354,8 @@ fn measure_case(
                 ns_per_op: ns[i],
                 ns_per_op_phase_median: phase_ns[i],
                 ratio_to_native: native_ns[i] / ns[i],
+                cpu_ns_per_op: cpu_ns[i],
+                cpu_ratio_to_native: native_cpu_ns[i] / cpu_ns[i],
                 ops: case.stream.len(),
                 repetitions: lane.samples[i].len(),
                 successes: first[i].successes(),
@@ -404,6 +415,7 @@ fn run_repetition(
             ));
         }
         lane.samples[i].push(std::mem::take(&mut run.batch_ns));
+        lane.cpu_samples[i].push(std::mem::take(&mut run.batch_cpu_ns));
         phases[i] = run;
     }
     if lane.first.is_none() {

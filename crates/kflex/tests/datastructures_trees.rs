@@ -484,43 +484,58 @@ fn most_guard_sites_are_elided() {
     );
 }
 
-/// Red-black tree batches cut short by a time budget far shorter than a batch: the JIT cancels
-/// the run at whatever loop back-edge it reaches (in a descent, between linking and rebalancing,
-/// in the middle of a rebalance), or a `may_goto` leaves its loop (an op answers -EBUSY having
-/// changed nothing, or the batch ends early). After every batch the tree walked through the heap is a valid
-/// binary search tree with consistent parent links (a cancelled rebalance may leave a colour
-/// violation, nothing worse), every completed op's result agrees with the keys held, and the lock
-/// and allocator keep working: once the budget is lifted, batches run to completion and the tree
-/// empties exactly.
-#[test]
-fn rbtree_survives_cancelled_batches() {
+/// Batches cut short by a time budget far shorter than a batch: the JIT cancels the run at
+/// whatever loop back-edge it reaches (in a descent, between linking and rebalancing or linking
+/// the upper levels, in the middle of a rebalance), or a `may_goto` leaves its loop (an op
+/// answers -EBUSY having changed nothing, or the batch ends early). After every batch the
+/// structure walked through the heap is a valid search structure (a red-black tree may be left
+/// with a colour violation, a skip-list node linked on fewer levels than it has, nothing worse),
+/// every completed op's result agrees with the keys held, and the lock and allocator keep
+/// working: once the budget is lifted, batches run to completion and the structure empties.
+fn survives_cut_short_batches(structure: Structure) {
     use std::collections::BTreeSet;
     use std::time::Duration;
 
     use kflex_datastructures::model_trees::check_bst;
     use kflex_datastructures::protocol::{ABSENT, EBUSY, INSERTED, REMOVED, REPLACED};
 
-    let mut d = kflex(Structure::Rbtree, Engine::Jit, SfiMode::AndMask);
+    let mut d = kflex(structure, Engine::Jit, SfiMode::AndMask);
     let mut rng = Rng(77);
     let mut held: BTreeSet<Key> = BTreeSet::new();
-    let (mut cancelled, mut completed_ops) = (0, 0);
     let walk = |d: &mut KflexDriver, what: &str| -> BTreeSet<Key> {
         let mailbox = mailbox_addr(d);
-        let root = ProcessMemory
-            .read_u64(mailbox.wrapping_add_signed(rb_layout::ROOT_FROM_MAILBOX))
-            .unwrap();
-        let shape = check_bst(&ProcessMemory, root, 1 << 20)
-            .unwrap_or_else(|e| panic!("{what}: not a binary search tree: {e}"));
-        shape.keys.into_iter().collect()
+        let at = |off: i64| mailbox.wrapping_add_signed(off);
+        let keys = match structure {
+            Structure::Rbtree => {
+                let root = ProcessMemory
+                    .read_u64(at(rb_layout::ROOT_FROM_MAILBOX))
+                    .unwrap();
+                check_bst(&ProcessMemory, root, 1 << 20)
+                    .map(|shape| shape.keys)
+                    .map_err(|e| e.to_string())
+            }
+            _ => {
+                let levels = ProcessMemory
+                    .read_u64(at(sl_layout::LEVELS_FROM_MAILBOX))
+                    .unwrap();
+                let head = at(sl_layout::HEAD_NEXT_FROM_MAILBOX);
+                check_skiplist(&ProcessMemory, head, levels, 1 << 20)
+            }
+        };
+        keys.unwrap_or_else(|e| panic!("{structure} {what}: broken: {e}"))
+            .into_iter()
+            .collect()
     };
+    let (mut cancelled, mut completed_ops) = (0, 0);
     for round in 0..40 {
         d.set_budget(Some(Duration::from_micros(20 + 10 * (round % 5))))
             .unwrap();
-        let kind = if round % 3 == 2 {
-            OpKind::Delete
-        } else {
-            OpKind::Update
-        };
+        let kind = [
+            OpKind::Update,
+            OpKind::Update,
+            OpKind::Delete,
+            OpKind::Lookup,
+        ][round as usize % 4];
         let ops: Vec<Op> = (0..BATCH_MAX)
             .map(|_| Op::new(key(rng.below(3000)), value(&mut rng)))
             .collect();
@@ -546,6 +561,8 @@ fn rbtree_survives_cancelled_batches() {
                     held.remove(&sent.key);
                 }
                 (OpKind::Delete, ABSENT) if !present => {}
+                (OpKind::Lookup, FOUND) if present => {}
+                (OpKind::Lookup, ABSENT) if !present => {}
                 // Cancelled: the op in flight may or may not have taken effect.
                 (_, r) if (r == i64::MIN || r == EBUSY) && outcome.is_err() => {
                     in_flight = Some(sent.key);
@@ -555,7 +572,9 @@ fn rbtree_survives_cancelled_batches() {
                 (_, i64::MIN) => break,
                 // A descent cut short by the loop budget: nothing was changed.
                 (_, EBUSY) => {}
-                (_, r) => panic!("round {round}: {kind:?} returned {r} (present: {present})"),
+                (_, r) => {
+                    panic!("{structure} round {round}: {kind:?} returned {r} (present: {present})")
+                }
             }
             completed_ops += 1;
         }
@@ -566,12 +585,12 @@ fn rbtree_survives_cancelled_batches() {
         let extra: Vec<&Key> = walked.difference(&held).collect();
         assert!(
             extra.len() <= usize::from(in_flight.is_some()),
-            "round {round}: {} keys in the tree that no completed op put there",
+            "{structure} round {round}: {} keys that no completed op put there",
             extra.len()
         );
         assert!(
             held.is_subset(&walked),
-            "round {round}: keys lost from the tree"
+            "{structure} round {round}: keys lost"
         );
         held = walked;
     }
@@ -596,5 +615,15 @@ fn rbtree_survives_cancelled_batches() {
     }
     assert!(m.is_empty());
     assert!(walk(&mut d, "after deleting every key").is_empty());
-    println!("{cancelled} of 40 batches cancelled, {completed_ops} ops completed before");
+    println!("{structure}: {cancelled} of 40 batches cancelled, {completed_ops} ops completed");
+}
+
+#[test]
+fn rbtree_survives_cut_short_batches() {
+    survives_cut_short_batches(Structure::Rbtree);
+}
+
+#[test]
+fn skiplist_survives_cut_short_batches() {
+    survives_cut_short_batches(Structure::Skiplist);
 }

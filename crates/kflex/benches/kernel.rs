@@ -187,15 +187,28 @@ impl Workload {
     /// programs, wall time per call over [`SYSCALL_CALLS`] calls for syscall programs.
     fn per_run(&self, side: Side) -> Duration {
         if self.is_syscall() {
-            let start = Instant::now();
+            let start = thread_cpu();
             for _ in 0..SYSCALL_CALLS {
                 black_box(self.call(side, 1));
             }
-            start.elapsed() / SYSCALL_CALLS
+            thread_cpu().saturating_sub(start) / SYSCALL_CALLS
         } else {
             self.call(side, REPEAT).1
         }
     }
+}
+
+/// The calling thread's CPU time (user and system, so a `bpf(2)` call's kernel time counts):
+/// unlike wall time it leaves out time the thread spent preempted on a loaded machine.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn source_dir() -> PathBuf {

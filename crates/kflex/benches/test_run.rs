@@ -215,9 +215,98 @@ fn engines_side_by_side(c: &mut Criterion) {
     group.finish();
 }
 
+/// Per call: a whole `Extension::test_run` (`repeat = 1`) beside `Invoker::run` on the same
+/// input, on the JIT (wall time per call, mean of 20,000 calls, alternated in 4 rounds): what a
+/// host pays per invocation on each path.
+fn invoker_vs_test_run(c: &mut Criterion) {
+    let mut group = c.benchmark_group("invoke");
+    for example in kflex_examples::all() {
+        let Some(options) = input(example.name) else {
+            continue;
+        };
+        let ext = Extension::load(example.name, example.object, ExtensionOptions::default())
+            .expect("bundled example loads");
+        let prog = ext.program_names().first().cloned().expect("a program");
+        let mut invoker = ext.invoker(&prog, Engine::Jit).expect("invoker");
+        let syscall = invoker.prog_type() == kflex::ProgType::Syscall;
+        let input = if syscall {
+            options.ctx_in.clone().unwrap_or_default()
+        } else {
+            options.data_in.clone()
+        };
+        let calls = 5_000u32;
+        let (mut t_run, mut t_inv) = (0.0, 0.0);
+        for _ in 0..4 {
+            let start = Instant::now();
+            for _ in 0..calls {
+                black_box(ext.test_run(&prog, black_box(&options)).expect("runs"));
+            }
+            t_run += start.elapsed().as_nanos() as f64 / f64::from(calls);
+            let mut buf = input.clone();
+            let start = Instant::now();
+            for _ in 0..calls {
+                buf.copy_from_slice(&input);
+                black_box(invoker.run(black_box(&mut buf)).expect("runs"));
+            }
+            t_inv += start.elapsed().as_nanos() as f64 / f64::from(calls);
+        }
+        println!(
+            "invoke/{}: test_run(repeat=1) {:.0} ns/call, invoker {:.0} ns/call",
+            example.name,
+            t_run / 4.0,
+            t_inv / 4.0
+        );
+        let mut buf = input.clone();
+        group.bench_function(format!("invoker/{}", example.name), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(&input);
+                invoker.run(black_box(&mut buf)).expect("runs")
+            })
+        });
+    }
+    // The invoker's fixed cost: `tiny` (5 instructions, no context access) as a verified
+    // syscall program, on the JIT, beside the bare JIT run of the same code.
+    let insns: Vec<kflex_isa::Insn> = kflex_isa::decode::encode_all(&[
+        I::Mov {
+            width: Width::W64,
+            dst: 0,
+            src: Operand::Imm(1),
+        },
+        I::Alu {
+            width: Width::W64,
+            op: AluOp::Add,
+            dst: 0,
+            src: Operand::Imm(1),
+        },
+        I::Exit,
+    ]);
+    let ext = Extension::from_raw(
+        &insns,
+        Some(kflex::ProgType::Syscall),
+        ExtensionOptions::default(),
+    )
+    .expect("tiny syscall program loads");
+    let mut invoker = ext
+        .invoker(kflex::RAW_PROGRAM_NAME, Engine::Jit)
+        .expect("invoker");
+    let mut ctx = [0u8; 8];
+    assert_eq!(invoker.run(&mut ctx).expect("runs").retval, 2);
+    let calls = 200_000u32;
+    let start = Instant::now();
+    for _ in 0..calls {
+        black_box(invoker.run(black_box(&mut ctx)).expect("runs"));
+    }
+    let per_call = start.elapsed().as_nanos() as f64 / f64::from(calls);
+    println!("invoke/tiny_syscall: invoker {per_call:.0} ns/call (3 instructions)");
+    group.bench_function("invoker/tiny_syscall", |b| {
+        b.iter(|| invoker.run(black_box(&mut ctx)).expect("runs"))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = engines_side_by_side, bench_interp, bench_examples
+    targets = invoker_vs_test_run, engines_side_by_side, bench_interp, bench_examples
 }
 criterion_main!(benches);

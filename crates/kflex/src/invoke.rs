@@ -80,6 +80,8 @@ pub struct Invoker<'e> {
     trace_dropped: u64,
     /// The JIT program's stack frames, registered in `mem` once (released on drop).
     lease: Option<FrameLease>,
+    /// `(start, len)` of the syscall context region left in `mem` by the last run.
+    ctx_region: Option<(u64, u64)>,
 }
 
 impl Drop for Invoker<'_> {
@@ -149,6 +151,7 @@ impl Extension {
             budget: Some(DEFAULT_BUDGET),
             trace_dropped: 0,
             lease: jit.map(|j| j.frame_lease(self.limits.max_call_depth)),
+            ctx_region: None,
         })
     }
 }
@@ -220,26 +223,33 @@ impl<'e> Invoker<'e> {
             len: ctx.len() as u64,
         };
         let ctx_addr = if ctx.is_empty() { 0 } else { hook.addr };
-        if ctx_addr != 0 {
-            let region = Region {
-                start: hook.addr,
-                len: hook.len,
-                kind: RegionKind::Context,
-                writable: true,
-                elements: None,
-            };
-            // SAFETY: `ctx` is exclusively borrowed for this whole call and not touched through
-            // the reference while the region is installed; the region is removed before return.
-            unsafe { self.mem.insert(region) }
-                .map_err(|e| Error::Input(format!("syscall context: {e}")))?;
+        let wanted = (ctx_addr != 0).then_some((hook.addr, hook.len));
+        if self.ctx_region != wanted {
+            if let Some((start, _)) = self.ctx_region.take() {
+                self.mem.remove(start);
+            }
+            if let Some((start, len)) = wanted {
+                let region = Region {
+                    start,
+                    len,
+                    kind: RegionKind::Context,
+                    writable: true,
+                    elements: None,
+                };
+                // SAFETY: `ctx` is exclusively borrowed for this whole call and only accessed
+                // through raw pointers while the program runs. The region stays in `self.mem`
+                // after the call (so that the next run on the same buffer skips re-inserting
+                // it), but `self.mem` is private and only used inside `run`, which replaces
+                // the region before a run on any other buffer: a stale region is never used.
+                unsafe { self.mem.insert(region) }
+                    .map_err(|e| Error::Input(format!("syscall context: {e}")))?;
+                self.ctx_region = wanted;
+            }
         }
         // SAFETY: the caller's buffer is exclusively borrowed for this whole call and only
         // accessed through raw pointers while the program runs.
         let direct = unsafe { CtxDirect::new(hook.addr, hook.len, 0, &[], &[], true) };
         let outcome = self.execute(ctx_addr, &mut hook, &direct);
-        if ctx_addr != 0 {
-            self.mem.remove(ctx_addr);
-        }
         let (retval, cancel, released) = outcome?;
         Ok(Invocation {
             retval,
@@ -340,7 +350,9 @@ impl<'e> Invoker<'e> {
     /// something outlived a run in it.
     fn reset_memory(&mut self) {
         let frames = self.lease.as_ref().map_or(0, FrameLease::frames);
-        if self.mem.regions().len() != self.map_regions.len() + frames {
+        let ctx = usize::from(self.ctx_region.is_some());
+        if self.mem.regions().len() != self.map_regions.len() + frames + ctx {
+            self.ctx_region = None;
             if let Some(lease) = self.lease.take() {
                 lease.release(&mut self.mem);
                 self.lease = self.jit.map(|j| j.frame_lease(self.limits.max_call_depth));

@@ -215,3 +215,31 @@ fn the_budget_cancels_a_runaway_run_and_the_invoker_keeps_working() {
         vec![42u64.to_ne_bytes().to_vec()]
     );
 }
+
+#[test]
+fn runs_alternate_between_caller_buffers() {
+    let ext = load("syscall_events");
+    for engine in [Engine::Jit, Engine::Interp] {
+        let mut invoker = ext.invoker("syscall_events", engine).unwrap();
+        let mut a = collatz(1000, 27);
+        let mut b = collatz(10, 27);
+        let mut c = collatz(1000, 6);
+        c.extend_from_slice(&[0u8; 8]); // a longer buffer: the extra bytes stay untouched
+        for _ in 0..3 {
+            assert_eq!(invoker.run(&mut a).unwrap().retval, 0);
+            assert_eq!(
+                invoker.run(&mut b).unwrap().retval,
+                1,
+                "not at 1 after 10 steps"
+            );
+            assert_eq!(invoker.run(&mut c).unwrap().retval, 0);
+            // An empty context is a NULL pointer: the program's first load faults.
+            assert!(invoker.run(&mut []).is_err());
+        }
+        assert_eq!(a[16..24], 111u64.to_ne_bytes());
+        assert_eq!(b[16..24], 10u64.to_ne_bytes());
+        // 6 -> 3 -> 10 -> 5 -> 16 -> 8 -> 4 -> 2 -> 1: 8 steps.
+        assert_eq!(c[16..24], 8u64.to_ne_bytes());
+        assert_eq!(c[24..], [0u8; 8]);
+    }
+}

@@ -4,7 +4,6 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -156,11 +155,12 @@ fn progress_bar() -> ProgressBar {
     }
     let bar = ProgressBar::new(0);
     if let Ok(style) =
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+        ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
     {
         bar.set_style(style);
     }
-    bar.enable_steady_tick(Duration::from_millis(200));
+    // No steady tick: a ticker thread would compete with the measurement for the CPU; the bar
+    // redraws whenever the runner reports the next phase.
     bar
 }
 

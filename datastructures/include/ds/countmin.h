@@ -87,6 +87,18 @@ SK_UNROLL
 		s->rows[r][sk_index(sk_row_hash(h, r))] += delta;
 }
 
+/* The smaller of two counter values without a branch (BPF has no conditional move, and a
+ * data-dependent branch on random counters is mispredicted half the time): the values are 32-bit,
+ * so their difference cannot overflow and its sign bit says which is smaller. */
+static __always_inline __s64 sk_min(__s64 a, __s64 b)
+{
+	__s64 d = b - a;
+	__s64 m = d >> 63;
+
+	barrier_var(m);
+	return a + (d & m);
+}
+
 /* The smallest of the key's counters. */
 static __always_inline __s64 cm_estimate(struct cm_sketch __arena *s, const __u64 __arena *key)
 {
@@ -94,12 +106,8 @@ static __always_inline __s64 cm_estimate(struct cm_sketch __arena *s, const __u6
 	__s64 best = s->rows[0][sk_index(sk_row_hash(h, 0))];
 
 SK_UNROLL
-	for (int r = 1; r < CM_DEPTH; r++) {
-		__s64 c = s->rows[r][sk_index(sk_row_hash(h, r))];
-
-		if (c < best)
-			best = c;
-	}
+	for (int r = 1; r < CM_DEPTH; r++)
+		best = sk_min(best, s->rows[r][sk_index(sk_row_hash(h, r))]);
 	return best;
 }
 

@@ -28,10 +28,10 @@ struct cs_sketch {
 	__s32 rows[CS_DEPTH][SK_WIDTH];
 };
 
-/* +1 or -1: the sign a row hash gives the key in that row. */
+/* +1 or -1: the sign a row hash gives the key in that row (bit 0), computed without a branch. */
 static __always_inline __s32 cs_sign(__u64 row_hash)
 {
-	return (row_hash & 1) ? 1 : -1;
+	return (__s32)((row_hash & 1) << 1) - 1;
 }
 
 /* Adds `delta` times the key's sign to the key's counter in every row. */

@@ -7,6 +7,8 @@
 //! * [`prepare`]: builds a [`PreparedRun`] (packet and context buffers, their memory regions, the
 //!   [`ContextAccess`](kflex_runtime::ContextAccess) hook) from a [`TestRunInput`];
 //!   [`PreparedRun::finish`] yields the [`TestRunOutput`].
+//! * [`direct`]: which context accesses an engine may serve without the hook (plain image
+//!   fields, packet pointers, NULL), as tables per type, and [`PreparedRun::direct_context`].
 //! * [`extra_helpers`]: `bpf_skb_load_bytes`, `bpf_skb_store_bytes`, `bpf_xdp_adjust_head`,
 //!   `bpf_xdp_adjust_meta`.
 //!
@@ -64,6 +66,7 @@ mod xdp;
 use kflex_object::ProgType;
 use kflex_runtime::AccessError;
 
+pub use direct::{DirectContext, DirectKind};
 pub use helpers::{
     BPF_FUNC_SKB_LOAD_BYTES, BPF_FUNC_SKB_STORE_BYTES, BPF_FUNC_XDP_ADJUST_HEAD,
     BPF_FUNC_XDP_ADJUST_META, extra_helpers, register_extra_helpers,
@@ -72,7 +75,6 @@ pub use layout::{
     CtxAccessError, FieldInfo, PointerKind, SK_BUFF_SIZE, SizeRule, XDP_MD_SIZE, check_ctx_access,
     context_layout, context_size,
 };
-pub use direct::{DirectContext, DirectKind};
 pub use run::PreparedRun;
 pub use syscall::MAX_SYSCALL_CTX;
 pub use xdp::{

@@ -33,6 +33,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// r1..r5 as JIT code saved them before the call, read one by one: the code has just stored
+/// them separately, and a wider copy would miss store-to-load forwarding (a measurable stall per
+/// call).
+fn saved_args(state: &RunState) -> [u64; 5] {
+    let regs = &state.regs;
+    // SAFETY: each pointer is a reference to an initialised `u64` of `regs`.
+    [1, 2, 3, 4, 5].map(|i| unsafe { std::ptr::read_volatile(&regs[i]) })
+}
+
 /// Calls helper `id` with the arguments JIT code saved in `state.regs[1..=5]`; returns its result
 /// (the new r0). On failure records the fault for slot `pc`.
 ///
@@ -48,11 +57,7 @@ pub(crate) unsafe extern "sysv64" fn helper(state: *mut RunState, id: u64, pc: u
     // SAFETY: `env` was set from a `&mut JitEnv` that `run` holds borrowed for the whole run.
     let env = unsafe { &mut *state.env.cast::<JitEnv<'_>>() };
     if state.trust_map_helpers {
-        // Read the saved registers one by one: JIT code has just stored them separately, and a
-        // wider copy would miss store-to-load forwarding (a measurable stall per call).
-        let regs = &state.regs;
-        // SAFETY: each pointer is a reference to an initialised `u64` of `regs`.
-        let args = [1, 2, 3, 4, 5].map(|i| unsafe { std::ptr::read_volatile(&regs[i]) });
+        let args = saved_args(state);
         let exec_env = &*env.env;
         // SAFETY: `trust_map_helpers` is only set through `JitEnv::trust_map_helper_pointers`,
         // whose caller guarantees the program is verified: its map-helper pointer arguments
@@ -76,8 +81,7 @@ pub(crate) unsafe extern "sysv64" fn helper(state: *mut RunState, id: u64, pc: u
         record(state, pc, JitFaultKind::UnknownHelper(id));
         return 0;
     };
-    let mut args = [0u64; 5];
-    args.copy_from_slice(&state.regs[1..6]);
+    let args = saved_args(state);
     let mut call = HelperCall {
         args,
         mem: &mut *env.mem,

@@ -7,29 +7,44 @@
 //! input through all three:
 //!
 //! * packet programs: `BPF_PROG_TEST_RUN` with `repeat` = [`REPEAT`], the kernel's own average
-//!   duration per run, beside kflex's test-run with the same `repeat` (its `ns_per_run`);
+//!   duration per run, beside kflex's test-run with the same `repeat` (its `ns_per_run`). Both
+//!   sides do the same work per run: the packet and context are set up once per call and **not**
+//!   reset between the repeats (Linux's `bpf_test_run` loop; kflex's test-run loop since the
+//!   per-run cost work), and neither counts time the thread spent preempted (Linux's test-run
+//!   timer stops across `cond_resched`; kflex times the loop by the thread's CPU clock);
 //! * syscall programs: Linux ignores `repeat` for them and reports no duration, so both sides are
-//!   timed from user space per test-run call (the kernel figure includes the `bpf(2)` entry).
+//!   timed from user space per test-run call, by the thread's CPU clock (the kernel figure
+//!   includes the `bpf(2)` entry and its copies of the context; kflex's includes its per-call
+//!   setup: memory map, environment, context copy, result vectors).
 //!
 //! Criterion groups `kernel/<program>/{linux,kflex_jit,kflex_interp}` time the same calls; a
 //! summary printed at the end gives ns/run for each and the ratio kflex-JIT / kernel, measured
-//! interleaved in one pass. Reproduce with `cargo bench -p kflex --bench kernel`.
+//! interleaved in one pass. Reproduce with
+//! `cargo bench -p kflex --bench kernel -- --warm-up-time 1 --measurement-time 2` (append a
+//! filter matching no benchmark, e.g. `summary-only`, for the summary alone).
 //! Without `bpf(2)` (not root, no kernel support) the bench prints `SKIPPED: <reason>` and
 //! measures nothing.
 //!
 //! On the shared 2-core machine, Linux 6.18 (the kernel rejects `list_walk`: "The sequence of
-//! 8193 jumps is too complex", its unbounded walk is a kflex relaxation):
+//! 8193 jumps is too complex", its unbounded walk is a kflex relaxation), before and after the
+//! per-run cost work (e1313bd vs. d6b995b; "before" figures were wall-clock, taken under a load
+//! average of 4-7, and kflex's packet figure then included per-run packet preparation):
 //!
 //! ```text
-//! program            linux ns   kflex jit   kflex interp   jit / linux
-//! xdp_firewall           58.0       389.0          563.0          6.71
-//! tc_classifier          68.0       347.0          649.0          5.10
-//! syscall_events        844.0       824.0         6321.0          0.98
+//! program            linux ns   kflex jit before -> after   kflex interp   jit / linux
+//! xdp_firewall           59.0       419.0 ->  115.0              483.0     6.9 -> 1.95
+//! tc_classifier          68.0       374.0 ->  141.0              543.0     5.3 -> 2.07
+//! syscall_events        852.0      1057.0 ->  912.0             7075.0     1.1 -> 1.07
 //! ```
 //!
-//! For the packet programs kflex's per-run figure includes its test-run loop preparing a fresh
-//! packet and context for every run (`kflex_hooks::prepare`), a fixed cost that weighs heavily on
-//! these short programs; syscall_events (a Collatz loop) compares more of the generated code.
+//! Where the remaining time of a packet run goes (perf, xdp_firewall on the JIT): the map
+//! helpers' hash look-up takes the map index's mutex (an uncontended lock and unlock are two
+//! atomic read-modify-writes, about a quarter of the run; Linux's look-up is lock-free under
+//! RCU); each context load is still a call into the context trampoline (served from the hooks'
+//! tables, but not inlined into the JIT code as Linux's `convert_ctx_access` does); and each run
+//! arms and disarms the watchdog, switches to the guarded stack and zeroes the frames it used.
+//! For syscall programs the per-call setup of a test-run dominates: the same program through
+//! `Extension::invoker` costs about 350 ns per call (see the `test_run` bench).
 
 use std::hint::black_box;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -342,7 +357,7 @@ fn bench(c: &mut Criterion) {
 
     println!(
         "\nkflex beside the Linux kernel JIT (median of {ROUNDS}; packet programs: each runtime's \
-         own per-run figure over {REPEAT} runs; syscall programs: wall time per test-run call)"
+         own per-run figure over {REPEAT} runs; syscall programs: thread CPU time per test-run call)"
     );
     println!(
         "{:<32} {:>12} {:>12} {:>12} {:>14}",

@@ -40,6 +40,26 @@
 //! xdp_firewall            884 ns -> 590 ns        885 ns -> 416 ns
 //! ```
 //! (The interpreter gains too: context loads no longer format a field name on success.)
+//!
+//! `invoke/<example>` compares, per call on the JIT, a whole `test_run` (`repeat = 1`) with
+//! `Invoker::run` on the same input, and `invoke/tiny_syscall` gives the invoker's own fixed
+//! cost (a 3-instruction verified syscall program; compare `fixed_cost/jit_leased/tiny` in
+//! `cargo bench -p kflex-jit --bench jit`, the bare JIT run on a frame lease: about 40 ns). After
+//! the per-run cost work (d6b995b, load average ~2):
+//!
+//! ```text
+//!                      test_run(repeat=1)   invoker     (ns per call, wall time)
+//! sk_skb_verdict              644              371
+//! socket_udp_filter          1031             1003
+//! syscall_events              811              347
+//! tc_classifier               838              506
+//! xdp_firewall                827              367
+//! tiny_syscall                  -               59
+//! ```
+//! A syscall invoker run works on the caller's buffer in place; a packet invoker run still
+//! prepares a packet and context per call (`kflex_hooks::prepare`) and copies the packet back,
+//! which is most of its cost. A single test-run's fixed overhead (call time minus the run's own
+//! `ns_per_run`) is about 0.5 us.
 
 use std::hint::black_box;
 use std::time::Instant;

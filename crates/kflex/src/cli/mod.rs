@@ -92,7 +92,8 @@ pub struct RunArgs {
     /// a run past it is cancelled.
     #[arg(long, value_parser = parse_duration)]
     budget: Option<std::time::Duration>,
-    /// How the JIT guards heap accesses: and-mask (default), base, writes-only or none.
+    /// How the JIT guards heap accesses: segment (default; and-mask where the CPU or heap size
+    /// rules it out), and-mask, base, writes-only or none.
     #[arg(long, value_parser = kflex::engine::parse_sfi)]
     sfi: Option<kflex::engine::SfiMode>,
     /// Bare bytecode file (8-byte little-endian instruction slots).

@@ -15,8 +15,8 @@ use kflex_runtime::exec::CancelReason;
 use kflex_runtime::heap::{Heap, HeapConfig};
 use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
 use sfi_support::{
-    Canary, Case, HEAP_SIZE, PAGE, Rng, body, canaries, heap, interp_run, jit_run, read_u64,
-    write_u64,
+    Canary, Case, HEAP_SIZE, PAGE, Rng, body, heap, heap_with_canaries, interp_run, jit_run,
+    read_u64, write_u64,
 };
 
 const MARK: u64 = 0x5afe_5afe_5afe_5afe;
@@ -42,8 +42,8 @@ const FORGED_LOAD: &str = "
 
 #[test]
 fn forged_pointer_writes_land_inside_the_heap() {
-    let heap = heap();
-    let guards = canaries(&heap);
+    let (heap, guards) = heap_with_canaries();
+
     let mut host = [0xa7u8; PAGE];
     let host_addr = host.as_mut_ptr() as u64;
     let case = Case::new(FORGED_STORE, &heap);
@@ -81,8 +81,8 @@ fn forged_pointer_writes_land_inside_the_heap() {
 
 #[test]
 fn forged_pointer_atomics_land_inside_the_heap() {
-    let heap = heap();
-    let guards = canaries(&heap);
+    let (heap, guards) = heap_with_canaries();
+
     let host = [0u64; 512];
     let host_addr = host.as_ptr() as u64;
     let mut rng = Rng(0xfeed_f00d);
@@ -205,8 +205,8 @@ fn every_mode_matches_the_interpreter_on_valid_pointers() {
 
 #[test]
 fn accesses_past_the_heap_end_are_cancelled() {
-    let heap = heap();
-    let guards = canaries(&heap);
+    let (heap, guards) = heap_with_canaries();
+
     // A guarded pointer to the last word, then an access with a large instruction offset.
     let case = Case::new(
         "

@@ -23,8 +23,8 @@ use kflex_runtime::heap::{Heap, HeapConfig, SEGMENT_WINDOW};
 use kflex_runtime::helpers::{HelperError, RetKind};
 use kflex_runtime::{ExecEnv, HelperDef, HelperRegistry, MemoryMap, Signature};
 use sfi_support::{
-    Canary, Case, HEAP_SIZE, PAGE, Rng, body, canaries, guarded, heap, interp_run, jit_run,
-    options, random_heap_program, read_u64, supported, write_u64,
+    Canary, Case, HEAP_SIZE, PAGE, Rng, body, guarded, heap, heap_with_canaries, interp_run,
+    jit_run, options, random_heap_program, read_u64, supported, write_u64,
 };
 
 const MARK: u64 = 0x5afe_5afe_5afe_5afe;
@@ -91,9 +91,9 @@ fn forged_pointer_writes_land_in_the_heap_or_cancel() {
     if !supported() {
         return;
     }
-    let heap = heap();
+    let (heap, guards) = heap_with_canaries();
     assert!(heap.segment_window());
-    let guards = canaries(&heap);
+
     let mut host = [0xa7u8; PAGE];
     let case = Case::new(FORGED_STORE, &heap);
     let jit = case.compile(SfiMode::Segment, &heap);
@@ -125,8 +125,8 @@ fn forged_pointer_atomics_land_in_the_heap_or_cancel() {
     if !supported() {
         return;
     }
-    let heap = heap();
-    let guards = canaries(&heap);
+    let (heap, guards) = heap_with_canaries();
+
     let host = [0u64; 512];
     let mut forged_all = targets(&heap, host.as_ptr() as u64 + 8, &guards, 0xfeed, 60);
     // Never heap offset 0 (it holds the forged pointer, which cmpxchg would not match).
@@ -169,8 +169,8 @@ fn forged_pointer_reads_read_heap_bytes_or_cancel() {
     if !supported() {
         return;
     }
-    let heap = heap();
-    let guards = canaries(&heap);
+    let (heap, guards) = heap_with_canaries();
+
     let case = Case::new(
         "map_value %r1, 0\nldxdw %r2, [%r1]\ncast_kern %r2, %r2\nldxdw %r0, [%r2]\nexit",
         &heap,
@@ -196,8 +196,8 @@ fn accesses_past_the_heap_end_are_cancelled() {
     if !supported() {
         return;
     }
-    let heap = heap();
-    let guards = canaries(&heap);
+    let (heap, guards) = heap_with_canaries();
+
     let case = Case::new(
         "map_value %r1, 0\nldxdw %r2, [%r1]\ncast_kern %r2, %r2\nldxdw %r0, [%r2]\nstdw [%r2+32000], 7\nexit",
         &heap,

@@ -188,7 +188,8 @@ pub struct Canary {
 impl Canary {
     pub const BYTE: u8 = 0xc5;
 
-    pub fn at(addr: u64, len: usize) -> Canary {
+    /// The canary, or `None` when something (another test thread's heap) already maps `addr`.
+    pub fn try_at(addr: u64, len: usize) -> Option<Canary> {
         // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the result is checked.
         let p = unsafe {
             libc::mmap(
@@ -200,10 +201,18 @@ impl Canary {
                 0,
             )
         };
-        assert_eq!(p as u64, addr, "canary mapping at {addr:#x}");
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        if p as u64 != addr {
+            // An old kernel without MAP_FIXED_NOREPLACE treats the address as a hint.
+            // SAFETY: unmaps exactly the mapping just created.
+            unsafe { libc::munmap(p, len) };
+            return None;
+        }
         // SAFETY: the mapping was just created with this length, read-write.
         unsafe { std::ptr::write_bytes(p.cast::<u8>(), Canary::BYTE, len) };
-        Canary { addr, len }
+        Some(Canary { addr, len })
     }
 
     pub fn intact(&self) -> bool {
@@ -221,11 +230,26 @@ impl Drop for Canary {
 }
 
 /// Canaries right below and right above the unmapped zones around the heap (above it, that is
-/// the end of the heap's 4 GiB segment window, when it has one).
-pub fn canaries(heap: &Heap) -> [Canary; 2] {
+/// the end of the heap's 4 GiB segment window, when it has one), or `None` when a page is taken.
+fn try_canaries(heap: &Heap) -> Option<[Canary; 2]> {
     let below = heap.base() - heap.guard() - PAGE as u64;
     let above = heap.base() + heap.size() + heap.unmapped_above();
-    [Canary::at(below, PAGE), Canary::at(above, PAGE)]
+    Some([Canary::try_at(below, PAGE)?, Canary::try_at(above, PAGE)?])
+}
+
+/// A fresh heap with canary pages beside its unmapped zones. Tests run in parallel threads, so the
+/// page beside one heap's reservation may belong to another test's heap: such heaps are kept
+/// (so the next one lands elsewhere) until one with free neighbours turns up.
+pub fn heap_with_canaries() -> (Heap, [Canary; 2]) {
+    let mut taken = Vec::new();
+    for _ in 0..64 {
+        let heap = heap();
+        if let Some(guards) = try_canaries(&heap) {
+            return (heap, guards);
+        }
+        taken.push(heap);
+    }
+    panic!("no heap with free canary pages beside it in 64 attempts")
 }
 
 /// A small xorshift generator (deterministic test inputs).

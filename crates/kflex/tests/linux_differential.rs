@@ -88,6 +88,16 @@ fn kernel_run(fd: BorrowedFd<'_>, input: &TestRunOptions) -> kflex_linux::Result
 
 /// Every example's program inputs (those of `differential.rs`, minus nothing: all are runnable
 /// in Linux except `sk_skb`, which Linux cannot test-run and is left out by program type).
+
+/// The input with a watchdog budget far above any run's length: these tests compare results, and
+/// on a loaded machine a preempted run can outlast the default 10 ms budget of wall-clock time.
+fn unhurried(input: &TestRunOptions) -> TestRunOptions {
+    TestRunOptions {
+        budget: Some(std::time::Duration::from_secs(10)),
+        ..input.clone()
+    }
+}
+
 fn cases() -> Vec<(&'static str, Vec<TestRunOptions>)> {
     let packets = |frames: Vec<Vec<u8>>| -> Vec<TestRunOptions> {
         frames.into_iter().map(TestRunOptions::packet).collect()
@@ -225,7 +235,7 @@ fn every_example_agrees_with_linux_on_both_engines() {
             for (i, input) in inputs.iter().enumerate() {
                 let what = format!("{}/{} case {i}", ex.name, prog.name);
                 let a = jit
-                    .test_run(&prog.name, input)
+                    .test_run(&prog.name, &unhurried(input))
                     .unwrap_or_else(|e| panic!("{what}: jit: {e}"));
                 let b = interp
                     .test_run(&prog.name, input)
@@ -348,7 +358,9 @@ fn generated_verified_programs_agree_with_linux() {
                 continue;
             }
             let input = generated_input(prog_type);
-            let a = jit.test_run("gen", &input).map(|r| r.retval as u32);
+            let a = jit
+                .test_run("gen", &unhurried(&input))
+                .map(|r| r.retval as u32);
             let b = interp.test_run("gen", &input).map(|r| r.retval as u32);
             let c = kernel_run(loaded.fd.as_fd(), &input).map(|r| r.retval);
             let (a, b, c) = (

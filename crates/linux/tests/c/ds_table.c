@@ -11,7 +11,7 @@
  */
 #include <ds/common.h>
 
-KFLEX_HEAP(256); /* 1 MiB */
+KFLEX_HEAP(8192); /* 32 MiB: the allocator's first refill stocks every CPU (about 2.3 MiB each) */
 KFLEX_ALLOCATOR();
 
 #define NBUCKETS 64

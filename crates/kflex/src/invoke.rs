@@ -40,7 +40,7 @@ use kflex_runtime::{Access, ContextAccess, ExecEnv, MemoryMap, Region, RegionKin
 
 use crate::engine::Engine;
 use crate::error::{Error, Result, RunFault};
-use crate::extension::Extension;
+use crate::extension::{CancelHooks, Extension};
 use crate::link::LoadedProgram;
 
 /// Trace lines an invoker keeps (later lines are counted and dropped); see
@@ -67,6 +67,8 @@ pub struct Invocation {
 /// A program of an extension set up for cheap repeated runs (see the [module docs](self)).
 pub struct Invoker<'e> {
     prog: &'e LoadedProgram,
+    /// The extension's cancellation hooks, told about every cancelled or faulted run.
+    cancel_hooks: &'e CancelHooks,
     prog_type: ProgType,
     jit: Option<&'e JitProgram>,
     registry: Cow<'static, HelperRegistry>,
@@ -140,6 +142,7 @@ impl Extension {
         }
         Ok(Invoker {
             prog,
+            cancel_hooks: self.cancel_hooks(),
             prog_type,
             jit,
             registry,
@@ -335,6 +338,16 @@ impl<'e> Invoker<'e> {
             }
         };
         let freed = self.env.release_all_in(&mut self.mem) as u64;
+        match &outcome {
+            Ok((_, Some(reason), _)) => {
+                self.cancel_hooks
+                    .notify(&self.prog.name, self.env.cpu, reason)
+            }
+            Err((_, message)) => self
+                .cancel_hooks
+                .notify(&self.prog.name, self.env.cpu, message),
+            Ok(_) => {}
+        }
         let (retval, cancel, released) = outcome.map_err(|(pc, message)| {
             Error::Fault(RunFault {
                 program: self.prog.name.clone(),

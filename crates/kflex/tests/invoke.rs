@@ -195,7 +195,14 @@ fn the_budget_cancels_a_runaway_run_and_the_invoker_keeps_working() {
     let Some(obj) = kflex_testutil::compile_c(&src) else {
         return;
     };
-    let ext = Extension::load("spin_holding.o", &obj, ExtensionOptions::default()).unwrap();
+    let mut ext = Extension::load("spin_holding.o", &obj, ExtensionOptions::default()).unwrap();
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = told.clone();
+    ext.on_cancel(move |info| {
+        log.lock()
+            .unwrap()
+            .push((info.program.clone(), info.reason.clone()))
+    });
     let mut invoker = ext
         .invoker("spin", Engine::Jit)
         .unwrap()
@@ -207,9 +214,19 @@ fn the_budget_cancels_a_runaway_run_and_the_invoker_keeps_working() {
         r.resources_released, 1,
         "the ringbuf reservation was discarded"
     );
+    assert_eq!(
+        *told.lock().unwrap(),
+        vec![("spin".to_string(), "terminated".to_string())],
+        "the cancel hooks hear of the cancelled run"
+    );
     let r = invoker.run(&mut 1u64.to_ne_bytes()).unwrap();
     assert!(!r.cancelled);
     assert_eq!((r.retval, r.resources_released), (0, 0));
+    assert_eq!(
+        told.lock().unwrap().len(),
+        1,
+        "a normal run is not reported"
+    );
     assert_eq!(
         ext.map("events").unwrap().ringbuf_records().unwrap(),
         vec![42u64.to_ne_bytes().to_vec()]

@@ -22,7 +22,7 @@
 //! Modules: [`extension`] (loading), [`engine`] (engine choice and JIT compilation), [`link`] (verification, map reference resolution and
 //! decoding),
 //! [`test_run`], [`maps`] (host map access), [`conformance`] (the bpf_conformance suite),
-//! [`packet`] (test frame builders), [`hex`] (hex text), [`bench`] (`kflex bench datastructures`:
+//! [`packet`] (test frame builders), [`hex`] (hex text), [`bench`](mod@bench) (`kflex bench datastructures`:
 //! every data-structure extension on native code, kflex's engines and the Linux kernel).
 
 #![warn(missing_docs)]

@@ -59,6 +59,7 @@ pub mod ctx_direct;
 pub mod error;
 mod exec_mem;
 mod helpers_direct;
+mod perf_map;
 pub mod sfi;
 mod stack;
 mod state;
@@ -244,6 +245,7 @@ impl JitProgram {
         let code_range =
             exec::registry::register(mem.addr(), mem.code().len(), mem.addr() + out.fault_exit)
                 .map_err(|e| JitError::Memory(e.to_string()))?;
+        publish_perf_map(&mem, &out);
         let mut entries = vec![0u64; program.len()].into_boxed_slice();
         for (pc, offset) in out.fn_entries {
             if let Some(slot) = entries.get_mut(pc) {
@@ -492,6 +494,28 @@ impl JitProgram {
             resources_released: 0,
         })
     }
+}
+
+/// Names the program's code for profilers when `KFLEX_PERF_MAP` asks for it (see [`perf_map`]).
+fn publish_perf_map(mem: &ExecutableMemory, out: &codegen::Compiled) {
+    let mode = perf_map::PerfMap::from_env();
+    if mode == perf_map::PerfMap::Off {
+        return;
+    }
+    // Prologues follow every body: the first one starts the tail.
+    let tail = out.fn_entries.iter().map(|&(_, o)| o).min();
+    let tail = tail.unwrap_or(mem.code().len());
+    let mut bodies: Vec<(usize, usize)> = out
+        .fn_entries
+        .iter()
+        .filter_map(|&(slot, _)| {
+            let i = out.pc_map.binary_search_by_key(&(slot as u32), |&(_, p)| p);
+            i.ok().map(|i| (slot, out.pc_map[i].0 as usize))
+        })
+        .collect();
+    bodies.sort_by_key(|&(_, o)| o);
+    let ranges = perf_map::ranges(mem.addr(), mem.code().len(), &bodies, tail);
+    perf_map::publish(mode, mem.addr(), mem.code(), &ranges);
 }
 
 /// The fault of a run that could not be set up.

@@ -79,6 +79,8 @@ struct Engine<'a> {
     log: String,
     start: Instant,
     stored: u64,
+    /// The heap's guaranteed size (the widening threshold of start-relative heap offsets).
+    heap: Option<u64>,
 }
 
 /// Verifies `input` (the body of [`crate::verify`]).
@@ -97,6 +99,7 @@ pub fn run(
         log: String::new(),
         start: Instant::now(),
         stored: 0,
+        heap: crate::check::heap::heap_size(input),
     };
     match engine.explore() {
         Ok(()) => {
@@ -203,8 +206,10 @@ impl Engine<'_> {
         let list = self.visited.get_mut(pc)?;
         if loop_head
             && *visits > WIDEN_AFTER
-            && let Some(i) = list.iter().rposition(|old| old.widen(&state).is_some())
-            && let Some(w) = list.get(i).and_then(|old| old.widen(&state))
+            && let Some(i) = list
+                .iter()
+                .rposition(|old| old.widen(&state, self.heap).is_some())
+            && let Some(w) = list.get(i).and_then(|old| old.widen(&state, self.heap))
         {
             state = w;
             list.remove(i);

@@ -436,6 +436,25 @@ proptest! {
     }
 
     #[test]
+    fn widening_within_a_limit_contains_both_and_stabilises(
+        a in sample(), b in sample(), limit in prop_oneof![Just(0u64), 1u64..1 << 20, any::<u64>()],
+    ) {
+        let w = a.abs.widen_within(&b.abs, limit);
+        for &x in a.members.iter().chain(&b.members) {
+            prop_assert!(w.contains(x), "widen_within lost {:#x}: {:?}", x, w);
+        }
+        prop_assert!(w.subsumes(&a.abs) && w.subsumes(&b.abs));
+        prop_assert_eq!(w.widen_within(&b.abs, limit), w);
+        prop_assert_eq!(w.widen_within(&a.abs, limit), w);
+        // Never looser than the plain widening, and inside the limit when both inputs are.
+        prop_assert!(a.abs.widen(&b.abs).subsumes(&w));
+        let inside = |s: &Scalar| s.umax <= limit && s.smin >= 0;
+        if i64::try_from(limit).is_ok() && inside(&a.abs) && inside(&b.abs) {
+            prop_assert!(w.umax <= limit, "{:?} past {}", w, limit);
+        }
+    }
+
+    #[test]
     fn subsumes_is_consistent_with_contains(a in sample(), b in sample()) {
         prop_assert!(a.abs.subsumes(&a.abs));
         if a.abs.subsumes(&b.abs) {

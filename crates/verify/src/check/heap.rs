@@ -24,8 +24,8 @@ fn reach(off: &Scalar, insn_off: i16, size: u8) -> Option<i64> {
 const MIN_HEAP_PAGE: u64 = 4096;
 
 /// The heap's guaranteed size in bytes: that of the program's arena map.
-fn heap_size(cx: &Cx<'_>) -> Option<u64> {
-    cx.input
+pub(crate) fn heap_size(input: &crate::VerifyInput<'_>) -> Option<u64> {
+    input
         .maps
         .iter()
         .find(|m| m.map_type == kflex_object::MapType::Arena)
@@ -82,7 +82,7 @@ pub fn access(
     let zone = cx.options.guard_zone;
     let in_heap = *trusted
         && *start
-        && heap_size(cx)
+        && heap_size(cx.input)
             .and_then(|heap| reach_outside(off, site.off, site.size, heap))
             .is_some_and(|r| r <= zone);
     let decision = match reach(off, site.off, site.size) {

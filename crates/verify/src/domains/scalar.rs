@@ -342,6 +342,24 @@ impl Scalar {
         Scalar::from_views(&wide, Some(&low))
     }
 
+    /// [`Scalar::widen`] with one more threshold, `limit`, tried first: when both inputs lie in
+    /// `0..=limit`, the result is the plain widening cut back to `0..=limit`. It still contains
+    /// both inputs, and repeated widening still reaches a fixpoint after finitely many steps (a
+    /// bound can stop at `limit` once, then only move on to the plain thresholds). Used for heap
+    /// offsets counted from the heap start, so a loop does not push them past the heap's end.
+    pub fn widen_within(&self, newer: &Scalar, limit: u64) -> Scalar {
+        let wide = self.widen(newer);
+        let inside = |s: &Scalar| s.umax <= limit && s.smin >= 0;
+        if i64::try_from(limit).is_err() || !inside(self) || !inside(newer) || inside(&wide) {
+            return wide;
+        }
+        let mut cut = wide;
+        cut.umax = cut.umax.min(limit);
+        cut.smin = cut.smin.max(0);
+        cut.smax = cut.smax.min(limit as i64);
+        cut.normalize().map_or(wide, |()| cut)
+    }
+
     /// True when every member of `other` is a member of `self` (componentwise inclusion; exact
     /// for normalised scalars up to the precision of the representation).
     pub fn subsumes(&self, other: &Scalar) -> bool {

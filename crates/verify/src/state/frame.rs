@@ -58,18 +58,19 @@ impl Frame {
             && self.stack.covers(&cur.stack, ids)
     }
 
-    /// The widening of `self` (older) by `cur`, if every register and slot can be combined.
-    pub fn widen(&self, cur: &Frame) -> Option<Frame> {
+    /// The widening of `self` (older) by `cur`, if every register and slot can be combined
+    /// (`heap`: see [`RegState::widen`]).
+    pub fn widen(&self, cur: &Frame, heap: Option<u64>) -> Option<Frame> {
         if self.callsite != cur.callsite || self.subprog != cur.subprog {
             return None;
         }
         let mut regs: [RegState; NUM_REGS] = std::array::from_fn(|_| RegState::Uninit);
         for (i, out) in regs.iter_mut().enumerate() {
-            *out = self.regs.get(i)?.widen(cur.regs.get(i)?)?;
+            *out = self.regs.get(i)?.widen(cur.regs.get(i)?, heap)?;
         }
         Some(Frame {
             regs,
-            stack: self.stack.widen(&cur.stack)?,
+            stack: self.stack.widen(&cur.stack, heap)?,
             callsite: self.callsite,
             subprog: self.subprog,
         })

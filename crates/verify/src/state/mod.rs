@@ -136,7 +136,7 @@ impl State {
     /// The widening of `self` (an older state at a loop head) by `cur`: a state covering both
     /// with scalar bounds widened. `None` when the states differ in shape (frames, references,
     /// pointer kinds), in which case exploration simply continues with `cur`.
-    pub fn widen(&self, cur: &State) -> Option<State> {
+    pub fn widen(&self, cur: &State, heap: Option<u64>) -> Option<State> {
         if self.frames.len() != cur.frames.len() || self.resources != cur.resources {
             return None;
         }
@@ -144,7 +144,7 @@ impl State {
             .frames
             .iter()
             .zip(&cur.frames)
-            .map(|(o, c)| o.widen(c))
+            .map(|(o, c)| o.widen(c, heap))
             .collect::<Option<Vec<_>>>()?;
         Some(State {
             frames,
@@ -297,7 +297,7 @@ mod tests {
         let mut b = a.clone();
         b.set_reg(0, RegState::constant(2));
         assert!(!a.covers(&b));
-        let w = a.widen(&b).unwrap();
+        let w = a.widen(&b, None).unwrap();
         assert!(w.covers(&a) && w.covers(&b));
         let mut fresh = State::entry(ProgType::Xdp);
         fresh.set_reg(1, RegState::Uninit);

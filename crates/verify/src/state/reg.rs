@@ -334,8 +334,11 @@ impl RegState {
 
     /// The widening of `self` (the older value at a loop head) by `cur`: a value covering both,
     /// with scalar bounds pushed to their extremes so loops converge. `None` when the two kinds
-    /// cannot be combined (different pointer kinds, maps or identities).
-    pub fn widen(&self, cur: &RegState) -> Option<RegState> {
+    /// cannot be combined (different pointer kinds, maps or identities). `heap` is the heap's
+    /// guaranteed size: offsets of heap pointers counted from the heap start stop there first
+    /// ([`Scalar::widen_within`]), so a start pointer whose offset varies from one arrival to the
+    /// next (an index into a heap array) stays inside the heap and keeps its accesses unguarded.
+    pub fn widen(&self, cur: &RegState, heap: Option<u64>) -> Option<RegState> {
         use RegState as R;
         Some(match (self, cur) {
             (R::Uninit, _) | (_, R::Uninit) => R::Uninit,
@@ -426,10 +429,15 @@ impl RegState {
                 },
             ) => {
                 if *ta && *tb {
+                    let start = *sa && *sb;
+                    let off = match heap {
+                        Some(limit) if start => oa.widen_within(ob, limit),
+                        _ => oa.widen(ob),
+                    };
                     R::Heap {
                         trusted: true,
-                        off: oa.widen(ob),
-                        start: *sa && *sb,
+                        off,
+                        start,
                     }
                 } else {
                     R::Heap {

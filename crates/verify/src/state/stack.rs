@@ -314,7 +314,7 @@ impl Stack {
     }
 
     /// The widening of `self` (older) by `cur`, or `None` if a spill cannot be combined.
-    pub fn widen(&self, cur: &Stack) -> Option<Stack> {
+    pub fn widen(&self, cur: &Stack, heap: Option<u64>) -> Option<Stack> {
         let mut out = Stack::new();
         for slot in 0..SLOTS {
             let lo = slot * 8;
@@ -322,7 +322,7 @@ impl Stack {
             let old_spill = self.spills.get(slot).and_then(Option::as_ref);
             let cur_spill = cur.spills.get(slot).and_then(Option::as_ref);
             if ob[0] == StackByte::Spill && cb[0] == StackByte::Spill {
-                let w = old_spill?.widen(cur_spill?)?;
+                let w = old_spill?.widen(cur_spill?, heap)?;
                 *out.spills.get_mut(slot)? = Some(w);
                 out.bytes.get_mut(lo..lo + 8)?.fill(StackByte::Spill);
                 continue;

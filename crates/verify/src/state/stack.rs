@@ -69,6 +69,10 @@ pub enum StackError {
 pub struct Stack {
     bytes: Vec<StackByte>,
     spills: Vec<Option<RegState>>,
+    /// Index of the lowest byte that is not [`StackByte::Invalid`] (`STACK_SIZE` when every
+    /// byte is): every byte below it is invalid, so comparisons start there. Exact, because a
+    /// byte only becomes invalid again in [`Stack::widen`], which recomputes it.
+    low: usize,
 }
 
 impl Default for Stack {
@@ -76,6 +80,7 @@ impl Default for Stack {
         Stack {
             bytes: vec![StackByte::Invalid; STACK_SIZE],
             spills: vec![None; SLOTS],
+            low: STACK_SIZE,
         }
     }
 }
@@ -155,6 +160,7 @@ impl Stack {
         let hi = off + i64::from(size);
         self.break_spills(off, hi);
         let start = index(off);
+        self.low = self.low.min(start);
         if size == 8 && off % 8 == 0 && !matches!(value, RegState::Uninit) {
             if let Some(slot) = self.spills.get_mut(start / 8) {
                 *slot = Some(value.clone());
@@ -183,6 +189,9 @@ impl Stack {
         self.break_spills(lo, hi);
         let start = index(lo);
         let len = usize::try_from(hi - lo).unwrap_or(0);
+        if len > 0 {
+            self.low = self.low.min(start);
+        }
         for b in self.bytes.iter_mut().skip(start).take(len) {
             *b = StackByte::Misc;
         }
@@ -273,7 +282,8 @@ impl Stack {
 
     /// Whether `self` (an old, safely explored stack) covers `cur`.
     pub fn covers(&self, cur: &Stack, ids: &mut IdMap) -> bool {
-        for slot in 0..SLOTS {
+        // Slots below `self.low` are invalid in the old stack, which covers anything.
+        for slot in self.low / 8..SLOTS {
             let range = slot * 8..slot * 8 + 8;
             let (Some(ob), Some(cb)) = (self.bytes.get(range.clone()), cur.bytes.get(range)) else {
                 return false;
@@ -316,7 +326,8 @@ impl Stack {
     /// The widening of `self` (older) by `cur`, or `None` if a spill cannot be combined.
     pub fn widen(&self, cur: &Stack, heap: Option<u64>) -> Option<Stack> {
         let mut out = Stack::new();
-        for slot in 0..SLOTS {
+        // Below both stacks' lowest valid byte everything stays invalid.
+        for slot in self.low.min(cur.low) / 8..SLOTS {
             let lo = slot * 8;
             let (ob, cb) = (self.bytes.get(lo..lo + 8)?, cur.bytes.get(lo..lo + 8)?);
             let old_spill = self.spills.get(slot).and_then(Option::as_ref);
@@ -341,6 +352,11 @@ impl Stack {
                 };
             }
         }
+        out.low = out
+            .bytes
+            .iter()
+            .position(|b| *b != StackByte::Invalid)
+            .unwrap_or(STACK_SIZE);
         Some(out)
     }
 }
@@ -380,6 +396,27 @@ impl fmt::Display for Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comparisons_look_at_every_byte_written_deep_in_the_stack() {
+        let mut old = Stack::new();
+        old.write(-8, 8, &RegState::constant(1));
+        let mut cur = old.clone();
+        cur.write(-500, 4, &RegState::unknown());
+        // Bytes the old stack never wrote cover anything.
+        assert!(old.covers(&cur, &mut IdMap::new()));
+        // A deep byte the old stack wrote must be initialised in the new one too.
+        assert!(!cur.covers(&old, &mut IdMap::new()));
+        let mut deep = Stack::new();
+        deep.write_unknown(-512, -504);
+        assert!(!deep.covers(&Stack::new(), &mut IdMap::new()));
+        // Widening keeps what both wrote and forgets what only one did.
+        let w = cur.widen(&old, None).unwrap();
+        assert_eq!(w, old.widen(&old, None).unwrap());
+        let w = cur.widen(&cur, None).unwrap();
+        assert!(!w.covers(&old, &mut IdMap::new()));
+        assert!(w.covers(&cur, &mut IdMap::new()));
+    }
 
     #[test]
     fn spill_and_fill_keep_the_register_state() {

@@ -3,11 +3,13 @@
 //! Accesses are plain x86 memory operands `[reg + off]` (safety comes from the verifier and the SFI
 //! guards emitted before heap accesses), or, for heap accesses in segment SFI mode, `gs:[reg32 +
 //! off]` operands (prefixes `0x65 0x67`: 32-bit effective address added to the heap base in GS).
+//! Plain loads and stores are encoded in their shortest form by [`encode`].
 //! Accesses listed in the context rewrite table become calls to the context trampoline instead.
 
 use dynasmrt::{DynasmApi, DynasmLabelApi};
 use kflex_isa::decode::{AtomicOp, Operand, Size};
 
+use super::encode::{self, Mem};
 use super::{ARG_REGS, Emitter, STATE_SLOT, reg, x64};
 use crate::sfi::Addressing;
 use crate::state::{FAULT_CODE_OFF, reg_slot};
@@ -33,29 +35,12 @@ pub(super) fn load(
         return;
     }
     let addressing = crate::sfi::guard(e, pc, false);
-    let (s, off) = (reg(src), i32::from(off));
-    let o = &mut e.ops;
-    if addressing == Addressing::Segment {
-        match (size, sign_extend) {
-            (Size::B, false) => x64!(o ; gs movzx Rd(d), BYTE [Rd(s) + off]),
-            (Size::H, false) => x64!(o ; gs movzx Rd(d), WORD [Rd(s) + off]),
-            (Size::W, false) => x64!(o ; gs mov Rd(d), DWORD [Rd(s) + off]),
-            (Size::B, true) => x64!(o ; gs movsx Rq(d), BYTE [Rd(s) + off]),
-            (Size::H, true) => x64!(o ; gs movsx Rq(d), WORD [Rd(s) + off]),
-            (Size::W, true) => x64!(o ; gs movsxd Rq(d), DWORD [Rd(s) + off]),
-            (Size::DW, _) => x64!(o ; gs mov Rq(d), QWORD [Rd(s) + off]),
-        }
-        return;
-    }
-    match (size, sign_extend) {
-        (Size::B, false) => x64!(o ; movzx Rd(d), BYTE [Rq(s) + off]),
-        (Size::H, false) => x64!(o ; movzx Rd(d), WORD [Rq(s) + off]),
-        (Size::W, false) => x64!(o ; mov Rd(d), DWORD [Rq(s) + off]),
-        (Size::B, true) => x64!(o ; movsx Rq(d), BYTE [Rq(s) + off]),
-        (Size::H, true) => x64!(o ; movsx Rq(d), WORD [Rq(s) + off]),
-        (Size::W, true) => x64!(o ; movsxd Rq(d), DWORD [Rq(s) + off]),
-        (Size::DW, _) => x64!(o ; mov Rq(d), QWORD [Rq(s) + off]),
-    }
+    let m = Mem {
+        base: reg(src),
+        disp: i32::from(off),
+        segment: addressing == Addressing::Segment,
+    };
+    encode::put(e, &encode::load_bytes(size, sign_extend, d, m));
 }
 
 /// Sign-extends the context value in r11 from the access size, as the interpreter does for a
@@ -78,31 +63,16 @@ pub(super) fn store(e: &mut Emitter<'_>, pc: usize, size: Size, dst: u8, off: i1
         return;
     }
     let addressing = crate::sfi::guard(e, pc, true);
-    let (d, off) = (reg(dst), i32::from(off));
-    let o = &mut e.ops;
-    if addressing == Addressing::Segment {
-        match (size, src) {
-            (Size::B, Operand::Reg(s)) => x64!(o ; gs mov BYTE [Rd(d) + off], Rb(reg(s))),
-            (Size::H, Operand::Reg(s)) => x64!(o ; gs mov WORD [Rd(d) + off], Rw(reg(s))),
-            (Size::W, Operand::Reg(s)) => x64!(o ; gs mov DWORD [Rd(d) + off], Rd(reg(s))),
-            (Size::DW, Operand::Reg(s)) => x64!(o ; gs mov QWORD [Rd(d) + off], Rq(reg(s))),
-            (Size::B, Operand::Imm(i)) => x64!(o ; gs mov BYTE [Rd(d) + off], i as i8),
-            (Size::H, Operand::Imm(i)) => x64!(o ; gs mov WORD [Rd(d) + off], i as i16),
-            (Size::W, Operand::Imm(i)) => x64!(o ; gs mov DWORD [Rd(d) + off], i),
-            (Size::DW, Operand::Imm(i)) => x64!(o ; gs mov QWORD [Rd(d) + off], i),
-        }
-        return;
-    }
-    match (size, src) {
-        (Size::B, Operand::Reg(s)) => x64!(o ; mov BYTE [Rq(d) + off], Rb(reg(s))),
-        (Size::H, Operand::Reg(s)) => x64!(o ; mov WORD [Rq(d) + off], Rw(reg(s))),
-        (Size::W, Operand::Reg(s)) => x64!(o ; mov DWORD [Rq(d) + off], Rd(reg(s))),
-        (Size::DW, Operand::Reg(s)) => x64!(o ; mov QWORD [Rq(d) + off], Rq(reg(s))),
-        (Size::B, Operand::Imm(i)) => x64!(o ; mov BYTE [Rq(d) + off], i as i8),
-        (Size::H, Operand::Imm(i)) => x64!(o ; mov WORD [Rq(d) + off], i as i16),
-        (Size::W, Operand::Imm(i)) => x64!(o ; mov DWORD [Rq(d) + off], i),
-        (Size::DW, Operand::Imm(i)) => x64!(o ; mov QWORD [Rq(d) + off], i),
-    }
+    let m = Mem {
+        base: reg(dst),
+        disp: i32::from(off),
+        segment: addressing == Addressing::Segment,
+    };
+    let bytes = match src {
+        Operand::Reg(s) => encode::store_reg_bytes(size, reg(s), m),
+        Operand::Imm(i) => encode::store_imm_bytes(size, i, m),
+    };
+    encode::put(e, &bytes);
 }
 
 /// Calls the context trampoline for rewrite `index` at `pc`; for a store `value` is the operand.

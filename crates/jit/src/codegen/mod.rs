@@ -17,6 +17,7 @@
 //! [`RunState`]: crate::state::RunState
 
 mod alu;
+mod encode;
 mod flow;
 mod mem;
 

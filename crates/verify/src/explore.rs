@@ -18,8 +18,12 @@ use crate::error::VerifyError;
 use crate::state::State;
 use crate::{Stats, TerminationKind, VerifiedProgram, VerifyInput, VerifyOptions, hints};
 
-/// Unpruned arrivals at a loop head after which states there are widened.
-const WIDEN_AFTER: u32 = 4;
+/// Unpruned arrivals at a loop head after which states there are widened. Two: one more
+/// iteration than that is rarely more precise, and every extra round before widening repeats the
+/// whole loop body, subprogram calls included (the data-structure batch loops re-explored their
+/// per-op function for each of the first counter values: 2 instead of 4 cut their processed
+/// instructions by 30-40% with the same guard decisions).
+const WIDEN_AFTER: u32 = 2;
 /// States stored per instruction for pruning (beyond this, states are still explored, just
 /// not stored).
 const MAX_STATES_PER_INSN: usize = 64;

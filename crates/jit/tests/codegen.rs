@@ -91,10 +91,9 @@ fn entry_stub_and_prologue_save_callee_saved_registers() {
     );
     let f = jit.function_offset(0).expect("slot 0 starts a function");
     let prologue = disasm(&jit, f, f + 12);
-    assert_eq!(
-        &prologue[..5],
-        ["push rbx", "push r13", "push r14", "push r15", "push rbp"],
-        "each BPF function saves its caller's r6..r10"
+    assert!(
+        !prologue[0].starts_with("push"),
+        "a function that writes none of r6..r9 saves none of them: {prologue:?}"
     );
     // The stub's matching pops restore them in reverse order before `ret`.
     let all = disasm(&jit, 0, jit.code().len());

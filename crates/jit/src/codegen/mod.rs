@@ -2,23 +2,25 @@
 //!
 //! Layout of the generated code, in order: the entry stub (saves the host's callee-saved
 //! registers, loads the reserved registers and r1..r5, calls the main program), the body of every
-//! instruction in slot order, one prologue per subprogram entry, the shared epilogue every `exit`
-//! jumps to, the fault exit, and the out-of-line fault stubs.
+//! instruction in slot order, one prologue per subprogram entry, one epilogue per function (every
+//! `exit` jumps to its function's), the fault exit, and the out-of-line fault stubs.
 //!
 //! Register mapping (as the Linux x86-64 JIT): r0=rax, r1=rdi, r2=rsi, r3=rdx, r4=rcx, r5=r8,
 //! r6=rbx, r7=r13, r8=r14, r9=r15, r10=rbp. Reserved: r9 holds the [`RunState`] pointer (its first
 //! field is the terminate-word pointer), r12 the heap base; r10 and r11 are scratch.
 //!
-//! Native frame of every BPF function (main and subprograms are identical, so any `exit` can use
-//! the shared epilogue): return address, saved rbx/r13/r14/r15/rbp (the caller's r6..r10), then
-//! `[rsp]` = this frame's `may_goto` counter and `[rsp+8]` = the state pointer (reloaded into r9
-//! after every host call). The stack pointer is 16-byte aligned in every function body.
+//! Native frame of every BPF function: return address, the caller's r6..r9 that this function
+//! may change (see [`frames`]; rbp too when the program writes r10), padding, then `[rsp]` = this
+//! frame's `may_goto` counter and `[rsp+8]` = the state pointer (reloaded into r9 after every host
+//! call). The stack pointer is 16-byte aligned in every function body. rbp (BPF r10) moves one
+//! frame stride down in each prologue and back in the epilogue.
 //!
 //! [`RunState`]: crate::state::RunState
 
 mod alu;
 mod encode;
 mod flow;
+mod frames;
 mod mem;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -136,8 +138,10 @@ pub(crate) struct Emitter<'p> {
     labels: Vec<DynamicLabel>,
     /// Prologue label per subprogram entry slot.
     entries: BTreeMap<usize, DynamicLabel>,
-    /// The shared epilogue of every function.
-    pub fn_exit: DynamicLabel,
+    /// What each function's frame saves (see [`frames`]).
+    frames: frames::FramePlan,
+    /// The epilogue of each function, in [`frames::FramePlan::functions`] order.
+    fn_exits: Vec<DynamicLabel>,
     /// Leaves the run after a fault was recorded.
     pub fault_exit: DynamicLabel,
     stubs: Vec<(DynamicLabel, usize, StubKind)>,
@@ -248,6 +252,10 @@ impl<'p> Emitter<'p> {
         );
         // Segment SFI: save the host's GS base in the spare slot at [rsp], install the heap base.
         crate::sfi::segment::enter(self);
+        if self.frames.relative_rbp {
+            // Frame 0's position: each prologue moves rbp one stride down.
+            x64!(self.ops ; mov rbp, [r9 + FRAME_BASE_OFF]);
+        }
         x64!(self.ops
             ; mov rdi, [r9 + reg_slot(1)]
             ; mov rsi, [r9 + reg_slot(2)]
@@ -270,14 +278,25 @@ impl<'p> Emitter<'p> {
         );
     }
 
-    /// Emits the prologue of the function whose body starts at slot `pc`.
-    fn prologue(&mut self, pc: usize) {
+    /// Emits the prologue of function `f` (index into the frame plan), whose body starts at
+    /// slot `pc`: saves what the function may change, reserves the `may_goto` counter and the
+    /// state-pointer slot (keeping rsp 16-byte aligned), counts the depth and moves rbp to this
+    /// frame.
+    fn prologue(&mut self, f: usize, pc: usize) {
         let body = self.label(pc);
         let budget = MAY_GOTO_BUDGET as i32;
         let stride = STRIDE as i32;
+        let relative = self.frames.relative_rbp;
+        let saved = self.frames.functions[f].1.clone();
+        for &r in &saved {
+            x64!(self.ops ; push Rq(r));
+        }
+        if !relative {
+            x64!(self.ops ; push rbp);
+        }
+        let reserve = frame_reserve(saved.len() + usize::from(!relative));
         x64!(self.ops
-            ; push rbx ; push r13 ; push r14 ; push r15 ; push rbp
-            ; sub rsp, 16
+            ; sub rsp, reserve
             ; mov QWORD [rsp], budget
             ; mov [rsp + STATE_SLOT], r9
             ; mov r11, [r9 + DEPTH_OFF]
@@ -287,23 +306,39 @@ impl<'p> Emitter<'p> {
             ; jbe >shallow
             ; mov [r9 + DEEPEST_OFF], r11
             ; shallow:
-            ; imul r11, r11, stride
-            ; mov rbp, [r9 + FRAME_BASE_OFF]
-            ; sub rbp, r11
-            ; jmp =>body
         );
+        if relative {
+            x64!(self.ops ; sub rbp, stride);
+        } else {
+            x64!(self.ops
+                ; imul r11, r11, stride
+                ; mov rbp, [r9 + FRAME_BASE_OFF]
+                ; sub rbp, r11
+            );
+        }
+        x64!(self.ops ; jmp =>body);
     }
 
-    /// Emits the shared epilogue.
-    fn epilogue(&mut self) {
-        let l = self.fn_exit;
+    /// Emits the epilogue of function `f`, which every `exit` of its body jumps to.
+    fn epilogue(&mut self, f: usize) {
+        let l = self.fn_exits[f];
+        let relative = self.frames.relative_rbp;
+        let saved = self.frames.functions[f].1.clone();
+        let reserve = frame_reserve(saved.len() + usize::from(!relative));
         x64!(self.ops
             ; =>l
             ; sub QWORD [r9 + DEPTH_OFF], 1
-            ; add rsp, 16
-            ; pop rbp ; pop r15 ; pop r14 ; pop r13 ; pop rbx
-            ; ret
+            ; add rsp, reserve
         );
+        if relative {
+            x64!(self.ops ; add rbp, STRIDE as i32);
+        } else {
+            x64!(self.ops ; pop rbp);
+        }
+        for &r in saved.iter().rev() {
+            x64!(self.ops ; pop Rq(r));
+        }
+        x64!(self.ops ; ret);
     }
 
     /// Emits the out-of-line fault stubs.
@@ -415,7 +450,7 @@ impl<'p> Emitter<'p> {
             }
             Instruction::Callx { reg } => flow::callx(self, pc, reg),
             Instruction::Exit => {
-                let l = self.fn_exit;
+                let l = self.fn_exits[self.frames.function_of(pc)];
                 x64!(self.ops ; jmp =>l);
             }
         }
@@ -466,6 +501,22 @@ fn ctx_table(
     Ok((map, table))
 }
 
+/// Bytes reserved below a function's saved registers (`pushed` of them): the `may_goto` counter,
+/// the state-pointer slot and padding that keeps rsp 16-byte aligned in the body (the return
+/// address and the pushes come first).
+fn frame_reserve(pushed: usize) -> i32 {
+    if pushed.is_multiple_of(2) { 24 } else { 16 }
+}
+
+/// True if SFI guard instructions may mask base registers in place (the modes with guards; the
+/// segment mode has none).
+fn guards_write_bases(options: &JitOptions) -> bool {
+    match (options.sfi, options.heap) {
+        (crate::SfiMode::None, _) | (_, None) => false,
+        (m, Some(h)) => crate::sfi::effective(m, h) != crate::SfiMode::Segment,
+    }
+}
+
 /// Compiles `program`.
 pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compiled, JitError> {
     let entry_slots = function_entries(program)?;
@@ -479,14 +530,20 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         .iter()
         .map(|&pc| (pc, ops.new_dynamic_label()))
         .collect();
-    let fn_exit = ops.new_dynamic_label();
+    let frames = frames::FramePlan::new(program, &entry_slots, guards_write_bases(options));
+    let fn_exits = frames
+        .functions
+        .iter()
+        .map(|_| ops.new_dynamic_label())
+        .collect();
     let fault_exit = ops.new_dynamic_label();
     let mut e = Emitter {
         ops,
         program,
         labels,
         entries,
-        fn_exit,
+        frames,
+        fn_exits,
         fault_exit,
         stubs: Vec::new(),
         static_faults: Vec::new(),
@@ -518,9 +575,11 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
     for (&pc, &l) in &e.entries.clone() {
         fn_offsets.push((pc, l));
         x64!(e.ops ; =>l);
-        e.prologue(pc);
+        e.prologue(e.frames.function_of(pc), pc);
     }
-    e.epilogue();
+    for f in 0..e.fn_exits.len() {
+        e.epilogue(f);
+    }
     e.emit_stubs();
     e.ops
         .commit()

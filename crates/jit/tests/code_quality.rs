@@ -218,3 +218,19 @@ fn stack_and_heap_style_accesses_use_short_encodings() {
         77
     );
 }
+
+#[test]
+fn an_exit_returns_in_place_instead_of_jumping_to_a_shared_epilogue() {
+    let program = common::program(&caller_and_clobbering_callee());
+    let jit = JitProgram::compile(&program, &JitOptions::default()).unwrap();
+    // The callee's exit (slot 15) ends its function: restore r13 (all it saved), return.
+    let (a, b) = (jit.code_offset(15).unwrap(), jit.code().len());
+    let exit = disasm(&jit, a, b);
+    let ret = exit.iter().position(|s| s == "ret").expect("ret");
+    assert!(
+        !exit[..ret].iter().any(|s| s.starts_with("jmp")),
+        "{exit:?}"
+    );
+    assert_eq!(exit[ret - 1], "pop r13");
+    assert!(exit[..ret].iter().any(|s| s.starts_with("add rbp,")));
+}

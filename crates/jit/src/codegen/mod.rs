@@ -98,6 +98,9 @@ pub(crate) fn reg(r: u8) -> u8 {
 /// BPF r1..r5 in x86 registers (the helper argument registers of both ABIs).
 pub(crate) const ARG_REGS: [u8; 5] = [x86::RDI, x86::RSI, x86::RDX, x86::RCX, x86::R8];
 
+/// Largest number of `exit`s for which each gets its own copy of the epilogue (about 20 bytes).
+const INLINE_EXITS_MAX: usize = 64;
+
 /// Displacement of the state-pointer copy in every function frame.
 pub(crate) const STATE_SLOT: i32 = 8;
 
@@ -142,6 +145,9 @@ pub(crate) struct Emitter<'p> {
     frames: frames::FramePlan,
     /// The epilogue of each function, in [`frames::FramePlan::functions`] order.
     fn_exits: Vec<DynamicLabel>,
+    /// Each `exit` gets a copy of its function's epilogue instead of a jump to it (programs
+    /// with at most [`INLINE_EXITS_MAX`] exits).
+    inline_exits: bool,
     /// Leaves the run after a fault was recorded.
     pub fault_exit: DynamicLabel,
     stubs: Vec<(DynamicLabel, usize, StubKind)>,
@@ -322,11 +328,17 @@ impl<'p> Emitter<'p> {
     /// Emits the epilogue of function `f`, which every `exit` of its body jumps to.
     fn epilogue(&mut self, f: usize) {
         let l = self.fn_exits[f];
+        x64!(self.ops ; =>l);
+        self.epilogue_body(f);
+    }
+
+    /// The instructions of function `f`'s epilogue, ending in `ret` (inlined at an `exit`, or
+    /// behind the function's epilogue label).
+    fn epilogue_body(&mut self, f: usize) {
         let relative = self.frames.relative_rbp;
         let saved = self.frames.functions[f].1.clone();
         let reserve = frame_reserve(saved.len() + usize::from(!relative));
         x64!(self.ops
-            ; =>l
             ; sub QWORD [r9 + DEPTH_OFF], 1
             ; add rsp, reserve
         );
@@ -450,8 +462,13 @@ impl<'p> Emitter<'p> {
             }
             Instruction::Callx { reg } => flow::callx(self, pc, reg),
             Instruction::Exit => {
-                let l = self.fn_exits[self.frames.function_of(pc)];
-                x64!(self.ops ; jmp =>l);
+                let f = self.frames.function_of(pc);
+                if self.inline_exits {
+                    self.epilogue_body(f);
+                } else {
+                    let l = self.fn_exits[f];
+                    x64!(self.ops ; jmp =>l);
+                }
             }
         }
         Ok(())
@@ -544,6 +561,11 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         entries,
         frames,
         fn_exits,
+        inline_exits: program
+            .iter()
+            .filter(|(_, i)| matches!(i, Instruction::Exit))
+            .count()
+            <= INLINE_EXITS_MAX,
         fault_exit,
         stubs: Vec::new(),
         static_faults: Vec::new(),

@@ -234,3 +234,130 @@ fn an_exit_returns_in_place_instead_of_jumping_to_a_shared_epilogue() {
     assert_eq!(exit[ret - 1], "pop r13");
     assert!(exit[..ret].iter().any(|s| s.starts_with("add rbp,")));
 }
+
+/// The code of slot `pc` alone.
+fn slot_code(jit: &JitProgram, pc: usize) -> Vec<String> {
+    disasm(
+        jit,
+        jit.code_offset(pc).unwrap(),
+        jit.code_offset(pc + 1).unwrap(),
+    )
+}
+
+#[test]
+fn comparisons_with_zero_and_small_immediates_use_short_forms() {
+    use kflex_isa::decode::JmpOp;
+    let jump = |width, op, imm| I::Jump {
+        width,
+        op,
+        dst: 3,
+        src: Operand::Imm(imm),
+        off: 1,
+    };
+    let cases = [
+        (jump(Width::W64, JmpOp::Eq, 0), "test rdx,rdx", 3),
+        (jump(Width::W32, JmpOp::Sgt, 0), "test edx,edx", 2),
+        (
+            jump(Width::W64, JmpOp::Lt, -16),
+            "cmp rdx,0FFFFFFFFFFFFFFF0h",
+            4,
+        ),
+        (jump(Width::W32, JmpOp::Le, 127), "cmp edx,7Fh", 3),
+        (jump(Width::W64, JmpOp::Ne, 0x400), "cmp rdx,400h", 7),
+    ];
+    for (insn, text, len) in cases {
+        let program = common::program(&[insn, mov(0, Operand::Imm(1)), I::Exit]);
+        let jit = JitProgram::compile(&program, &JitOptions::default()).unwrap();
+        let code = slot_code(&jit, 0);
+        assert_eq!(code[0], text, "{insn:?}");
+        let bytes = jit.code_offset(1).unwrap() - jit.code_offset(0).unwrap();
+        // The compare, then a jcc with a 32-bit displacement (6 bytes).
+        assert_eq!(bytes, len + 6, "{code:?}");
+    }
+    let alu = |width, op, imm| I::Alu {
+        width,
+        op,
+        dst: 7,
+        src: Operand::Imm(imm),
+    };
+    let cases = [
+        (alu(Width::W64, AluOp::Add, 8), "add r13,8", 4),
+        (alu(Width::W32, AluOp::And, 63), "and r13d,3Fh", 4),
+        (
+            alu(Width::W64, AluOp::Sub, -1),
+            "sub r13,0FFFFFFFFFFFFFFFFh",
+            4,
+        ),
+        (alu(Width::W64, AluOp::Or, 0x100), "or r13,100h", 7),
+    ];
+    for (insn, text, len) in cases {
+        let program = common::program(&[insn, I::Exit]);
+        let jit = JitProgram::compile(&program, &JitOptions::default()).unwrap();
+        assert_eq!(slot_code(&jit, 0), [text], "{insn:?}");
+        let bytes = jit.code_offset(1).unwrap() - jit.code_offset(0).unwrap();
+        assert_eq!(bytes, len, "{insn:?}");
+    }
+}
+
+#[test]
+fn short_forms_compute_what_the_interpreter_computes() {
+    use kflex_isa::decode::JmpOp;
+    let helpers = HelperRegistry::empty();
+    // For each value and immediate: r0 = 1 if (r1 op imm) else 0, for every condition and width,
+    // and r1 op= imm for the ALU forms.
+    let values = [
+        0u64,
+        1,
+        127,
+        128,
+        u64::MAX,
+        1 << 63,
+        0xffff_ff80,
+        0x1_0000_0000,
+    ];
+    let imms = [0, 1, -1, 127, -128, 0x7f, 0x400];
+    for &v in &values {
+        for &imm in &imms {
+            for width in [Width::W64, Width::W32] {
+                for op in JmpOp::ALL {
+                    let program = common::program(&[
+                        mov(0, Operand::Imm(1)),
+                        I::Jump {
+                            width,
+                            op,
+                            dst: 1,
+                            src: Operand::Imm(imm),
+                            off: 1,
+                        },
+                        mov(0, Operand::Imm(0)),
+                        I::Exit,
+                    ]);
+                    let args = [v, 0, 0, 0, 0];
+                    assert_eq!(
+                        common::jit_run(&program, args, &helpers).unwrap(),
+                        common::interp_run(&program, args, &helpers).unwrap(),
+                        "{v:#x} {op:?} {imm} {width:?}"
+                    );
+                }
+                for op in [AluOp::Add, AluOp::Sub, AluOp::And, AluOp::Or, AluOp::Xor] {
+                    let program = common::program(&[
+                        I::Alu {
+                            width,
+                            op,
+                            dst: 1,
+                            src: Operand::Imm(imm),
+                        },
+                        mov(0, Operand::Reg(1)),
+                        I::Exit,
+                    ]);
+                    let args = [v, 0, 0, 0, 0];
+                    assert_eq!(
+                        common::jit_run(&program, args, &helpers).unwrap(),
+                        common::interp_run(&program, args, &helpers).unwrap(),
+                        "{v:#x} {op:?} {imm} {width:?}"
+                    );
+                }
+            }
+        }
+    }
+}

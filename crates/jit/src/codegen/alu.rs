@@ -49,6 +49,9 @@ fn binary_reg(e: &mut Emitter<'_>, width: Width, op: AluOp, d: u8, s: u8) {
 }
 
 fn binary_imm(e: &mut Emitter<'_>, width: Width, op: AluOp, d: u8, i: i32) {
+    if super::peephole::alu_imm8(e, width, op, d, i) {
+        return;
+    }
     let o = &mut e.ops;
     match (width, op) {
         (Width::W64, AluOp::Add) => x64!(o ; add Rq(d), i),

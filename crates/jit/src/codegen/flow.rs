@@ -34,12 +34,14 @@ pub(super) fn jump(
     crate::termination::back_edge(e, pc, t);
     let l = e.label(t);
     let d = reg(dst);
+    if let (false, Operand::Imm(i)) = (op == JmpOp::Set, src) {
+        super::peephole::cmp_imm(e, width, d, i);
+    }
     let o = &mut e.ops;
     match (op == JmpOp::Set, width, src) {
+        (false, _, Operand::Imm(_)) => {}
         (false, Width::W64, Operand::Reg(s)) => x64!(o ; cmp Rq(d), Rq(reg(s))),
-        (false, Width::W64, Operand::Imm(i)) => x64!(o ; cmp Rq(d), i),
         (false, Width::W32, Operand::Reg(s)) => x64!(o ; cmp Rd(d), Rd(reg(s))),
-        (false, Width::W32, Operand::Imm(i)) => x64!(o ; cmp Rd(d), i),
         (true, Width::W64, Operand::Reg(s)) => x64!(o ; test Rq(d), Rq(reg(s))),
         (true, Width::W64, Operand::Imm(i)) => x64!(o ; test Rq(d), i),
         (true, Width::W32, Operand::Reg(s)) => x64!(o ; test Rd(d), Rd(reg(s))),

@@ -22,6 +22,7 @@ mod encode;
 mod flow;
 mod frames;
 mod mem;
+mod peephole;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -15,6 +15,7 @@ use crate::check::mem::{self, Site};
 use crate::check::resources::live_resources;
 use crate::check::{CheckResult, Cx, alu, branch, call, exit};
 use crate::error::VerifyError;
+use crate::liveness::{self, Liveness};
 use crate::state::State;
 use crate::{Stats, TerminationKind, VerifiedProgram, VerifyInput, VerifyOptions, hints};
 
@@ -85,6 +86,8 @@ struct Engine<'a> {
     stored: u64,
     /// The heap's guaranteed size (the widening threshold of start-relative heap offsets).
     heap: Option<u64>,
+    /// Registers live at each instruction (dead ones are not compared when pruning).
+    live: Liveness,
 }
 
 /// Verifies `input` (the body of [`crate::verify`]).
@@ -104,6 +107,7 @@ pub fn run(
         start: Instant::now(),
         stored: 0,
         heap: crate::check::heap::heap_size(input),
+        live: Liveness::of(input.program),
     };
     match engine.explore() {
         Ok(()) => {
@@ -194,7 +198,11 @@ impl Engine<'_> {
 
     /// Checks a state against those stored at `pc`: `None` if one covers it (prune), else the
     /// state to continue with (widened at loop heads after a few visits), now stored.
-    fn prune_or_store(&mut self, pc: usize, state: State) -> Option<State> {
+    fn prune_or_store(&mut self, pc: usize, mut state: State) -> Option<State> {
+        let live = self.live_masks(pc, &state);
+        for (frame, mask) in state.frames.iter_mut().zip(live) {
+            frame.forget_dead_numbers(mask);
+        }
         let stored = self.visited.get(pc)?;
         if stored.iter().any(|old| old.covers(&state)) {
             self.stats.states_pruned += 1;
@@ -205,7 +213,6 @@ impl Engine<'_> {
         }
         let visits = self.visits.get_mut(pc)?;
         *visits += 1;
-        let mut state = state;
         let loop_head = self.shape.loop_head.get(pc).copied().unwrap_or(false);
         let list = self.visited.get_mut(pc)?;
         if loop_head
@@ -227,6 +234,23 @@ impl Engine<'_> {
         let live = self.stored + self.pending.len() as u64;
         self.stats.peak_states = self.stats.peak_states.max(live);
         Some(state)
+    }
+
+    /// Per frame of `state` at `pc`, the registers a continuation may still read: for the
+    /// innermost frame those live at `pc`; for a caller, those live where the call returns,
+    /// except r0-r5, which the return overwrites.
+    fn live_masks(&self, pc: usize, state: &State) -> Vec<u16> {
+        let mut masks: Vec<u16> = state
+            .frames
+            .iter()
+            .skip(1)
+            .map(|callee| match callee.callsite {
+                Some(site) => self.live.at(site + 1) & !liveness::CALL_CLOBBERED,
+                None => liveness::ALL_REGS,
+            })
+            .collect();
+        masks.push(self.live.at(pc));
+        masks
     }
 
     fn branch_to(&mut self, target: usize, state: State) {

@@ -13,7 +13,8 @@
 //!   (loop back-edges and `may_goto`), the cancellation table and statistics.
 //!
 //! Modules: `domains` (tnum and scalar bounds), `state` (registers, stack, frames), `explore`
-//! (the exploration engine), `check` (the rules per instruction kind), `facts` (the output).
+//! (the exploration engine), `check` (the rules per instruction kind), `facts` (the output),
+//! `liveness` (registers still read, for pruning).
 
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod error;
 mod explore;
 mod facts;
 pub mod hints;
+mod liveness;
 pub mod log;
 pub mod progen;
 pub mod state;

@@ -58,6 +58,19 @@ impl Frame {
             && self.stack.covers(&cur.stack, ids)
     }
 
+    /// Forgets the numbers in registers outside `live` (bit `i` for register `i`): no
+    /// continuation reads them before writing them, so they cannot matter, and forgetting them
+    /// lets states that differ only there prune each other. Pointers are kept, since the
+    /// cancellation table may name any pointer register as the holder of a resource.
+    pub fn forget_dead_numbers(&mut self, live: u16) {
+        for (i, r) in self.regs.iter_mut().enumerate() {
+            let dead = live & 1u16.checked_shl(i as u32).unwrap_or(0) == 0;
+            if dead && matches!(r, RegState::Scalar(_)) {
+                *r = RegState::Uninit;
+            }
+        }
+    }
+
     /// The widening of `self` (older) by `cur`, if every register and slot can be combined
     /// (`heap`: see [`RegState::widen`]).
     pub fn widen(&self, cur: &Frame, heap: Option<u64>) -> Option<Frame> {

@@ -361,3 +361,40 @@ fn short_forms_compute_what_the_interpreter_computes() {
         }
     }
 }
+
+#[test]
+fn an_exhausted_may_goto_counter_stays_exhausted() {
+    // Loop 1 exhausts the frame's budget; then r6 counts how many of 5 further may_gotos fall
+    // through (none may: the counter must stay at zero, not wrap). r0 = r0 (loop count) + r6.
+    let program = common::program(&[
+        mov(0, Operand::Imm(0)),
+        mov(6, Operand::Imm(0)),
+        I::MayGoto { off: 2 },
+        add(0, Operand::Imm(1)),
+        I::Ja { off: -3 },
+        // slot 5: five may_gotos, each skipping an increment of r6 only when exhausted
+        I::MayGoto { off: 1 },
+        add(6, Operand::Imm(1)),
+        I::MayGoto { off: 1 },
+        add(6, Operand::Imm(1)),
+        I::MayGoto { off: 1 },
+        add(6, Operand::Imm(1)),
+        I::MayGoto { off: 1 },
+        add(6, Operand::Imm(1)),
+        I::MayGoto { off: 1 },
+        add(6, Operand::Imm(1)),
+        add(0, Operand::Reg(6)),
+        I::Exit,
+    ]);
+    let helpers = HelperRegistry::empty();
+    let jit_r0 = common::jit_run(&program, [0; 5], &helpers).unwrap();
+    assert_eq!(jit_r0, kflex_jit::MAY_GOTO_BUDGET);
+    assert_eq!(
+        jit_r0,
+        common::interp_run(&program, [0; 5], &helpers).unwrap()
+    );
+    // The continuing path is one decrement and one branch.
+    let jit = JitProgram::compile(&program, &JitOptions::default()).unwrap();
+    assert_eq!(slot_code(&jit, 2)[..1], ["sub qword ptr [rsp],1"]);
+    assert!(slot_code(&jit, 2)[1].starts_with("jb "));
+}

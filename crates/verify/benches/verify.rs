@@ -1,6 +1,7 @@
-//! Verification cost: time and instructions processed by kflex for every bundled example and for a
-//! large generated program (about 50,000 instructions of straight-line code with forward
-//! branches), side by side with the Linux kernel's own `verification time` for the same bytes
+//! Verification cost: time and instructions processed by kflex for every bundled example, the
+//! red-black tree and skip list programs (the data-structure extensions kflex's verifier spends
+//! the most on), and a large generated program (about 50,000 instructions of straight-line code
+//! with forward branches), side by side with the Linux kernel's own `verification time` for the same bytes
 //! (from a `BPF_LOG_STATS` log, averaged over several loads) when this process may use `bpf(2)`.
 //!
 //! Run with `cargo bench -p kflex-verify --bench verify`; the table is printed after the
@@ -11,6 +12,7 @@ use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
+use kflex_datastructures::Structure;
 use kflex_isa::Insn;
 use kflex_isa::decode::Program;
 use kflex_linux::{LOG_STATS, LinuxMap, bpf_available, prog_load};
@@ -74,6 +76,23 @@ fn subjects() -> Vec<Subject> {
             let prog_type = prog.prog_type.expect("example has a program type");
             out.push(Subject::new(
                 ex.name.to_string(),
+                prog_type,
+                prog.insns.clone(),
+                obj.maps.clone(),
+            ));
+        }
+    }
+    for ds in [Structure::Rbtree, Structure::Skiplist] {
+        let Ok(obj) = Object::parse(ds.name(), ds.object()) else {
+            eprintln!("{}: object not built; not measured", ds.name());
+            continue;
+        };
+        for prog in obj.programs.iter().filter(|p| p.name != "init") {
+            let Some(prog_type) = prog.prog_type else {
+                continue;
+            };
+            out.push(Subject::new(
+                format!("{}/{}", ds.name(), prog.name),
                 prog_type,
                 prog.insns.clone(),
                 obj.maps.clone(),

@@ -68,7 +68,9 @@ pub enum StackError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stack {
     bytes: Vec<StackByte>,
-    spills: Vec<Option<RegState>>,
+    /// Spilled registers by slot number, sorted and without duplicates (sparse: a frame
+    /// spills a few registers, and states are cloned and stored by the thousand).
+    spills: Vec<(u8, RegState)>,
     /// Index of the lowest byte that is not [`StackByte::Invalid`] (`STACK_SIZE` when every
     /// byte is): every byte below it is invalid, so comparisons start there. Exact, because a
     /// byte only becomes invalid again in [`Stack::widen`], which recomputes it.
@@ -79,7 +81,7 @@ impl Default for Stack {
     fn default() -> Self {
         Stack {
             bytes: vec![StackByte::Invalid; STACK_SIZE],
-            spills: vec![None; SLOTS],
+            spills: Vec::new(),
             low: STACK_SIZE,
         }
     }
@@ -112,22 +114,53 @@ impl Stack {
         if off % 8 != 0 || self.byte(off) != Some(StackByte::Spill) {
             return None;
         }
-        self.spills.get(index(off) / 8).and_then(Option::as_ref)
+        self.spill_at(index(off) / 8)
+    }
+
+    /// The register spilled in slot `slot` (0 is the lowest), if any.
+    fn spill_at(&self, slot: usize) -> Option<&RegState> {
+        let slot = u8::try_from(slot).ok()?;
+        self.spills
+            .binary_search_by_key(&slot, |(s, _)| *s)
+            .ok()
+            .and_then(|i| self.spills.get(i))
+            .map(|(_, r)| r)
+    }
+
+    /// Removes and returns the register spilled in slot `slot`.
+    fn take_spill(&mut self, slot: usize) -> Option<RegState> {
+        let slot = u8::try_from(slot).ok()?;
+        let i = self.spills.binary_search_by_key(&slot, |(s, _)| *s).ok()?;
+        Some(self.spills.remove(i).1)
+    }
+
+    /// Records `value` as spilled in slot `slot`.
+    fn set_spill(&mut self, slot: usize, value: RegState) {
+        let Ok(slot) = u8::try_from(slot) else {
+            return;
+        };
+        match self.spills.binary_search_by_key(&slot, |(s, _)| *s) {
+            Ok(i) => {
+                if let Some(entry) = self.spills.get_mut(i) {
+                    entry.1 = value;
+                }
+            }
+            Err(i) => self.spills.insert(i, (slot, value)),
+        }
     }
 
     /// Every spilled register with the offset of its slot.
     pub fn spills(&self) -> impl Iterator<Item = (i64, &RegState)> + '_ {
-        self.spills.iter().enumerate().filter_map(|(i, s)| {
+        self.spills.iter().filter_map(|(slot, r)| {
+            let i = usize::from(*slot);
             let off = (i * 8) as i64 - STACK_SIZE as i64;
-            s.as_ref()
-                .filter(|_| self.bytes.get(i * 8) == Some(&StackByte::Spill))
-                .map(|r| (off, r))
+            (self.bytes.get(i * 8) == Some(&StackByte::Spill)).then_some((off, r))
         })
     }
 
     /// Mutable access to every spilled register.
     pub fn spills_mut(&mut self) -> impl Iterator<Item = &mut RegState> + '_ {
-        self.spills.iter_mut().filter_map(Option::as_mut)
+        self.spills.iter_mut().map(|(_, r)| r)
     }
 
     /// Turns the spill of every slot overlapping `[lo, hi)` into plain bytes: a spilled scalar's
@@ -136,7 +169,7 @@ impl Stack {
         let first = index(lo) / 8;
         let last = index(hi - 1) / 8;
         for slot in first..=last {
-            let Some(spilled) = self.spills.get_mut(slot).and_then(Option::take) else {
+            let Some(spilled) = self.take_spill(slot) else {
                 continue;
             };
             let fill = if spilled.const_value() == Some(0) {
@@ -162,9 +195,7 @@ impl Stack {
         let start = index(off);
         self.low = self.low.min(start);
         if size == 8 && off % 8 == 0 && !matches!(value, RegState::Uninit) {
-            if let Some(slot) = self.spills.get_mut(start / 8) {
-                *slot = Some(value.clone());
-            }
+            self.set_spill(start / 8, value.clone());
             for b in self.bytes.iter_mut().skip(start).take(8) {
                 *b = StackByte::Spill;
             }
@@ -288,8 +319,8 @@ impl Stack {
             let (Some(ob), Some(cb)) = (self.bytes.get(range.clone()), cur.bytes.get(range)) else {
                 return false;
             };
-            let old_spill = self.spills.get(slot).and_then(Option::as_ref);
-            let cur_spill = cur.spills.get(slot).and_then(Option::as_ref);
+            let old_spill = self.spill_at(slot);
+            let cur_spill = cur.spill_at(slot);
             if ob[0] == StackByte::Spill && cb[0] == StackByte::Spill {
                 match (old_spill, cur_spill) {
                     (Some(o), Some(c)) if o.covers(c, ids) => continue,
@@ -330,11 +361,11 @@ impl Stack {
         for slot in self.low.min(cur.low) / 8..SLOTS {
             let lo = slot * 8;
             let (ob, cb) = (self.bytes.get(lo..lo + 8)?, cur.bytes.get(lo..lo + 8)?);
-            let old_spill = self.spills.get(slot).and_then(Option::as_ref);
-            let cur_spill = cur.spills.get(slot).and_then(Option::as_ref);
+            let old_spill = self.spill_at(slot);
+            let cur_spill = cur.spill_at(slot);
             if ob[0] == StackByte::Spill && cb[0] == StackByte::Spill {
                 let w = old_spill?.widen(cur_spill?, heap)?;
-                *out.spills.get_mut(slot)? = Some(w);
+                out.set_spill(slot, w);
                 out.bytes.get_mut(lo..lo + 8)?.fill(StackByte::Spill);
                 continue;
             }
@@ -377,7 +408,7 @@ impl fmt::Display for Stack {
                 write!(f, " ")?;
             }
             first = false;
-            match self.spills.get(slot).and_then(Option::as_ref) {
+            match self.spill_at(slot) {
                 Some(r) if bytes.iter().all(|b| *b == StackByte::Spill) => {
                     write!(f, "fp{off}={r}")?
                 }

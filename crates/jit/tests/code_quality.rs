@@ -398,3 +398,28 @@ fn an_exhausted_may_goto_counter_stays_exhausted() {
     assert_eq!(slot_code(&jit, 2)[..1], ["sub qword ptr [rsp],1"]);
     assert!(slot_code(&jit, 2)[1].starts_with("jb "));
 }
+
+#[test]
+fn a_leaf_function_leaves_the_depth_counter_alone_and_depth_limits_still_hold() {
+    let program = common::program(&caller_and_clobbering_callee());
+    let jit = JitProgram::compile(&program, &JitOptions::default()).unwrap();
+    let stores_r11 = |code: &[String]| {
+        code.iter()
+            .filter(|s| s.starts_with("mov [r9+") && s.ends_with(",r11"))
+            .count()
+    };
+    // main calls f: it counts its depth (one store; the deepest-frame store is behind a branch
+    // and is the second). The leaf f only records the deepest frame.
+    assert_eq!(stores_r11(&prologue(&jit, 0)), 2);
+    assert_eq!(stores_r11(&prologue(&jit, 11)), 1);
+
+    // Recursion past the frame limit still stops with a call-depth fault, in both engines.
+    let recursive = common::program(&[I::CallLocal { imm: -1 }, I::Exit]);
+    let helpers = HelperRegistry::empty();
+    let err = common::jit_run(&recursive, [0; 5], &helpers).unwrap_err();
+    assert!(
+        matches!(err.kind, kflex_jit::JitFaultKind::CallDepth { .. }),
+        "{err:?}"
+    );
+    assert!(common::interp_run(&recursive, [0; 5], &helpers).is_err());
+}

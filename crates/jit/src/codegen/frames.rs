@@ -33,6 +33,10 @@ pub(super) struct FramePlan {
     pub functions: Vec<(usize, Vec<u8>)>,
     /// Frames are found by moving rbp (no instruction writes r10).
     pub relative_rbp: bool,
+    /// Per function (same order): it calls no BPF function, so nothing reads the depth counter
+    /// while it runs and its prologue and epilogue need not move it (they still record the
+    /// deepest frame). Only set when every function is self-contained.
+    pub leaf: Vec<bool>,
 }
 
 impl FramePlan {
@@ -63,9 +67,14 @@ impl FramePlan {
                 (start, saved)
             })
             .collect();
+        let leaf = bounds
+            .iter()
+            .map(|&(start, end)| separable && !calls(program, start, end))
+            .collect();
         FramePlan {
             functions,
             relative_rbp,
+            leaf,
         }
     }
 
@@ -95,6 +104,16 @@ fn self_contained(program: &Program, start: usize, end: usize) -> bool {
         }
     }
     matches!(last, Some(Instruction::Exit | Instruction::Ja { .. }))
+}
+
+/// True if `start..end` holds a BPF-to-BPF call or a `callx`.
+fn calls(program: &Program, start: usize, end: usize) -> bool {
+    (start..end).any(|pc| {
+        matches!(
+            program.get(pc),
+            Some(Instruction::CallLocal { .. } | Instruction::Callx { .. })
+        )
+    })
 }
 
 /// BPF registers the instructions in `start..end` may change.
@@ -178,6 +197,7 @@ mod tests {
         assert_eq!(plan.functions, [(0, vec![x86::RBX]), (3, vec![x86::R14])]);
         assert_eq!(plan.function_of(2), 0);
         assert_eq!(plan.function_of(4), 1);
+        assert_eq!(plan.leaf, [false, true], "main calls, the callee does not");
         // With in-place guards, r7 (a load's base) may change too.
         let guarded = FramePlan::new(&p, &entries, true);
         assert_eq!(guarded.functions[1].1, [x86::R13, x86::R14]);
@@ -203,6 +223,7 @@ mod tests {
         for (_, saved) in &plan.functions {
             assert_eq!(saved, &CALLEE_SAVED);
         }
+        assert_eq!(plan.leaf, [false, false], "no leaf shortcut either");
     }
 
     #[test]

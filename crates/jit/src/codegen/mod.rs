@@ -289,8 +289,8 @@ impl<'p> Emitter<'p> {
 
     /// Emits the prologue of function `f` (index into the frame plan), whose body starts at
     /// slot `pc`: saves what the function may change, reserves the `may_goto` counter and the
-    /// state-pointer slot (keeping rsp 16-byte aligned), counts the depth and moves rbp to this
-    /// frame.
+    /// state-pointer slot (keeping rsp 16-byte aligned), counts the depth (a leaf function only
+    /// records the deepest frame) and moves rbp to this frame.
     fn prologue(&mut self, f: usize, pc: usize) {
         let body = self.label(pc);
         let budget = MAY_GOTO_BUDGET as i32;
@@ -310,7 +310,11 @@ impl<'p> Emitter<'p> {
             ; mov [rsp + STATE_SLOT], r9
             ; mov r11, [r9 + DEPTH_OFF]
             ; add r11, 1
-            ; mov [r9 + DEPTH_OFF], r11
+        );
+        if !self.frames.leaf[f] {
+            x64!(self.ops ; mov [r9 + DEPTH_OFF], r11);
+        }
+        x64!(self.ops
             ; cmp r11, [r9 + DEEPEST_OFF]
             ; jbe >shallow
             ; mov [r9 + DEEPEST_OFF], r11
@@ -341,10 +345,10 @@ impl<'p> Emitter<'p> {
         let relative = self.frames.relative_rbp;
         let saved = self.frames.functions[f].1.clone();
         let reserve = frame_reserve(saved.len() + usize::from(!relative));
-        x64!(self.ops
-            ; sub QWORD [r9 + DEPTH_OFF], 1
-            ; add rsp, reserve
-        );
+        if !self.frames.leaf[f] {
+            x64!(self.ops ; sub QWORD [r9 + DEPTH_OFF], 1);
+        }
+        x64!(self.ops ; add rsp, reserve);
         if relative {
             x64!(self.ops ; add rbp, STRIDE as i32);
         } else {

@@ -466,15 +466,15 @@ fn most_guard_sites_are_elided() {
         );
         let ratio = elided as f64 / (emitted + elided) as f64;
         println!("{structure}: {:.1}% elided", 100.0 * ratio);
-        // The red-black tree's rotations and fixups dereference many distinct nodes (each needs
-        // its guard): it sits just under 80% on its own.
-        if ratio < 0.75 {
+        // Every structure, the red-black tree included (its rotations and fixups dereference
+        // many distinct freshly loaded nodes, each needing its guard), stays at 80% or more.
+        if ratio < 0.8 {
             low.push(format!("{structure}: {:.1}%", 100.0 * ratio));
         }
         all_emitted += emitted;
         all_elided += elided;
     }
-    assert!(low.is_empty(), "under 75% of guard sites elided: {low:?}");
+    assert!(low.is_empty(), "under 80% of guard sites elided: {low:?}");
     let ratio = all_elided as f64 / (all_emitted + all_elided) as f64;
     println!("all four: {:.1}% elided", 100.0 * ratio);
     assert!(

@@ -36,6 +36,9 @@
 //!   fault, the JIT code checks a flag after the call and leaves through a fault exit that
 //!   restores the host's stack pointer.
 //! * Code lives in W^X memory: written while read-write, then made read-execute.
+//! * Profiling: with `KFLEX_PERF_MAP=1` every compiled program names its code (entry stub, one
+//!   symbol per BPF function, tail) in `/tmp/perf-<pid>.map`, so `perf report` attributes samples
+//!   in JIT code; `KFLEX_PERF_MAP=code` also writes the code to `/tmp/kflex-jit-<pid>-<addr>.bin`.
 //! * Runs execute on a guarded native stack ([`kflex_runtime::exec`]) of
 //!   [`JitEnv::native_stack_size`] bytes, and the code is registered with the process-wide fault
 //!   handler: a memory fault inside the program's code, or a run into the stack's guard page,

@@ -63,17 +63,15 @@ pub(super) fn jump(
     Ok(())
 }
 
-/// `may_goto`: jump once the frame's counter (at `[rsp]`) is exhausted, else count down (one
-/// read-modify-write and one branch on the path that continues).
+/// `may_goto`: jump once the frame's counter (at `[rsp]`) is exhausted, else count down.
 pub(super) fn may_goto(e: &mut Emitter<'_>, pc: usize, off: i16) -> Result<(), JitError> {
     let t = e.jump_target(pc, i64::from(off))?;
     let l = e.label(t);
     crate::termination::may_goto(e, pc, l);
-    // Count down; a borrow means the counter was already 0: restore it and take the goto.
-    let exhausted = e.may_goto_exit(l);
     x64!(e.ops
+        ; cmp QWORD [rsp], 0
+        ; je =>l
         ; sub QWORD [rsp], 1
-        ; jb =>exhausted
     );
     Ok(())
 }

@@ -152,8 +152,6 @@ pub(crate) struct Emitter<'p> {
     /// Leaves the run after a fault was recorded.
     pub fault_exit: DynamicLabel,
     stubs: Vec<(DynamicLabel, usize, StubKind)>,
-    /// Out-of-line exits of exhausted `may_goto`s: (stub label, goto target label).
-    may_goto_exits: Vec<(DynamicLabel, DynamicLabel)>,
     static_faults: Vec<JitFaultKind>,
     ctx: CtxRewrites,
     /// Guard decisions per heap access (SFI).
@@ -360,24 +358,8 @@ impl<'p> Emitter<'p> {
         x64!(self.ops ; ret);
     }
 
-    /// An out-of-line exit for a `may_goto` whose counter at `[rsp]` was just decremented past
-    /// zero: it puts the counter back to zero (exhausted, so every later `may_goto` of the frame
-    /// exits too) and jumps to `target`.
-    pub fn may_goto_exit(&mut self, target: DynamicLabel) -> DynamicLabel {
-        let l = self.ops.new_dynamic_label();
-        self.may_goto_exits.push((l, target));
-        l
-    }
-
-    /// Emits the out-of-line fault stubs and `may_goto` exits.
+    /// Emits the out-of-line fault stubs.
     fn emit_stubs(&mut self) {
-        for (l, target) in std::mem::take(&mut self.may_goto_exits) {
-            x64!(self.ops
-                ; =>l
-                ; mov QWORD [rsp], 0
-                ; jmp =>target
-            );
-        }
         let stubs = std::mem::take(&mut self.stubs);
         let fault_exit = self.fault_exit;
         for (label, pc, kind) in stubs {
@@ -591,7 +573,6 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
             <= INLINE_EXITS_MAX,
         fault_exit,
         stubs: Vec::new(),
-        may_goto_exits: Vec::new(),
         static_faults: Vec::new(),
         ctx,
         sfi,

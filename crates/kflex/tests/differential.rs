@@ -22,8 +22,6 @@ fn load(name: &str, engine: Engine) -> Extension {
     .unwrap_or_else(|e| panic!("{name} loads: {e}"))
 }
 
-/// Every example's program with the inputs its tests use.
-
 /// The input with a watchdog budget far above any run's length: these tests compare results, and
 /// on a loaded machine a preempted run can outlast the default 10 ms budget of wall-clock time.
 fn unhurried(input: &TestRunOptions) -> TestRunOptions {
@@ -33,6 +31,7 @@ fn unhurried(input: &TestRunOptions) -> TestRunOptions {
     }
 }
 
+/// Every example's program with the inputs its tests use.
 fn cases() -> Vec<(&'static str, Vec<TestRunOptions>)> {
     let packets = |frames: Vec<Vec<u8>>| -> Vec<TestRunOptions> {
         frames.into_iter().map(TestRunOptions::packet).collect()

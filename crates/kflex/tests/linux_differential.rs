@@ -86,9 +86,6 @@ fn kernel_run(fd: BorrowedFd<'_>, input: &TestRunOptions) -> kflex_linux::Result
     test_run(fd, &input.data_in, ctx, input.repeat)
 }
 
-/// Every example's program inputs (those of `differential.rs`, minus nothing: all are runnable
-/// in Linux except `sk_skb`, which Linux cannot test-run and is left out by program type).
-
 /// The input with a watchdog budget far above any run's length: these tests compare results, and
 /// on a loaded machine a preempted run can outlast the default 10 ms budget of wall-clock time.
 fn unhurried(input: &TestRunOptions) -> TestRunOptions {
@@ -98,6 +95,8 @@ fn unhurried(input: &TestRunOptions) -> TestRunOptions {
     }
 }
 
+/// Every example's program inputs (those of `differential.rs`, minus nothing: all are runnable
+/// in Linux except `sk_skb`, which Linux cannot test-run and is left out by program type).
 fn cases() -> Vec<(&'static str, Vec<TestRunOptions>)> {
     let packets = |frames: Vec<Vec<u8>>| -> Vec<TestRunOptions> {
         frames.into_iter().map(TestRunOptions::packet).collect()

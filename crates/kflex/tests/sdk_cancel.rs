@@ -475,18 +475,25 @@ fn a_runaway_spin_on_a_contended_lock_is_cancelled_without_stealing_it() {
     let Some(mut fx) = Fixture::new() else { return };
     assert_eq!(fx.add(2, 0, None).retval, 2);
     // Another CPU id holds the lock. On kflex the spin's back-edge is a termination point, so
-    // the watchdog cancels the spinning invocation (on Linux its may_goto ends the spin and
-    // kflex_lock returns -1: tests/sdk_linux.rs).
+    // the watchdog cancels the spinning invocation; but the spin also contains a `may_goto`,
+    // which takes its exit once the budget is spent (or its 8M-iteration count runs out), and
+    // then kflex_lock gives up with -1 (as on Linux: tests/sdk_linux.rs). Which check the
+    // watchdog's poisoning meets first depends on timing; both outcomes must leave the other
+    // holder's lock alone and hold nothing.
     fx.set_word(fx.globals + LOCK, 7);
-    let r = fx.add(1, 0, Some(Duration::from_millis(5)));
-    assert!(r.cancelled);
+    let r = fx.add(1, 0, Some(Duration::from_millis(1)));
     let log = fx.take_log();
-    assert_eq!(log.len(), 1);
-    assert_eq!(
-        log[0].1.locks_released, 0,
-        "a lock it never took is not released"
-    );
-    assert_eq!(log[0].1.blocks_reclaimed, 0);
+    if r.cancelled {
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            log[0].1.locks_released, 0,
+            "a lock it never took is not released"
+        );
+        assert_eq!(log[0].1.blocks_reclaimed, 0);
+    } else {
+        assert_eq!(r.retval as i32, -1, "kflex_lock gave up: {r:?}");
+        assert!(log.is_empty(), "an invocation that returned is not cancelled");
+    }
     assert_eq!(
         fx.word(fx.globals + LOCK),
         7,

@@ -492,7 +492,10 @@ fn a_runaway_spin_on_a_contended_lock_is_cancelled_without_stealing_it() {
         assert_eq!(log[0].1.blocks_reclaimed, 0);
     } else {
         assert_eq!(r.retval as i32, -1, "kflex_lock gave up: {r:?}");
-        assert!(log.is_empty(), "an invocation that returned is not cancelled");
+        assert!(
+            log.is_empty(),
+            "an invocation that returned is not cancelled"
+        );
     }
     assert_eq!(
         fx.word(fx.globals + LOCK),

@@ -5,30 +5,15 @@
 //!
 //! The loop is generic over `Driver`: one more engine is one more line in `engines!`.
 
+#[path = "common/ds.rs"]
+mod ds;
+
+use ds::{Rng, engines, kflex, native, value};
 use kflex::Engine;
-use kflex::datastructures::KflexDriver;
-use kflex::datastructures::linux::LinuxDriver;
 use kflex::engine::SfiMode;
 use kflex_datastructures::model::{self, Model};
-use kflex_datastructures::native::NativeInstance;
-use kflex_datastructures::protocol::{BATCH_MAX, Key, LRU_CAPACITY, Op, Value};
+use kflex_datastructures::protocol::{BATCH_MAX, Key, LRU_CAPACITY, Op};
 use kflex_datastructures::{Driver, OpKind, Structure};
-
-/// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Key number `i`: spread over all four words, and odd/even neighbours differ only in the last
 /// byte, so a comparison that skips a word is caught.
@@ -42,39 +27,17 @@ fn key(i: u64) -> Key {
     k
 }
 
-fn value(rng: &mut Rng) -> Value {
-    let mut v = [0u8; 64];
-    for chunk in v.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next().to_le_bytes());
-    }
-    v
-}
-
 /// Runs one batch of `kind` over `ops` on the driver and checks it against the model.
 fn run_batch(d: &mut dyn Driver, m: &mut dyn Model, kind: OpKind, ops: &[Op]) {
-    let mailbox = d.mailbox();
-    mailbox[..ops.len()].copy_from_slice(ops);
-    // Results must be written by the program, not left over.
-    for op in &mut mailbox[..ops.len()] {
-        op.result = i64::MIN;
-    }
-    let ret = d
-        .run(kind, ops.len())
-        .unwrap_or_else(|e| panic!("{}: {e}", d.engine()));
-    let engine = d.engine().to_string();
-    let returned = &d.mailbox()[..ops.len()];
-    let hits = returned.iter().filter(|o| o.result > 0).count() as i64;
-    assert_eq!(ret, hits, "{engine}: {kind:?} return value");
-    if let Err(e) = model::check_batch(m, kind, ops, returned) {
-        panic!("{engine}: {e}");
+    let returned = ds::run(d, kind, ops);
+    if let Err(e) = model::check_batch(m, kind, ops, &returned) {
+        panic!("{}: {e}", d.engine());
     }
 }
 
-/// A batch of `n` ops of `kind` over keys `0..universe`.
+/// A batch of `n` ops over keys `0..universe`.
 fn batch(rng: &mut Rng, n: usize, universe: u64) -> Vec<Op> {
-    (0..n)
-        .map(|_| Op::new(key(rng.below(universe)), value(rng)))
-        .collect()
+    ds::batch(rng, n, universe, key)
 }
 
 /// `ds_key_hash` of `ds/common.h` (keep in step): which bucket of `2^17` a key lands in.
@@ -145,25 +108,13 @@ fn collisions(d: &mut dyn Driver, structure: Structure, seed: u64) {
 /// small enough that updates replace and deletes hit, large enough that lookups and deletes miss.
 fn randomized(d: &mut dyn Driver, structure: Structure, seed: u64, total: usize, universe: u64) {
     let mut m = model::for_structure(structure).expect("a key-value structure");
-    let mut rng = Rng(seed);
     let sizes = [1, 7, 64, 333, BATCH_MAX];
-    let mut done = 0;
-    // Start by filling, so the later batches find keys.
-    let fill = batch(&mut rng, BATCH_MAX, universe);
-    run_batch(d, m.as_mut(), OpKind::Update, &fill);
-    while done < total {
-        let n = sizes[rng.below(sizes.len() as u64) as usize];
-        let kind = OpKind::ALL[rng.below(3) as usize];
-        let ops = batch(&mut rng, n, universe);
+    for (kind, ops) in ds::random_batches(seed, &sizes, total, universe, key) {
         run_batch(d, m.as_mut(), kind, &ops);
-        done += n;
     }
     // Finally look every key up, then delete every key: the structure must end empty.
-    let all: Vec<Op> = (0..universe).map(|i| Op::new(key(i), [0; 64])).collect();
-    for kind in [OpKind::Lookup, OpKind::Delete, OpKind::Lookup] {
-        for chunk in all.chunks(BATCH_MAX) {
-            run_batch(d, m.as_mut(), kind, chunk);
-        }
+    for (kind, ops) in ds::drain_batches(universe, key) {
+        run_batch(d, m.as_mut(), kind, &ops);
     }
     assert!(m.is_empty());
 }
@@ -193,74 +144,6 @@ fn lru_past_capacity(d: &mut dyn Driver) {
     for chunk in all.chunks(BATCH_MAX) {
         run_batch(d, m.as_mut(), OpKind::Lookup, chunk);
     }
-}
-
-fn kflex(structure: Structure, engine: Engine, sfi: SfiMode) -> KflexDriver {
-    KflexDriver::new(structure, engine, sfi).unwrap_or_else(|e| panic!("{structure}: {e}"))
-}
-
-fn native(structure: Structure) -> NativeInstance {
-    NativeInstance::new(structure).unwrap_or_else(|e| panic!("{structure}: {e}"))
-}
-
-/// The structure in the Linux kernel, or `None` (with a SKIPPED line) where this process cannot
-/// use BPF.
-fn linux(structure: Structure) -> Option<LinuxDriver> {
-    match LinuxDriver::new(structure) {
-        Ok(d) => Some(d),
-        Err(e) if e.is_unavailable() => {
-            kflex_testutil::skip(&format!("{structure} on Linux: {e}"));
-            None
-        }
-        Err(e) => panic!("{structure} on Linux: {e}"),
-    }
-}
-
-/// `engines!(test_name, |driver| body)` defines one test per engine.
-macro_rules! engines {
-    ($name:ident, $structure:expr, |$d:ident| $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn interp() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Interp, SfiMode::AndMask);
-                $body
-            }
-
-            #[test]
-            fn jit() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::default());
-                $body
-            }
-
-            #[test]
-            fn jit_and_mask() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::AndMask);
-                $body
-            }
-
-            #[test]
-            fn jit_writes_only() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::WritesOnly);
-                $body
-            }
-
-            #[test]
-            fn native() {
-                let $d: &mut dyn Driver = &mut super::native($structure);
-                $body
-            }
-
-            #[test]
-            fn linux() {
-                if let Some(mut driver) = super::linux($structure) {
-                    let $d: &mut dyn Driver = &mut driver;
-                    $body
-                }
-            }
-        }
-    };
 }
 
 engines!(list, Structure::List, |d| randomized(

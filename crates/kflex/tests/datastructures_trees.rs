@@ -9,34 +9,20 @@
 //!
 //! Everything is generic over `Driver`: one more engine is one more line in `engines!`.
 
+#[path = "common/ds.rs"]
+mod ds;
+
+use ds::{Rng, engines, kflex, run, value};
 use kflex::Engine;
 use kflex::datastructures::KflexDriver;
-use kflex::datastructures::linux::LinuxDriver;
 use kflex::engine::SfiMode;
 use kflex_datastructures::model::Model;
 use kflex_datastructures::model_sketch::{SketchKind, SketchModel};
 use kflex_datastructures::model_trees::{
     Memory as _, ProcessMemory, TreeModel, check_rbtree, check_skiplist, rb_layout, sl_layout,
 };
-use kflex_datastructures::native::NativeInstance;
-use kflex_datastructures::protocol::{BATCH_MAX, FOUND, Key, Op, Value};
+use kflex_datastructures::protocol::{BATCH_MAX, FOUND, Key, Op};
 use kflex_datastructures::{Driver, OpKind, Structure};
-
-/// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Key number `i`. Keys spread over all four words, and groups of keys share a prefix of one,
 /// two or three words, so the ordered structures must compare every word (and compare bytes in
@@ -53,31 +39,6 @@ fn key(i: u64) -> Key {
     k[16..24].copy_from_slice(&(group.rotate_left(29) ^ (i % 8 / 4)).to_le_bytes());
     k[24..32].copy_from_slice(&((i % 4) << 56 | (i % 3)).to_le_bytes());
     k
-}
-
-fn value(rng: &mut Rng) -> Value {
-    let mut v = [0u8; 64];
-    for chunk in v.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next().to_le_bytes());
-    }
-    v
-}
-
-/// Puts `ops` in the mailbox (results poisoned, so they must be written), runs `kind`, checks the
-/// return value against the results, and returns the ops as the program left them.
-fn run(d: &mut dyn Driver, kind: OpKind, ops: &[Op]) -> Vec<Op> {
-    let mailbox = d.mailbox();
-    mailbox[..ops.len()].copy_from_slice(ops);
-    for op in &mut mailbox[..ops.len()] {
-        op.result = i64::MIN;
-    }
-    let ret = d
-        .run(kind, ops.len())
-        .unwrap_or_else(|e| panic!("{}: {kind:?}: {e}", d.engine()));
-    let returned = d.mailbox()[..ops.len()].to_vec();
-    let hits = returned.iter().filter(|o| o.result > 0).count() as i64;
-    assert_eq!(ret, hits, "{}: {kind:?} return value", d.engine());
-    returned
 }
 
 /// Runs a batch on an ordered structure and compares every op with the model.
@@ -157,39 +118,18 @@ fn randomized_map(
     universe: u64,
 ) {
     let mut m = TreeModel::default();
-    let mut rng = Rng(seed);
     let sizes = [1, 5, 64, 300, BATCH_MAX];
-    let batch = |rng: &mut Rng, n: usize| -> Vec<Op> {
-        (0..n)
-            .map(|_| {
-                let k = key(rng.below(universe));
-                Op::new(k, value(rng))
-            })
-            .collect()
-    };
-    let fill = batch(&mut rng, BATCH_MAX);
-    map_batch(d, &mut m, OpKind::Update, &fill);
-    check_shape(d, structure, &m);
-    let mut done = 0;
-    let mut batches = 0;
-    while done < total {
-        let n = sizes[rng.below(sizes.len() as u64) as usize];
-        // Deletes and updates weigh the same, so the structure keeps growing and shrinking.
-        let kind = OpKind::ALL[rng.below(3) as usize];
-        let ops = batch(&mut rng, n);
+    // The first batch fills; the shape is checked after it and after every fourth batch after it.
+    // Deletes and updates weigh the same, so the structure keeps growing and shrinking.
+    for (i, (kind, ops)) in ds::random_batches(seed, &sizes, total, universe, key).enumerate() {
         map_batch(d, &mut m, kind, &ops);
-        done += n;
-        batches += 1;
-        if batches % 4 == 0 {
+        if i % 4 == 0 {
             check_shape(d, structure, &m);
         }
     }
     check_shape(d, structure, &m);
-    let all: Vec<Op> = (0..universe).map(|i| Op::new(key(i), [0; 64])).collect();
-    for kind in [OpKind::Lookup, OpKind::Delete, OpKind::Lookup] {
-        for chunk in all.chunks(BATCH_MAX) {
-            map_batch(d, &mut m, kind, chunk);
-        }
+    for (kind, ops) in ds::drain_batches(universe, key) {
+        map_batch(d, &mut m, kind, &ops);
     }
     assert!(m.is_empty());
     check_shape(d, structure, &m);
@@ -313,74 +253,6 @@ fn randomized_sketch(d: &mut dyn Driver, kind: SketchKind, seed: u64, distinct: 
         "{}: {within} of {distinct} estimates within {bound:.2} ({exact} exact)",
         d.engine()
     );
-}
-
-fn kflex(structure: Structure, engine: Engine, sfi: SfiMode) -> KflexDriver {
-    KflexDriver::new(structure, engine, sfi).unwrap_or_else(|e| panic!("{structure}: {e}"))
-}
-
-fn native(structure: Structure) -> NativeInstance {
-    NativeInstance::new(structure).unwrap_or_else(|e| panic!("{structure}: {e}"))
-}
-
-/// The structure in the Linux kernel, or `None` (with a SKIPPED line) where this process cannot
-/// use BPF.
-fn linux(structure: Structure) -> Option<LinuxDriver> {
-    match LinuxDriver::new(structure) {
-        Ok(d) => Some(d),
-        Err(e) if e.is_unavailable() => {
-            kflex_testutil::skip(&format!("{structure} on Linux: {e}"));
-            None
-        }
-        Err(e) => panic!("{structure} on Linux: {e}"),
-    }
-}
-
-/// `engines!(test_name, structure, |driver| body)` defines one test per engine.
-macro_rules! engines {
-    ($name:ident, $structure:expr, |$d:ident| $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn interp() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Interp, SfiMode::AndMask);
-                $body
-            }
-
-            #[test]
-            fn jit() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::default());
-                $body
-            }
-
-            #[test]
-            fn jit_and_mask() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::AndMask);
-                $body
-            }
-
-            #[test]
-            fn jit_writes_only() {
-                let $d: &mut dyn Driver = &mut kflex($structure, Engine::Jit, SfiMode::WritesOnly);
-                $body
-            }
-
-            #[test]
-            fn native() {
-                let $d: &mut dyn Driver = &mut super::native($structure);
-                $body
-            }
-
-            #[test]
-            fn linux() {
-                if let Some(mut driver) = super::linux($structure) {
-                    let $d: &mut dyn Driver = &mut driver;
-                    $body
-                }
-            }
-        }
-    };
 }
 
 engines!(rbtree, Structure::Rbtree, |d| randomized_map(

@@ -1,6 +1,6 @@
 //! [`Driver`]: one running instance of a structure on some engine.
 
-use crate::protocol::{Op, OpKind};
+use crate::protocol::{BATCH_MAX, Op, OpKind};
 
 /// Why a batch could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,17 @@ impl DriverError {
             message: message.into(),
         }
     }
+}
+
+/// Refuses a batch of more ops than the mailbox holds ([`DriverError::BatchTooLarge`]).
+pub fn check_count(count: usize) -> Result<(), DriverError> {
+    if count > BATCH_MAX {
+        return Err(DriverError::BatchTooLarge {
+            count,
+            max: BATCH_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// A structure instance on one engine: initialised, with a mailbox shared with the program.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Structure;
-use crate::driver::{Driver, DriverError};
+use crate::driver::{Driver, DriverError, check_count};
 use crate::heap::{HostAllocator, HostBuffer};
 use crate::protocol::{BATCH_MAX, Ctx, Op, OpKind};
 
@@ -207,12 +207,7 @@ impl Driver for NativeInstance {
     }
 
     fn run(&mut self, op: OpKind, count: usize) -> Result<i64, DriverError> {
-        if count > BATCH_MAX {
-            return Err(DriverError::BatchTooLarge {
-                count,
-                max: BATCH_MAX,
-            });
-        }
+        check_count(count)?;
         self.allocator.refill();
         let entry = self.entries[op as usize];
         self.ctx.count = count as u32;

@@ -20,18 +20,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::ops::Range;
-
-use kflex_datastructures::heap::HostAllocator;
+use kflex_datastructures::driver::check_count;
+use kflex_datastructures::heap::{HostAllocator, attach_after_init};
 use kflex_datastructures::protocol::{BATCH_MAX, CTX_SIZE, Ctx, Op, OpKind};
 use kflex_datastructures::{Driver, DriverError, Structure};
-use kflex_linux::backend::{ArenaMapping, BackendError, LinuxExtension};
+use kflex_linux::backend::{BackendError, LinuxExtension};
 
 /// The engine name the driver reports.
 pub const ENGINE: &str = "linux";
-
-/// Page size the host carves around (blocks never share a page with the globals).
-const PAGE: u64 = 4096;
 
 /// Why a structure could not be set up in the kernel.
 #[derive(Debug, thiserror::Error)]
@@ -120,16 +116,11 @@ impl LinuxDriver {
                 format!("init returned {ret}"),
             ));
         }
-        check_layout(&init, &arena).map_err(|m| LinuxDriverError::setup(structure, m))?;
-        let globals = init.globals..init.globals + init.globals_size;
-        let carve = carve_range(arena.range(), globals);
         // SAFETY: libbpf maps the arena read-write into this process at the addresses programs
-        // use; `init` reported the allocator state inside the globals (checked above) and `carve`
-        // leaves the globals' pages out. The mapping belongs to `ext`, which the driver drops
-        // after the allocator (field order), and nothing else carves from the arena.
-        let allocator = unsafe { HostAllocator::attach(init.alloc_state as *mut u8, carve) }
-            .map_err(|e| LinuxDriverError::setup(structure, e))?;
-        allocator.refill();
+        // use; the mapping belongs to `ext`, which the driver drops after the allocator (field
+        // order), and nothing else carves from the arena.
+        let allocator = unsafe { attach_after_init(&init, arena.range()) }
+            .map_err(|m| LinuxDriverError::setup(structure, m))?;
         Ok(LinuxDriver {
             allocator,
             structure,
@@ -161,44 +152,6 @@ impl LinuxDriver {
     }
 }
 
-/// Checks that what `init` reported lies in the arena: the mailbox (8-byte aligned,
-/// [`BATCH_MAX`] ops) and the allocator state inside the globals, the globals inside the arena.
-fn check_layout(init: &Ctx, arena: &ArenaMapping) -> Result<(), String> {
-    let op_bytes = (BATCH_MAX * std::mem::size_of::<Op>()) as u64;
-    let globals_end = init.globals.checked_add(init.globals_size);
-    let ok = arena.contains(init.globals, init.globals_size as usize)
-        && globals_end.is_some_and(|end| {
-            (init.globals..end).contains(&init.alloc_state)
-                && init.mailbox >= init.globals
-                && init.mailbox.checked_add(op_bytes).is_some_and(|m| m <= end)
-        })
-        && init.mailbox.is_multiple_of(8);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "init reported a layout outside the arena {:#x?}: {init:?}",
-            arena.range()
-        ))
-    }
-}
-
-/// The part of `heap` the host may carve blocks from: the larger of the two page-aligned gaps
-/// beside `globals` (libbpf puts arena globals at the start or the end of the arena).
-fn carve_range(heap: Range<u64>, globals: Range<u64>) -> Range<u64> {
-    let below = heap.start..(globals.start & !(PAGE - 1)).max(heap.start);
-    let above = globals
-        .end
-        .div_ceil(PAGE)
-        .saturating_mul(PAGE)
-        .min(heap.end)..heap.end;
-    if above.end - above.start >= below.end.saturating_sub(below.start) {
-        above
-    } else {
-        below
-    }
-}
-
 impl Driver for LinuxDriver {
     fn engine(&self) -> &str {
         ENGINE
@@ -212,12 +165,7 @@ impl Driver for LinuxDriver {
     }
 
     fn run(&mut self, op: OpKind, count: usize) -> Result<i64, DriverError> {
-        if count > BATCH_MAX {
-            return Err(DriverError::BatchTooLarge {
-                count,
-                max: BATCH_MAX,
-            });
-        }
+        check_count(count)?;
         self.allocator.refill();
         self.ctx[32..36].copy_from_slice(&(count as u32).to_le_bytes());
         let ret = self
@@ -232,63 +180,6 @@ impl Driver for LinuxDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn carving_skips_the_globals_pages_at_either_end() {
-        let heap = 0x10000..0x20000;
-        assert_eq!(
-            carve_range(heap.clone(), 0x10000..0x10100),
-            0x11000..0x20000
-        );
-        assert_eq!(
-            carve_range(heap.clone(), 0x1e010..0x20000),
-            0x10000..0x1e000
-        );
-        assert_eq!(carve_range(heap, 0x10000..0x20000), 0x20000..0x20000);
-    }
-
-    #[test]
-    fn layouts_outside_the_arena_are_refused() {
-        let arena = ArenaMapping {
-            map: "heap".into(),
-            base: 0x10_0000,
-            size: 0x10_0000,
-            globals: 0x10_0000..0x13_0000,
-        };
-        let good = Ctx {
-            mailbox: 0x10_1000,
-            alloc_state: 0x12_0000,
-            globals: 0x10_0000,
-            globals_size: 0x3_0000,
-            count: 0,
-            ret: 0,
-        };
-        assert_eq!(check_layout(&good, &arena), Ok(()));
-        for bad in [
-            Ctx {
-                mailbox: 0x12_f000,
-                ..good
-            },
-            Ctx {
-                mailbox: 0x10_1004,
-                ..good
-            },
-            Ctx {
-                alloc_state: 0x13_0000,
-                ..good
-            },
-            Ctx {
-                globals_size: 0x10_0001,
-                ..good
-            },
-            Ctx {
-                globals: u64::MAX - 4,
-                ..good
-            },
-        ] {
-            assert!(check_layout(&bad, &arena).is_err(), "{bad:?}");
-        }
-    }
 
     /// `crates/linux/tests/c/ds_table.c` compiled (a chained hash table over the ds protocol),
     /// or `None` when clang is missing.

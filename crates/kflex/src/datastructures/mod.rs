@@ -25,7 +25,8 @@ pub use guards::GuardStats;
 
 use std::time::Duration;
 
-use kflex_datastructures::heap::{ALLOC_STATE_SIZE, HostAllocator};
+use kflex_datastructures::driver::check_count;
+use kflex_datastructures::heap::{HostAllocator, attach_after_init};
 use kflex_datastructures::protocol::{BATCH_MAX, CTX_SIZE, Ctx, Op, OpKind};
 use kflex_datastructures::{Driver, DriverError, Structure};
 
@@ -40,9 +41,6 @@ pub const BATCH_BUDGET: Duration = Duration::from_secs(60);
 
 /// CPU id the driver's runs execute as (`ExecEnv::cpu`, what `kflex_cpu()` returns).
 const RUN_CPU: u32 = 0;
-
-/// Page size the host carves around (blocks never share a page with the globals).
-const PAGE: u64 = 4096;
 
 /// A structure loaded into kflex and initialised, ready to run batches (see the module docs).
 pub struct KflexDriver {
@@ -110,30 +108,11 @@ impl KflexDriver {
                 done.cancel_reason.unwrap_or_default()
             )));
         }
-        let heap_range = heap.base..heap.base + heap.size;
-        let mailbox_end = init_ctx
-            .mailbox
-            .saturating_add((BATCH_MAX * std::mem::size_of::<Op>()) as u64);
-        let globals_end = init_ctx.globals.saturating_add(init_ctx.globals_size);
-        let inside = |a: u64, b: u64| heap_range.start <= a && a <= b && b <= heap_range.end;
-        let state_end = init_ctx.alloc_state.saturating_add(ALLOC_STATE_SIZE);
-        if !inside(init_ctx.mailbox, mailbox_end)
-            || !inside(init_ctx.globals, globals_end)
-            || init_ctx.alloc_state < init_ctx.globals
-            || state_end > globals_end
-            || !init_ctx.mailbox.is_multiple_of(8)
-        {
-            return Err(Error::Input(format!(
-                "{structure}: init reported a layout outside the heap {heap_range:#x?}: {init_ctx:?}"
-            )));
-        }
-        let carve = carve_range(heap_range, init_ctx.globals..globals_end);
-        // SAFETY: kflex maps the heap in-process at the addresses programs use; `init` reported
-        // the allocator state inside it (a heap global) and `carve` avoids the globals. The heap
-        // belongs to `ext`, which the driver drops after the allocator (field order).
-        let allocator = unsafe { HostAllocator::attach(init_ctx.alloc_state as *mut u8, carve) }
+        // SAFETY: kflex maps the heap in-process at the addresses programs use; it belongs to
+        // `ext`, which the driver drops after the allocator (field order), and only this allocator
+        // carves from it.
+        let allocator = unsafe { attach_after_init(&init_ctx, heap.base..heap.base + heap.size) }
             .map_err(|e| Error::Input(format!("{structure}: {e}")))?;
-        allocator.refill();
 
         let invokers = batch_invokers(ext_ref, engine, Some(BATCH_BUDGET))?;
         let engine_name = match (invokers[0].engine(), sfi) {
@@ -221,22 +200,6 @@ fn sfi_name(mode: SfiMode) -> &'static str {
     }
 }
 
-/// The part of `heap` the host may carve blocks from: the larger of the two page-aligned gaps
-/// beside `globals`.
-fn carve_range(heap: std::ops::Range<u64>, globals: std::ops::Range<u64>) -> std::ops::Range<u64> {
-    let below = heap.start..(globals.start & !(PAGE - 1)).max(heap.start);
-    let above = globals
-        .end
-        .div_ceil(PAGE)
-        .saturating_mul(PAGE)
-        .min(heap.end)..heap.end;
-    if above.end - above.start >= below.end.saturating_sub(below.start) {
-        above
-    } else {
-        below
-    }
-}
-
 impl Driver for KflexDriver {
     fn engine(&self) -> &str {
         &self.engine_name
@@ -250,12 +213,7 @@ impl Driver for KflexDriver {
     }
 
     fn run(&mut self, op: OpKind, count: usize) -> std::result::Result<i64, DriverError> {
-        if count > BATCH_MAX {
-            return Err(DriverError::BatchTooLarge {
-                count,
-                max: BATCH_MAX,
-            });
-        }
+        check_count(count)?;
         self.allocator.refill();
         self.ctx[32..36].copy_from_slice(&(count as u32).to_le_bytes());
         let invoker = &mut self.invokers[op as usize];
@@ -279,24 +237,5 @@ impl Driver for KflexDriver {
         }
         // The programs return a 32-bit count.
         Ok(i64::from(done.retval as i32))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn carving_skips_the_globals_pages() {
-        let heap = 0x10000..0x20000;
-        assert_eq!(
-            carve_range(heap.clone(), 0x10000..0x10100),
-            0x11000..0x20000
-        );
-        assert_eq!(
-            carve_range(heap.clone(), 0x1f000..0x20000),
-            0x10000..0x1f000
-        );
-        assert_eq!(carve_range(heap, 0x10000..0x20000), 0x20000..0x20000);
     }
 }

@@ -60,9 +60,9 @@ pub fn for_structure(structure: Structure) -> Option<Box<dyn Model + Send>> {
     }
 }
 
-/// A key in the structures' order (for the `BTreeMap`).
+/// A key in the structures' order ([`key_order`]), for the `BTreeMap` of [`OrderedModel`].
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct OrderedKey(Key);
+pub struct OrderedKey(pub Key);
 
 impl PartialOrd for OrderedKey {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -76,11 +76,92 @@ impl Ord for OrderedKey {
     }
 }
 
-/// Ordered map model (list, red-black tree, skip list).
-#[derive(Default)]
-pub struct OrderedModel {
-    map: BTreeMap<OrderedKey, Value>,
+/// The storage of an exact key-value model: a map from keys to values.
+pub trait Store: Default {
+    /// Stores `value` under `key`; whether a value was replaced.
+    fn put(&mut self, key: &Key, value: &Value) -> bool;
+    /// The value stored under `key`.
+    fn get(&self, key: &Key) -> Option<Value>;
+    /// Removes `key`; whether it was present.
+    fn take(&mut self, key: &Key) -> bool;
+    /// Number of keys stored.
+    fn count(&self) -> usize;
 }
+
+impl Store for HashMap<Key, Value> {
+    fn put(&mut self, key: &Key, value: &Value) -> bool {
+        self.insert(*key, *value).is_some()
+    }
+    fn get(&self, key: &Key) -> Option<Value> {
+        HashMap::get(self, key).copied()
+    }
+    fn take(&mut self, key: &Key) -> bool {
+        self.remove(key).is_some()
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Keys in byte order.
+impl Store for BTreeMap<Key, Value> {
+    fn put(&mut self, key: &Key, value: &Value) -> bool {
+        self.insert(*key, *value).is_some()
+    }
+    fn get(&self, key: &Key) -> Option<Value> {
+        BTreeMap::get(self, key).copied()
+    }
+    fn take(&mut self, key: &Key) -> bool {
+        self.remove(key).is_some()
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Keys in [`key_order`].
+impl Store for BTreeMap<OrderedKey, Value> {
+    fn put(&mut self, key: &Key, value: &Value) -> bool {
+        self.insert(OrderedKey(*key), *value).is_some()
+    }
+    fn get(&self, key: &Key) -> Option<Value> {
+        BTreeMap::get(self, &OrderedKey(*key)).copied()
+    }
+    fn take(&mut self, key: &Key) -> bool {
+        self.remove(&OrderedKey(*key)).is_some()
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A map model: updates insert or replace, deletes remove, nothing is ever evicted.
+#[derive(Default)]
+pub struct MapModel<S> {
+    map: S,
+}
+
+impl<S: Store> Model for MapModel<S> {
+    fn update(&mut self, key: &Key, value: &Value) -> i64 {
+        if self.map.put(key, value) {
+            REPLACED
+        } else {
+            INSERTED
+        }
+    }
+    fn lookup(&mut self, key: &Key) -> Option<Value> {
+        self.map.get(key)
+    }
+    fn delete(&mut self, key: &Key) -> i64 {
+        if self.map.take(key) { REMOVED } else { ABSENT }
+    }
+    fn len(&self) -> usize {
+        self.map.count()
+    }
+}
+
+/// Ordered map model (list, red-black tree, skip list), keys in [`key_order`].
+pub type OrderedModel = MapModel<BTreeMap<OrderedKey, Value>>;
 
 impl OrderedModel {
     /// The keys in the structures' order.
@@ -89,53 +170,14 @@ impl OrderedModel {
     }
 }
 
-impl Model for OrderedModel {
-    fn update(&mut self, key: &Key, value: &Value) -> i64 {
-        match self.map.insert(OrderedKey(*key), *value) {
-            Some(_) => REPLACED,
-            None => INSERTED,
-        }
-    }
-    fn lookup(&mut self, key: &Key) -> Option<Value> {
-        self.map.get(&OrderedKey(*key)).copied()
-    }
-    fn delete(&mut self, key: &Key) -> i64 {
-        if self.map.remove(&OrderedKey(*key)).is_some() {
-            REMOVED
-        } else {
-            ABSENT
-        }
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-}
-
 /// Hash map model.
-#[derive(Default)]
-pub struct HashModel {
-    map: HashMap<Key, Value>,
-}
+pub type HashModel = MapModel<HashMap<Key, Value>>;
 
-impl Model for HashModel {
-    fn update(&mut self, key: &Key, value: &Value) -> i64 {
-        match self.map.insert(*key, *value) {
-            Some(_) => REPLACED,
-            None => INSERTED,
-        }
-    }
-    fn lookup(&mut self, key: &Key) -> Option<Value> {
-        self.map.get(key).copied()
-    }
-    fn delete(&mut self, key: &Key) -> i64 {
-        if self.map.remove(key).is_some() {
-            REMOVED
-        } else {
-            ABSENT
-        }
-    }
-    fn len(&self) -> usize {
-        self.map.len()
+/// A map model in byte order of the keys ([`crate::model_trees::TreeModel`]).
+impl MapModel<BTreeMap<Key, Value>> {
+    /// The keys in byte order (the order of an in-order walk of the tree).
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.map.keys()
     }
 }
 

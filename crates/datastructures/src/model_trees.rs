@@ -15,43 +15,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::model::Model;
-use crate::protocol::{ABSENT, INSERTED, KEY_SIZE, Key, REMOVED, REPLACED, Value};
+use crate::model::MapModel;
+use crate::protocol::{KEY_SIZE, Key, Value};
 
 /// The ordered-map model of the red-black tree and the skip list (byte order of the keys).
-#[derive(Default)]
-pub struct TreeModel {
-    map: BTreeMap<Key, Value>,
-}
-
-impl TreeModel {
-    /// The keys in byte order (the order of an in-order walk of the tree).
-    pub fn keys(&self) -> impl Iterator<Item = &Key> {
-        self.map.keys()
-    }
-}
-
-impl Model for TreeModel {
-    fn update(&mut self, key: &Key, value: &Value) -> i64 {
-        match self.map.insert(*key, *value) {
-            Some(_) => REPLACED,
-            None => INSERTED,
-        }
-    }
-    fn lookup(&mut self, key: &Key) -> Option<Value> {
-        self.map.get(key).copied()
-    }
-    fn delete(&mut self, key: &Key) -> i64 {
-        if self.map.remove(key).is_some() {
-            REMOVED
-        } else {
-            ABSENT
-        }
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-}
+pub type TreeModel = MapModel<BTreeMap<Key, Value>>;
 
 /// Read access to a heap, by address.
 pub trait Memory {
@@ -465,6 +433,9 @@ mod tests {
 
     #[test]
     fn the_model_is_a_byte_ordered_map() {
+        use crate::model::Model;
+        use crate::protocol::{ABSENT, INSERTED, REMOVED, REPLACED};
+
         let mut m = TreeModel::default();
         let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
         a[0] = 2;

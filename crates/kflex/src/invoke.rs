@@ -111,25 +111,8 @@ impl Extension {
     /// test-runs do.
     pub fn invoker(&self, program: &str, engine: Engine) -> Result<Invoker<'_>> {
         let prog = self.program(program)?;
-        let prog_type = prog.prog_type.ok_or_else(|| {
-            Error::Input(format!(
-                "program {} (section {:?}) has no program type kflex can run",
-                prog.name, prog.section
-            ))
-        })?;
-        let jit = match engine {
-            Engine::Jit => match &prog.jit {
-                Some(Ok(jit)) => Some(jit),
-                Some(Err(e)) => {
-                    return Err(Error::Input(format!(
-                        "program {} could not be compiled by the JIT: {e}",
-                        prog.name
-                    )));
-                }
-                None => None,
-            },
-            Engine::Interp => None,
-        };
+        let prog_type = prog_type_of(prog)?;
+        let jit = jit_of(prog, engine)?;
         let registry = crate::link::helper_registry(prog_type, &self.helpers)?;
         let map_regions = self.maps.regions();
         let mut mem = MemoryMap::new();
@@ -377,6 +360,29 @@ impl<'e> Invoker<'e> {
             }
             self.mem = mem;
         }
+    }
+}
+
+/// The program type of `prog`, or an error naming a program kflex cannot run.
+pub(crate) fn prog_type_of(prog: &LoadedProgram) -> Result<ProgType> {
+    prog.prog_type.ok_or_else(|| {
+        Error::Input(format!(
+            "program {} (section {:?}) has no program type kflex can run",
+            prog.name, prog.section
+        ))
+    })
+}
+
+/// The JIT code `engine` runs `prog` with: `None` on the interpreter and for programs the JIT did
+/// not compile (loaded unverified); an error when the JIT failed on the program.
+pub(crate) fn jit_of(prog: &LoadedProgram, engine: Engine) -> Result<Option<&JitProgram>> {
+    match (engine, &prog.jit) {
+        (Engine::Jit, Some(Ok(jit))) => Ok(Some(jit)),
+        (Engine::Jit, Some(Err(e))) => Err(Error::Input(format!(
+            "program {} could not be compiled by the JIT: {e}",
+            prog.name
+        ))),
+        (Engine::Jit, None) | (Engine::Interp, _) => Ok(None),
     }
 }
 

@@ -28,6 +28,7 @@ use kflex_runtime::{ExecEnv, MemoryMap, Region};
 use crate::engine::Engine;
 use crate::error::{Error, Result, RunFault};
 use crate::extension::Extension;
+use crate::invoke::{jit_of, prog_type_of};
 use crate::link::LoadedProgram;
 
 /// Trace lines kept per test-run (later lines are counted in `trace_dropped`).
@@ -127,26 +128,9 @@ impl Extension {
     /// calls, as in Linux.
     pub fn test_run(&self, program: &str, options: &TestRunOptions) -> Result<TestRunResult> {
         let prog = self.program(program)?;
-        let prog_type = prog.prog_type.ok_or_else(|| {
-            Error::Input(format!(
-                "program {} (section {:?}) has no program type kflex can run",
-                prog.name, prog.section
-            ))
-        })?;
+        let prog_type = prog_type_of(prog)?;
         let registry = self.run_registry(prog_type)?;
-        let jit = match options.engine.unwrap_or(self.engine) {
-            Engine::Jit => match &prog.jit {
-                Some(Ok(jit)) => Some(jit),
-                Some(Err(e)) => {
-                    return Err(Error::Input(format!(
-                        "program {} could not be compiled by the JIT: {e}",
-                        prog.name
-                    )));
-                }
-                None => None,
-            },
-            Engine::Interp => None,
-        };
+        let jit = jit_of(prog, options.engine.unwrap_or(self.engine))?;
         let engine = if jit.is_some() {
             Engine::Jit
         } else {

@@ -1,6 +1,8 @@
 //! Cost of the termination checks: a tight counting loop compiled with no checks, with
-//! `OneLoad` checks and with `CompareBranch` checks at its back-edge (no watchdog armed, so only
-//! the check itself is measured). Prints the overhead of each mode over no checks.
+//! `OneLoad` checks and with `CompareBranch` checks at its back-edge, and the same loop headed by
+//! a `may_goto` (its per-frame counter is there in every mode; the modes add the poisoned-word
+//! test). No watchdog is armed, so only the checks themselves are measured. Prints the overhead
+//! of each mode over no checks.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,38 +14,48 @@ use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
 
 const ITERATIONS: i32 = 1_000_000;
 
-/// `r0 = 0; loop: r0 += 1; if r0 < N goto loop; exit` — the back-edge is slot 2.
-fn counting_loop() -> (Program, usize) {
-    let insns = [
-        I::Mov {
-            width: Width::W64,
-            dst: 0,
-            src: Operand::Imm(0),
-        },
-        I::Alu {
-            width: Width::W64,
-            op: AluOp::Add,
-            dst: 0,
-            src: Operand::Imm(1),
-        },
-        I::Jump {
-            width: Width::W64,
-            op: JmpOp::Lt,
-            dst: 0,
-            src: Operand::Imm(ITERATIONS),
-            off: -2,
-        },
-        I::Exit,
-    ];
-    let program = Program::decode(&encode_all(&insns)).expect("bench program decodes");
-    (program, 2)
+const ADD1: I = I::Alu {
+    width: Width::W64,
+    op: AluOp::Add,
+    dst: 0,
+    src: Operand::Imm(1),
+};
+
+const ZERO_R0: I = I::Mov {
+    width: Width::W64,
+    dst: 0,
+    src: Operand::Imm(0),
+};
+
+/// `if r0 < N goto off`.
+const fn below_n(off: i16) -> I {
+    I::Jump {
+        width: Width::W64,
+        op: JmpOp::Lt,
+        dst: 0,
+        src: Operand::Imm(ITERATIONS),
+        off,
+    }
 }
 
-fn compile(mode: TerminationMode) -> JitProgram {
-    let (program, back_edge) = counting_loop();
+/// The loop's instructions and its termination points.
+fn workload(may_goto: bool) -> (Vec<I>, Vec<usize>) {
+    if may_goto {
+        // r0 = 0; loop: may_goto +2; r0 += 1; if r0 < N goto loop; exit
+        let insns = vec![ZERO_R0, I::MayGoto { off: 2 }, ADD1, below_n(-3), I::Exit];
+        (insns, vec![1, 3])
+    } else {
+        // r0 = 0; loop: r0 += 1; if r0 < N goto loop; exit — the back-edge is slot 2.
+        (vec![ZERO_R0, ADD1, below_n(-2), I::Exit], vec![2])
+    }
+}
+
+fn compile(mode: TerminationMode, may_goto: bool) -> JitProgram {
+    let (insns, points) = workload(may_goto);
+    let program = Program::decode(&encode_all(&insns)).expect("bench program decodes");
     let options = JitOptions {
         termination: mode,
-        termination_points: vec![back_edge],
+        termination_points: points,
         ..JitOptions::default()
     };
     JitProgram::compile(&program, &options).expect("bench program compiles")
@@ -79,21 +91,26 @@ fn termination(c: &mut Criterion) {
         ("one_load", TerminationMode::OneLoad),
         ("compare_branch", TerminationMode::CompareBranch),
     ];
-    let jits: Vec<_> = modes.iter().map(|&(name, m)| (name, compile(m))).collect();
-    let mut group = c.benchmark_group("termination_check");
-    group.throughput(Throughput::Elements(ITERATIONS as u64));
-    for (name, jit) in &jits {
-        group.bench_function(*name, |b| b.iter(|| run(jit)));
-    }
-    group.finish();
-    let base = median(&jits[0].1, 101).as_secs_f64();
-    for (name, jit) in &jits {
-        let t = median(jit, 101).as_secs_f64();
-        println!(
-            "termination {name:>15}: {:8.3} ms per {ITERATIONS} iterations, {:+6.1} % over no checks",
-            t * 1e3,
-            (t / base - 1.0) * 100.0
-        );
+    for (group_name, may_goto) in [("termination_check", false), ("may_goto_check", true)] {
+        let jits: Vec<_> = modes
+            .iter()
+            .map(|&(name, m)| (name, compile(m, may_goto)))
+            .collect();
+        let mut group = c.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(ITERATIONS as u64));
+        for (name, jit) in &jits {
+            group.bench_function(*name, |b| b.iter(|| run(jit)));
+        }
+        group.finish();
+        let base = median(&jits[0].1, 101).as_secs_f64();
+        for (name, jit) in &jits {
+            let t = median(jit, 101).as_secs_f64();
+            println!(
+                "{group_name} {name:>15}: {:8.3} ms per {ITERATIONS} iterations, {:+6.1} % over no checks",
+                t * 1e3,
+                (t / base - 1.0) * 100.0
+            );
+        }
     }
 }
 

@@ -1,27 +1,32 @@
 //! Termination checks: how a runaway program is stopped at its loop back-edges and `may_goto`s.
 //!
-//! Every run has a per-invocation terminate word (owned by its
-//! [`kflex_runtime::exec::Invocation`]; the state block's first field points at it). While the run
-//! may continue the word holds the address of a readable word; to stop the run a watchdog
-//! ([`kflex_runtime::exec::watchdog`]) stores the address of the process-wide
-//! [`trap_page`](kflex_runtime::exec::trap_page) into it. Checks are emitted at the termination
-//! points the verifier reports ([`crate::JitOptions::termination_points`]):
+//! Every run has a terminate word, the first field of its state block (so JIT code finds it at
+//! `[r9]`), installed as its [`kflex_runtime::exec::Invocation`]'s word. While the run may
+//! continue the word holds the address of a readable word, whose low byte is never zero; to stop
+//! the run a watchdog ([`kflex_runtime::exec::watchdog`]) stores the address of the process-wide
+//! [`trap_page`](kflex_runtime::exec::trap_page) into it, which is page-aligned (low byte zero).
+//! Checks are emitted at the termination points the verifier reports
+//! ([`crate::JitOptions::termination_points`]):
 //!
 //! * at a **back-edge**, before the jump (whether or not it is then taken), as selected by
 //!   [`TerminationMode`]:
-//!   - [`TerminationMode::OneLoad`] (KFlex's check): `r11 = [r9]; r11 = [r11]; r11 = [r11]` —
-//!     the final load goes through the word and faults once it points at the trap page; the fault
-//!     handler cancels the run with `CancelReason::Terminated`. No compare, no branch.
-//!   - [`TerminationMode::CompareBranch`]: load the word, compare it with the trap page's
-//!     address, and branch to an out-of-line stub that stops the run (same result).
+//!   - [`TerminationMode::OneLoad`] (KFlex's check): `r11 = [r9]; r11 = [r11]` — the second load
+//!     goes through the word and faults once it points at the trap page; the fault handler
+//!     cancels the run with `CancelReason::Terminated`. No compare, no branch.
+//!   - [`TerminationMode::CompareBranch`]: `test byte [r9], 0xff; jz stop` — a poisoned word's
+//!     low byte is zero; the out-of-line stub stops the run (same result).
 //!   - [`TerminationMode::None`]: nothing (for tests and trusted callers).
 //!
 //!   A back-edge whose target is itself a `may_goto` termination point gets no check: the
 //!   `may_goto` at the loop head runs right after the jump and checks the word (with the exit
 //!   semantics below), so the loop stays stoppable and its exit branch is honoured.
-//! * at a **`may_goto`** (any mode but `None`): the word is compared, and when the invocation's
-//!   time budget is exhausted the `may_goto` takes its goto branch (the loop's exit path) instead
-//!   of cancelling; otherwise Linux's per-frame counter decides as before.
+//! * at a **`may_goto`** (any mode but `None`): the same one-instruction low-byte test, and when
+//!   the invocation's time budget is exhausted the `may_goto` takes its goto branch (the loop's
+//!   exit path) instead of cancelling; otherwise Linux's per-frame counter decides as before.
+//!
+//! Before, the state block held a pointer to a word inside the invocation record: the back-edge
+//! check was three dependent loads and the `may_goto` test loaded the word through the pointer
+//! and compared it with a 64-bit trap-page constant (`mov r10, imm64; cmp; je`).
 //!
 //! # Choice of the default
 //!
@@ -37,7 +42,6 @@
 use std::collections::BTreeSet;
 
 use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
-use kflex_runtime::exec::trap_page;
 
 use crate::codegen::{Emitter, x64};
 use crate::state::code;
@@ -108,14 +112,6 @@ impl TerminationPlan {
     }
 }
 
-/// Loads the terminate word's current value into `r11`.
-fn load_word(e: &mut Emitter<'_>) {
-    x64!(e.ops
-        ; mov r11, [r9]
-        ; mov r11, [r11]
-    );
-}
-
 /// Emits the back-edge check of the jump at `pc` (to `target`), if the plan has one there.
 pub(crate) fn back_edge(e: &mut Emitter<'_>, pc: usize, target: usize) {
     if target <= pc && TerminationPlan::injected(e, pc) {
@@ -129,12 +125,16 @@ pub(crate) fn back_edge(e: &mut Emitter<'_>, pc: usize, target: usize) {
     match mode {
         None | Some(TerminationMode::None) => {}
         Some(TerminationMode::OneLoad) => {
-            load_word(e);
-            x64!(e.ops ; mov r11, [r11]);
+            // The word (first field of the state block), then a load through it: the trap page
+            // once poisoned.
+            x64!(e.ops
+                ; mov r11, [r9]
+                ; mov r11, [r11]
+            );
         }
         Some(TerminationMode::CompareBranch) => {
             let stop = e.code_fault(pc, code::TERMINATED);
-            compare_poisoned(e, stop);
+            jump_if_poisoned(e, stop);
         }
     }
 }
@@ -148,18 +148,17 @@ pub(crate) fn may_goto(e: &mut Emitter<'_>, pc: usize, exit: DynamicLabel) {
     let plan = e.termination();
     let active = plan.mode.is_some() && plan.may_gotos.contains(&pc);
     if active {
-        compare_poisoned(e, exit);
+        jump_if_poisoned(e, exit);
     }
 }
 
-/// `if word == trap_page goto l` (clobbers r10, r11 and the flags).
-fn compare_poisoned(e: &mut Emitter<'_>, l: DynamicLabel) {
-    let trap = trap_page() as i64;
-    load_word(e);
+/// `if word is poisoned goto l` (clobbers only the flags): one memory test of the word's low
+/// byte, which is zero exactly when the word holds the page-aligned trap page address (a live
+/// word's low byte is never zero, see `kflex_runtime::exec::Invocation::terminate_word`).
+fn jump_if_poisoned(e: &mut Emitter<'_>, l: DynamicLabel) {
     x64!(e.ops
-        ; mov r10, QWORD trap
-        ; cmp r11, r10
-        ; je =>l
+        ; test BYTE [r9], -1
+        ; jz =>l
     );
 }
 
@@ -297,6 +296,100 @@ mod tests {
         }
         // A slot that is no termination point changes nothing.
         assert_eq!(run_injected(&insns, Some(1), vec![0, 2]).unwrap(), 10);
+    }
+
+    /// The instructions of slot `pc`'s code (up to the next slot's).
+    fn slot_code(insns: &[I], mode: TerminationMode, points: Vec<usize>, pc: usize) -> Vec<Ix> {
+        let program = Program::decode(&encode_all(insns)).unwrap();
+        let options = JitOptions {
+            termination: mode,
+            termination_points: points,
+            ..JitOptions::default()
+        };
+        let jit = JitProgram::compile(&program, &options).unwrap();
+        let (start, end) = (
+            jit.code_offset(pc).unwrap(),
+            jit.code_offset(pc + 1).unwrap(),
+        );
+        let bytes = &jit.code()[start..end];
+        let mut decoder = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE);
+        decoder.iter().collect()
+    }
+
+    /// The memory operands (base register, displacement) of `code`, in order.
+    fn memory_operands(code: &[Ix]) -> Vec<(Register, u64)> {
+        code.iter()
+            .filter(|i| (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory))
+            .map(|i| (i.memory_base(), i.memory_displacement64()))
+            .collect()
+    }
+
+    use iced_x86::{Decoder, DecoderOptions, Instruction as Ix, Mnemonic, OpKind, Register};
+
+    const COUNT_LOOP: [I; 3] = [
+        ADD1,
+        I::Jump {
+            width: Width::W64,
+            op: JmpOp::Lt,
+            dst: 0,
+            src: Operand::Imm(10),
+            off: -2,
+        },
+        I::Exit,
+    ];
+
+    #[test]
+    fn one_load_back_edge_is_two_dependent_loads_from_the_state_block() {
+        let code = slot_code(&COUNT_LOOP, TerminationMode::OneLoad, vec![1], 1);
+        assert_eq!(
+            memory_operands(&code),
+            vec![(Register::R9, 0), (Register::R11, 0)],
+            "the word at [r9], then a load through it: {code:?}"
+        );
+        let other_branches = code
+            .iter()
+            .filter(|i| i.mnemonic() != Mnemonic::Jb)
+            .filter(|i| format!("{:?}", i.mnemonic()).starts_with('J'))
+            .count();
+        assert_eq!(other_branches, 0, "no branch but the loop's own: {code:?}");
+    }
+
+    #[test]
+    fn poison_tests_are_one_byte_test_of_the_word_and_a_branch() {
+        let compare = slot_code(&COUNT_LOOP, TerminationMode::CompareBranch, vec![1], 1);
+        let may_goto = [I::MayGoto { off: 2 }, ADD1, I::Ja { off: -3 }, I::Exit];
+        let checked = slot_code(&may_goto, TerminationMode::OneLoad, vec![0, 2], 0);
+        for code in [&compare, &checked] {
+            let first = code[0];
+            assert_eq!(first.mnemonic(), Mnemonic::Test, "{code:?}");
+            assert_eq!(
+                (first.memory_base(), first.memory_displacement64()),
+                (Register::R9, 0)
+            );
+            assert_eq!(first.immediate8(), 0xff);
+            assert_eq!(code[1].mnemonic(), Mnemonic::Je);
+            assert!(
+                code.iter().all(|i| i.op0_register() != Register::R10),
+                "no trap-page constant: {code:?}"
+            );
+        }
+        // The may_goto's own counter compare follows the poison test.
+        let unchecked = slot_code(&may_goto, TerminationMode::None, vec![0, 2], 0);
+        assert_eq!(checked.len(), unchecked.len() + 2);
+    }
+
+    #[test]
+    fn the_live_and_poisoned_words_differ_in_their_low_byte() {
+        use kflex_runtime::exec::{Invocation, trap_page};
+        use std::sync::atomic::Ordering;
+        let inv = Invocation::new(0, 0);
+        let word = std::sync::atomic::AtomicU64::new(0);
+        // SAFETY: `word` outlives every use of `inv`.
+        unsafe { inv.use_terminate_word(&word) };
+        assert_ne!(word.load(Ordering::Relaxed) & 0xff, 0);
+        inv.request_termination();
+        assert_eq!(word.load(Ordering::Relaxed), trap_page() as u64);
+        assert_eq!(word.load(Ordering::Relaxed) & 0xff, 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! Register mapping (as the Linux x86-64 JIT): r0=rax, r1=rdi, r2=rsi, r3=rdx, r4=rcx, r5=r8,
 //! r6=rbx, r7=r13, r8=r14, r9=r15, r10=rbp. Reserved: r9 holds the [`RunState`] pointer (its first
-//! field is the terminate-word pointer), r12 the heap base; r10 and r11 are scratch.
+//! field is the terminate word), r12 the heap base; r10 and r11 are scratch.
 //!
 //! Native frame of every BPF function: return address, the caller's r6..r9 that this function
 //! may change (see [`frames`]; rbp too when the program writes r10), padding, then `[rsp]` = this

@@ -8,7 +8,7 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use thiserror::Error;
 
@@ -83,8 +83,18 @@ pub enum CancelReason {
     Terminated,
 }
 
-/// A readable word the terminate word points at while the invocation may continue.
-static LIVE_WORD: u64 = 0;
+/// Readable words; the terminate word points at the second one while the invocation may
+/// continue, so its live value is 8 modulo 64 (see [`Invocation::terminate_word`]).
+#[repr(C, align(64))]
+struct LiveWords([u64; 2]);
+
+/// The words a live terminate word points into.
+static LIVE_WORDS: LiveWords = LiveWords([0; 2]);
+
+/// The value of a terminate word whose invocation may continue.
+fn live_value() -> u64 {
+    std::ptr::addr_of!(LIVE_WORDS.0[1]) as u64
+}
 
 /// The record of one invocation (see the module docs and [`super`] for the termination design).
 #[derive(Debug)]
@@ -92,6 +102,8 @@ pub struct Invocation {
     /// The terminate word: holds the address of a readable word while the invocation may run;
     /// a watchdog stores [`trap_page`]'s address to stop it at the next termination check.
     terminate: AtomicU64,
+    /// The word used instead of `terminate` when non-null ([`Invocation::use_terminate_word`]).
+    external: AtomicPtr<AtomicU64>,
     landing_pad: usize,
     context: u64,
     resume_rsp: AtomicUsize,
@@ -109,7 +121,8 @@ impl Invocation {
     /// its context register (x86 `r9` for kflex's JIT).
     pub fn new(landing_pad: usize, context: u64) -> Self {
         Invocation {
-            terminate: AtomicU64::new(std::ptr::addr_of!(LIVE_WORD) as u64),
+            terminate: AtomicU64::new(live_value()),
+            external: AtomicPtr::new(std::ptr::null_mut()),
             landing_pad,
             context,
             resume_rsp: AtomicUsize::new(0),
@@ -119,15 +132,41 @@ impl Invocation {
         }
     }
 
-    /// The per-invocation terminate word (its address goes into the engine's state block).
+    /// The per-invocation terminate word: the record's own, or the one installed with
+    /// [`Invocation::use_terminate_word`].
+    ///
+    /// Its value is always the address of a readable word while the invocation may continue,
+    /// and that address's low byte is never zero (it is 8 modulo 64); a poisoned word holds the
+    /// page-aligned [`trap_page`] address, whose low byte is zero. Engines may rely on both: a
+    /// load through the word faults once it is poisoned, and a test of its low byte tells the
+    /// two states apart without a fault.
     pub fn terminate_word(&self) -> &AtomicU64 {
-        &self.terminate
+        let external = self.external.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer was installed by `use_terminate_word`, whose caller keeps
+        // the word alive (and unmoved) for as long as the record is used.
+        unsafe { external.as_ref() }.unwrap_or(&self.terminate)
+    }
+
+    /// Makes `word` this invocation's terminate word (for an engine that keeps the word inside
+    /// its own per-run state, one load closer to its code) and stores the live value into it;
+    /// [`Invocation::request_termination`] poisons it from then on. Call it before the record is
+    /// armed with a watchdog or entered.
+    ///
+    /// # Safety
+    ///
+    /// `word` must stay valid and unmoved for as long as this record is used (armed with a
+    /// watchdog, current, or asked for its terminate word).
+    pub unsafe fn use_terminate_word(&self, word: *const AtomicU64) {
+        // SAFETY: the caller guarantees `word` is valid.
+        unsafe { (*word).store(live_value(), Ordering::Relaxed) };
+        self.external.store(word.cast_mut(), Ordering::Release);
     }
 
     /// Poisons the terminate word so the next termination check faults and cancels the run
     /// (callable from any thread holding a reference, such as a watchdog).
     pub fn request_termination(&self) {
-        self.terminate.store(trap_page() as u64, Ordering::Release);
+        self.terminate_word()
+            .store(trap_page() as u64, Ordering::Release);
     }
 
     /// Tells the handler where the landing pad's stack pointer is stored: after a fault the
@@ -254,10 +293,28 @@ mod tests {
         let live = r.terminate_word().load(Ordering::Relaxed);
         // SAFETY: the live word is a readable static.
         assert_eq!(unsafe { *(live as *const u64) }, 0);
+        assert_ne!(live & 0xff, 0, "a live word's low byte is never zero");
         r.request_termination();
+        let poisoned = r.terminate_word().load(Ordering::Relaxed);
+        assert_eq!(poisoned, trap_page() as u64);
+        assert_eq!(poisoned & 0xff, 0, "a poisoned word's low byte is zero");
+    }
+
+    #[test]
+    fn an_external_word_is_set_live_and_is_the_one_poisoned() {
+        let r = Invocation::new(1, 0);
+        let own = r.terminate_word().load(Ordering::Relaxed);
+        let word = AtomicU64::new(0);
+        // SAFETY: `word` outlives `r`'s use below.
+        unsafe { r.use_terminate_word(&word) };
+        assert!(std::ptr::eq(r.terminate_word(), &word));
+        assert_eq!(word.load(Ordering::Relaxed), own, "the live value");
+        r.request_termination();
+        assert_eq!(word.load(Ordering::Relaxed), trap_page() as u64);
         assert_eq!(
-            r.terminate_word().load(Ordering::Relaxed),
-            trap_page() as u64
+            r.terminate.load(Ordering::Relaxed),
+            own,
+            "own word untouched"
         );
     }
 

@@ -28,7 +28,7 @@
 //! * Register mapping as in the Linux x86-64 JIT (r0=rax, r1=rdi, r2=rsi, r3=rdx, r4=rcx, r5=r8,
 //!   r6=rbx, r7=r13, r8=r14, r9=r15, r10=rbp). x86 `r12` is reserved for the heap base
 //!   ([`JitEnv::heap_base`]) and x86 `r9` for the per-invocation state block, whose first field is
-//!   the terminate-word pointer; `r10`/`r11` are scratch.
+//!   the terminate word; `r10`/`r11` are scratch.
 //! * Every instruction's code offset is recorded ([`JitProgram::pc_at`],
 //!   [`JitProgram::code_offset`]), so a faulting machine pc maps back to a BPF slot.
 //! * Host calls (helpers, context accesses) are plain function calls into `extern "sysv64"`
@@ -59,7 +59,6 @@
 
 mod codegen;
 pub mod ctx_direct;
-mod ctx_plan;
 pub mod error;
 mod exec_mem;
 mod helpers_direct;
@@ -401,10 +400,8 @@ impl JitProgram {
         let ctx_direct = env
             .ctx_direct
             .map_or(std::ptr::null(), |d| d as *const CtxDirect);
-        let plan = env.ctx_direct.map(|d| ctx_plan::build(d, &self.ctx_table));
-        let ctx_plan = plan.as_ref().unwrap_or(&ctx_plan::NO_PLAN).as_ptr();
         let mut state = RunState {
-            terminate: std::ptr::null(),
+            terminate: std::sync::atomic::AtomicU64::new(0),
             regs: [0, args[0], args[1], args[2], args[3], args[4]],
             saved_rsp: 0,
             depth: 0,
@@ -421,7 +418,6 @@ impl JitProgram {
             ctx_table: self.ctx_table.as_ptr(),
             ctx_table_len: self.ctx_table.len() as u64,
             ctx_direct,
-            ctx_plan,
             trust_map_helpers,
             host_fault: None,
         };
@@ -436,7 +432,7 @@ impl JitProgram {
         // SAFETY: `state_ptr` points to `state`, alive (and not moved) until after the run.
         unsafe {
             invocation.set_resume_rsp_slot(&raw const (*state_ptr).saved_rsp);
-            (*state_ptr).terminate = invocation.terminate_word().as_ptr().cast_const();
+            invocation.use_terminate_word(&raw const (*state_ptr).terminate);
         }
         let ran = {
             // SAFETY: the guard is a local of this block, dropped (never leaked) before

@@ -6,6 +6,7 @@
 
 use std::ffi::c_void;
 use std::mem::offset_of;
+use std::sync::atomic::AtomicU64;
 
 use crate::error::JitFault;
 
@@ -28,9 +29,10 @@ pub(crate) mod code {
 /// The state block of one invocation.
 #[repr(C)]
 pub(crate) struct RunState {
-    /// The per-invocation terminate word (owned by the run's `kflex_runtime::exec::Invocation`)
-    /// that termination checks will load through.
-    pub terminate: *const u64,
+    /// The run's terminate word itself (installed as its `kflex_runtime::exec::Invocation`'s
+    /// word, which a watchdog poisons): termination checks load it from `[r9]` and load through
+    /// it, or test its low byte.
+    pub terminate: AtomicU64,
     /// Save area for BPF r0..r5 around host calls; r1..r5 hold the entry arguments at entry.
     pub regs: [u64; 6],
     /// The native stack pointer right after the entry stub saved the host's registers; the fault
@@ -64,8 +66,6 @@ pub(crate) struct RunState {
     pub ctx_table_len: u64,
     /// The run's direct context description, or null (for the context trampoline).
     pub ctx_direct: *const crate::CtxDirect,
-    /// The run's context plan (`crate::ctx_plan`): one word per inline context access.
-    pub ctx_plan: *const u64,
     /// Map helpers may be served directly ([`crate::JitEnv::trust_map_helper_pointers`]).
     pub trust_map_helpers: bool,
     /// A fault recorded by a trampoline (with `fault_code == HOST`).
@@ -79,8 +79,8 @@ macro_rules! off {
     };
 }
 
-/// The terminate-word pointer must stay the first field: the termination work will load it with
-/// a zero displacement from r9.
+/// The terminate word must stay the first field: termination checks address it with a zero
+/// displacement from r9 (the shortest encoding).
 const _: () = assert!(off!(terminate) == 0);
 pub(crate) const REGS_OFF: i32 = off!(regs);
 pub(crate) const SAVED_RSP_OFF: i32 = off!(saved_rsp);
@@ -94,7 +94,6 @@ pub(crate) const FAULT_PC_OFF: i32 = off!(fault_pc);
 pub(crate) const FAULT_CODE_OFF: i32 = off!(fault_code);
 pub(crate) const FAULT_VALUE_OFF: i32 = off!(fault_value);
 pub(crate) const HEAP_BASE_OFF: i32 = off!(heap_base);
-pub(crate) const CTX_PLAN_OFF: i32 = off!(ctx_plan);
 
 /// Displacement of the save slot of BPF register `r` (0..=5).
 pub(crate) const fn reg_slot(r: u8) -> i32 {

@@ -106,6 +106,11 @@ impl Ctx {
         b
     }
 
+    /// Sets `count` in context bytes, as each batch needs (`count` is at most [`BATCH_MAX`]).
+    pub fn set_count(bytes: &mut [u8; CTX_SIZE], count: usize) {
+        bytes[32..36].copy_from_slice(&(count as u32).to_le_bytes());
+    }
+
     /// Reads a context back from bytes; `None` if there are fewer than [`CTX_SIZE`].
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
         let b: &[u8; CTX_SIZE] = b.get(..CTX_SIZE)?.try_into().ok()?;
@@ -188,6 +193,9 @@ mod tests {
         assert_eq!(&b[36..40], &(-12i32).to_le_bytes());
         assert_eq!(Ctx::from_bytes(&b), Some(ctx));
         assert_eq!(Ctx::from_bytes(&b[..39]), None);
+        let mut b = b;
+        Ctx::set_count(&mut b, 7);
+        assert_eq!(Ctx::from_bytes(&b), Some(Ctx { count: 7, ..ctx }));
     }
 
     #[test]

@@ -27,6 +27,17 @@ pub mod kind {
     pub const NULL: u8 = 5;
 }
 
+/// How a directly served access reaches its value ([`CtxDirect::resolve`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// A plain access of the access's size at this image address.
+    Image(u64),
+    /// A load of the 64-bit packet-pointer cell at this address.
+    Cell(u64),
+    /// A load that yields 0.
+    Zero,
+}
+
 /// A context image the context trampoline may access directly (see the module docs).
 #[derive(Clone, Copy, Debug)]
 pub struct CtxDirect {
@@ -62,6 +73,40 @@ impl CtxDirect {
             loads,
             stores,
             uniform,
+        }
+    }
+
+    /// Where `access` is served directly, or `None` when the hook must serve it (the same
+    /// decision as [`CtxDirect::serve`], which this mirrors).
+    pub(crate) fn resolve(&self, access: &CtxAccess) -> Option<Resolved> {
+        let off = u64::from(access.offset);
+        let size = u64::from(access.size);
+        if !matches!(size, 1 | 2 | 4 | 8)
+            || !off.is_multiple_of(size)
+            || off.checked_add(size)? > self.len
+        {
+            return None;
+        }
+        let k = if self.uniform {
+            kind::PLAIN
+        } else {
+            let table = if access.write {
+                self.stores
+            } else {
+                self.loads
+            };
+            *table.get(usize::try_from(off).ok()?)?
+        };
+        match (k, access.write) {
+            (kind::PLAIN, _) => Some(Resolved::Image(self.image + off)),
+            (kind::DATA | kind::DATA_END | kind::DATA_META, false) if self.pointers == 0 => {
+                Some(Resolved::Zero)
+            }
+            (kind::DATA | kind::DATA_END | kind::DATA_META, false) => Some(Resolved::Cell(
+                self.pointers + 8 * u64::from(k - kind::DATA),
+            )),
+            (kind::NULL, false) => Some(Resolved::Zero),
+            _ => None,
         }
     }
 

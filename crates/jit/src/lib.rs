@@ -59,6 +59,7 @@
 
 mod codegen;
 pub mod ctx_direct;
+mod ctx_plan;
 pub mod error;
 mod exec_mem;
 mod helpers_direct;
@@ -400,6 +401,8 @@ impl JitProgram {
         let ctx_direct = env
             .ctx_direct
             .map_or(std::ptr::null(), |d| d as *const CtxDirect);
+        let plan = env.ctx_direct.map(|d| ctx_plan::build(d, &self.ctx_table));
+        let ctx_plan = plan.as_ref().unwrap_or(&ctx_plan::NO_PLAN).as_ptr();
         let mut state = RunState {
             terminate: std::sync::atomic::AtomicU64::new(0),
             regs: [0, args[0], args[1], args[2], args[3], args[4]],
@@ -418,6 +421,7 @@ impl JitProgram {
             ctx_table: self.ctx_table.as_ptr(),
             ctx_table_len: self.ctx_table.len() as u64,
             ctx_direct,
+            ctx_plan,
             trust_map_helpers,
             host_fault: None,
         };

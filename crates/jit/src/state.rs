@@ -66,6 +66,8 @@ pub(crate) struct RunState {
     pub ctx_table_len: u64,
     /// The run's direct context description, or null (for the context trampoline).
     pub ctx_direct: *const crate::CtxDirect,
+    /// The run's context plan (`crate::ctx_plan`): one word per inline context access.
+    pub ctx_plan: *const u64,
     /// Map helpers may be served directly ([`crate::JitEnv::trust_map_helper_pointers`]).
     pub trust_map_helpers: bool,
     /// A fault recorded by a trampoline (with `fault_code == HOST`).
@@ -94,6 +96,7 @@ pub(crate) const FAULT_PC_OFF: i32 = off!(fault_pc);
 pub(crate) const FAULT_CODE_OFF: i32 = off!(fault_code);
 pub(crate) const FAULT_VALUE_OFF: i32 = off!(fault_value);
 pub(crate) const HEAP_BASE_OFF: i32 = off!(heap_base);
+pub(crate) const CTX_PLAN_OFF: i32 = off!(ctx_plan);
 
 /// Displacement of the save slot of BPF register `r` (0..=5).
 pub(crate) const fn reg_slot(r: u8) -> i32 {

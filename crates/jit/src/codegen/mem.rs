@@ -4,15 +4,18 @@
 //! guards emitted before heap accesses), or, for heap accesses in segment SFI mode, `gs:[reg32 +
 //! off]` operands (prefixes `0x65 0x67`: 32-bit effective address added to the heap base in GS).
 //! Plain loads and stores are encoded in their shortest form by [`encode`].
-//! Accesses listed in the context rewrite table become calls to the context trampoline instead.
+//! Accesses listed in the context rewrite table become an inline access through the run's
+//! context plan ([`crate::ctx_plan`]) where the plan has an address for them, and a call to the
+//! context trampoline otherwise.
 
 use dynasmrt::{DynasmApi, DynasmLabelApi};
 use kflex_isa::decode::{AtomicOp, Operand, Size};
 
 use super::encode::{self, Mem};
-use super::{ARG_REGS, Emitter, STATE_SLOT, reg, x64};
+use super::{ARG_REGS, Emitter, STATE_SLOT, reg, x64, x86};
+use crate::ctx_plan;
 use crate::sfi::Addressing;
-use crate::state::{FAULT_CODE_OFF, reg_slot};
+use crate::state::{CTX_PLAN_OFF, FAULT_CODE_OFF, reg_slot};
 use crate::trampoline;
 
 /// `dst = *(size *)(src + off)`, zero- or sign-extended.
@@ -27,11 +30,34 @@ pub(super) fn load(
 ) {
     let d = reg(dst);
     if let Some((index, _)) = e.ctx_access(pc) {
+        let inline = !sign_extend && plan_word(e, index);
+        if inline {
+            let m = Mem {
+                base: x86::R11,
+                disp: 0,
+                segment: false,
+            };
+            x64!(e.ops ; jz >slow);
+            if size == Size::W {
+                // Bit 0 set: an 8-byte pointer cell at the address without it (ctx_plan::WIDE).
+                let wide = Mem { disp: -1, ..m };
+                x64!(e.ops ; test r11b, 1 ; jnz >wide);
+                encode::put(e, &encode::load_bytes(size, false, d, m));
+                x64!(e.ops ; jmp >done ; wide:);
+                encode::put(e, &encode::load_bytes(Size::DW, false, d, wide));
+            } else {
+                encode::put(e, &encode::load_bytes(size, false, d, m));
+            }
+            x64!(e.ops ; jmp >done ; slow:);
+        }
         context_call(e, pc, index, None);
         if sign_extend {
             sign_extend_r11(e, size);
         }
         x64!(e.ops ; mov Rq(d), r11);
+        if inline {
+            x64!(e.ops ; done:);
+        }
         return;
     }
     let addressing = crate::sfi::guard(e, pc, false);
@@ -59,7 +85,25 @@ fn sign_extend_r11(e: &mut Emitter<'_>, size: Size) {
 /// `*(size *)(dst + off) = src`.
 pub(super) fn store(e: &mut Emitter<'_>, pc: usize, size: Size, dst: u8, off: i16, src: Operand) {
     if let Some((index, _)) = e.ctx_access(pc) {
+        let inline = plan_word(e, index);
+        if inline {
+            let m = Mem {
+                base: x86::R11,
+                disp: 0,
+                segment: false,
+            };
+            x64!(e.ops ; jz >slow);
+            let bytes = match src {
+                Operand::Reg(s) => encode::store_reg_bytes(size, reg(s), m),
+                Operand::Imm(i) => encode::store_imm_bytes(size, i, m),
+            };
+            encode::put(e, &bytes);
+            x64!(e.ops ; jmp >done ; slow:);
+        }
         context_call(e, pc, index, Some(src));
+        if inline {
+            x64!(e.ops ; done:);
+        }
         return;
     }
     let addressing = crate::sfi::guard(e, pc, true);
@@ -73,6 +117,25 @@ pub(super) fn store(e: &mut Emitter<'_>, pc: usize, size: Size, dst: u8, off: i1
         Operand::Imm(i) => encode::store_imm_bytes(size, i, m),
     };
     encode::put(e, &bytes);
+}
+
+/// For a context access compiled inline (its table `index` has a plan word, see
+/// [`crate::ctx_plan`]): loads that word into r11 and tests it, leaving ZF set when the access
+/// must take the trampoline. Returns false (emitting nothing) for entries past the plan.
+fn plan_word(e: &mut Emitter<'_>, index: u64) -> bool {
+    let Some(disp) = usize::try_from(index)
+        .ok()
+        .filter(|&i| i < ctx_plan::MAX_INLINE)
+        .map(|i| 8 * i as i32)
+    else {
+        return false;
+    };
+    x64!(e.ops
+        ; mov r11, [r9 + CTX_PLAN_OFF]
+        ; mov r11, [r11 + disp]
+        ; test r11, r11
+    );
+    true
 }
 
 /// Calls the context trampoline for rewrite `index` at `pc`; for a store `value` is the operand.

@@ -167,7 +167,7 @@ impl Driver for LinuxDriver {
     fn run(&mut self, op: OpKind, count: usize) -> Result<i64, DriverError> {
         check_count(count)?;
         self.allocator.refill();
-        self.ctx[32..36].copy_from_slice(&(count as u32).to_le_bytes());
+        Ctx::set_count(&mut self.ctx, count);
         let ret = self
             .ext
             .run_syscall(op.program(), &mut self.ctx)

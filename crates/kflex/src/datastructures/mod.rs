@@ -215,7 +215,7 @@ impl Driver for KflexDriver {
     fn run(&mut self, op: OpKind, count: usize) -> std::result::Result<i64, DriverError> {
         check_count(count)?;
         self.allocator.refill();
-        self.ctx[32..36].copy_from_slice(&(count as u32).to_le_bytes());
+        Ctx::set_count(&mut self.ctx, count);
         let invoker = &mut self.invokers[op as usize];
         let done = invoker
             .run(&mut self.ctx)

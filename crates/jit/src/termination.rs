@@ -30,14 +30,15 @@
 //!
 //! # Choice of the default
 //!
-//! Measured with `cargo bench -p kflex-jit --bench termination` (a 1,000,000-iteration counting
-//! loop whose back-edge carries the check, no watchdog armed, medians of 101 runs on a shared
-//! two-core machine): no checks 0.235 ms, `OneLoad` 0.236 ms (+0.6 %, within noise),
-//! `CompareBranch` 0.276 ms (+17 %). The three dependent loads of `OneLoad` hit L1 and sit off
-//! the loop's critical path, so they are almost free; the compare-and-branch adds a second branch
-//! per iteration, which limits a tight loop's throughput. `OneLoad` is therefore the default;
-//! `CompareBranch` remains for hosts that cannot take the fault path (for example when the fault
-//! handler cannot be installed).
+//! Measured with `cargo bench -p kflex-jit --bench termination -- --warm-up-time 1
+//! --measurement-time 2` (a 1,000,000-iteration counting loop whose back-edge carries the check,
+//! and the same loop headed by a `may_goto`; no watchdog armed; medians of 101 runs on a shared,
+//! noisy two-core machine). Back-edge: no checks 0.250 ms, `OneLoad` 0.248 ms (within noise),
+//! `CompareBranch` 0.251 ms (within noise; +27 % with the former pointer-and-constant compare).
+//! `may_goto` loop: +17 % for the poison test over the counter alone (+44 % before). The two
+//! dependent loads of `OneLoad` hit L1 and sit off the loop's critical path and add no branch,
+//! so `OneLoad` stays the default; `CompareBranch` remains for hosts that cannot take the fault
+//! path (for example when the fault handler cannot be installed).
 
 use std::collections::BTreeSet;
 

@@ -22,7 +22,8 @@
 //!
 //! [`watchdog`] stops invocations that outlive their time budget.
 //! [`Invocation::terminate_word`] is the per-invocation terminate word that JIT back-edges load
-//! through (the JIT keeps a pointer to it in the first field of its state block). To stop a
+//! through (the JIT installs the first field of its per-run state block as that word with
+//! [`Invocation::use_terminate_word`], so a check is two dependent loads). To stop a
 //! runaway invocation the watchdog stores the address of the process-wide [`trap_page`] into
 //! that word (an atomic store, the only thing the watchdog needs to do); the next back-edge load
 //! then faults inside extension code with an address in the trap page, the handler classifies it

@@ -18,7 +18,7 @@
 //! the same thread) find the slot taken and use a mutex-protected ordered table instead.
 //!
 //! Wake-up protocol: the watchdog thread scans with the table's mutex held, publishing
-//! [`SCANNING`] in `next_look` before the scan and the earliest deadline it saw afterwards. An
+//! `SCANNING` in `next_look` before the scan and the earliest deadline it saw afterwards. An
 //! arm stores its slot *then* reads `next_look` (both sequentially consistent): if it reads a
 //! value from before the scan, the scan sees the slot; if it reads [`SCANNING`], it takes the
 //! mutex, which it gets only once the watchdog waits, and notifies; if it reads the scan's result,

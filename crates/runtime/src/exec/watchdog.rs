@@ -20,7 +20,7 @@
 //! Wake-up protocol: the watchdog thread scans with the table's mutex held, publishing
 //! `SCANNING` in `next_look` before the scan and the earliest deadline it saw afterwards. An
 //! arm stores its slot *then* reads `next_look` (both sequentially consistent): if it reads a
-//! value from before the scan, the scan sees the slot; if it reads [`SCANNING`], it takes the
+//! value from before the scan, the scan sees the slot; if it reads `SCANNING`, it takes the
 //! mutex, which it gets only once the watchdog waits, and notifies; if it reads the scan's result,
 //! it notifies unless the watchdog already looks again before the new deadline.
 //!

@@ -237,17 +237,48 @@ fn try_canaries(heap: &Heap) -> Option<[Canary; 2]> {
     Some([Canary::try_at(below, PAGE)?, Canary::try_at(above, PAGE)?])
 }
 
-/// A fresh heap with canary pages beside its unmapped zones. Tests run in parallel threads, so the
-/// page beside one heap's reservation may belong to another test's heap: such heaps are kept
-/// (so the next one lands elsewhere) until one with free neighbours turns up.
+/// A fresh heap with canary pages right beside its unmapped zones. Left to itself, mmap packs
+/// new mappings against old ones (another test thread's heap, the previous heap), so the heap is
+/// placed at a fixed address chosen inside a hole that was just free with room for both canary
+/// pages (a hole another thread takes first only costs another attempt).
 pub fn heap_with_canaries() -> (Heap, [Canary; 2]) {
-    let mut taken = Vec::new();
+    let probe = heap();
+    let below = probe.guard() + PAGE as u64;
+    let above = probe.size() + probe.unmapped_above() + PAGE as u64;
+    let align = if probe.segment_window() {
+        kflex_runtime::heap::SEGMENT_WINDOW
+    } else {
+        probe.size()
+    };
+    drop(probe);
+    let span = below + above + align;
     for _ in 0..64 {
-        let heap = heap();
+        // SAFETY: a fresh inaccessible reservation, used only to find a free hole and unmapped
+        // right away; nothing is ever accessed through it.
+        let hole = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                span as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(hole, libc::MAP_FAILED, "reserving {span:#x} bytes");
+        let base = (hole as u64 + below).next_multiple_of(align);
+        // SAFETY: unmaps exactly the reservation made above.
+        unsafe { libc::munmap(hole, span as usize) };
+        let config = HeapConfig {
+            address: Some(base),
+            ..HeapConfig::new(HEAP_SIZE)
+        };
+        let Ok(heap) = Heap::create(config) else {
+            continue;
+        };
         if let Some(guards) = try_canaries(&heap) {
             return (heap, guards);
         }
-        taken.push(heap);
     }
     panic!("no heap with free canary pages beside it in 64 attempts")
 }

@@ -22,15 +22,6 @@ fn load(name: &str, engine: Engine) -> Extension {
     .unwrap_or_else(|e| panic!("{name} loads: {e}"))
 }
 
-/// The input with a watchdog budget far above any run's length: these tests compare results, and
-/// on a loaded machine a preempted run can outlast the default 10 ms budget of wall-clock time.
-fn unhurried(input: &TestRunOptions) -> TestRunOptions {
-    TestRunOptions {
-        budget: Some(std::time::Duration::from_secs(10)),
-        ..input.clone()
-    }
-}
-
 /// Every example's program with the inputs its tests use.
 fn cases() -> Vec<(&'static str, Vec<TestRunOptions>)> {
     let packets = |frames: Vec<Vec<u8>>| -> Vec<TestRunOptions> {

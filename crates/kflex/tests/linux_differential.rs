@@ -86,15 +86,6 @@ fn kernel_run(fd: BorrowedFd<'_>, input: &TestRunOptions) -> kflex_linux::Result
     test_run(fd, &input.data_in, ctx, input.repeat)
 }
 
-/// The input with a watchdog budget far above any run's length: these tests compare results, and
-/// on a loaded machine a preempted run can outlast the default 10 ms budget of wall-clock time.
-fn unhurried(input: &TestRunOptions) -> TestRunOptions {
-    TestRunOptions {
-        budget: Some(std::time::Duration::from_secs(10)),
-        ..input.clone()
-    }
-}
-
 /// Every example's program inputs (those of `differential.rs`, minus nothing: all are runnable
 /// in Linux except `sk_skb`, which Linux cannot test-run and is left out by program type).
 fn cases() -> Vec<(&'static str, Vec<TestRunOptions>)> {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use kflex::TestRunOptions;
 use kflex::packet::{self, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, tcp_flags};
 
 /// A client address.
@@ -104,4 +105,13 @@ pub const COLLATZ_RUNS: [(u64, u64); 4] = [(1000, 27), (1000, 1), (10, 27), (100
 /// syscall_events context: steps limit, seed, result slot.
 pub fn collatz_ctx(n: u64, seed: u64) -> Vec<u8> {
     [n, seed, 0].iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
+/// The input with a watchdog budget far above any run's length: these tests compare results, and
+/// on a loaded machine a preempted run can outlast the default 10 ms budget of wall-clock time.
+pub fn unhurried(input: &TestRunOptions) -> TestRunOptions {
+    TestRunOptions {
+        budget: Some(std::time::Duration::from_secs(10)),
+        ..input.clone()
+    }
 }

@@ -364,6 +364,76 @@ impl HashMapImpl {
     }
 }
 
+// ---- direct calls from compiled code (`super::plan`) ----
+
+impl HashMapImpl {
+    /// The direct-call entry points of this map; `writable`: programs may update and delete.
+    pub(crate) fn call_plan(&self, writable: bool) -> super::HashPlan {
+        super::HashPlan {
+            map: (self as *const HashMapImpl).cast(),
+            lookup: direct_lookup,
+            update: writable.then_some(direct_update as super::UpdateFn),
+            delete: writable.then_some(direct_delete as super::DeleteFn),
+        }
+    }
+}
+
+/// `bpf_map_lookup_elem` for compiled code: the value's address, or 0.
+///
+/// # Safety
+/// `map` is a [`HashMapImpl`] from [`HashMapImpl::call_plan`] that is still alive, and `key`
+/// addresses its key size in readable bytes.
+unsafe extern "sysv64" fn direct_lookup(map: *const std::ffi::c_void, key: *const u8) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    let (map, key) = unsafe { direct_args(map, key) };
+    map.lookup_addr(key).ok().flatten().unwrap_or(0)
+}
+
+/// `bpf_map_update_elem` for compiled code: 0 or a negative errno (`cpu` is unused: hash values
+/// are shared by all CPUs).
+///
+/// # Safety
+/// As for [`direct_lookup`]; `value` addresses the map's value size in readable bytes.
+unsafe extern "sysv64" fn direct_update(
+    map: *const std::ffi::c_void,
+    key: *const u8,
+    value: *const u8,
+    flags: u64,
+    _cpu: u64,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    let (map, key) = unsafe { direct_args(map, key) };
+    // SAFETY: the caller guarantees `value_size` readable bytes at `value`.
+    let value = unsafe { std::slice::from_raw_parts(value, map.value_size as usize) };
+    map.update(key, value, flags)
+        .map_or_else(|e| e.to_r0(), |()| 0)
+}
+
+/// `bpf_map_delete_elem` for compiled code: 0 or a negative errno.
+///
+/// # Safety
+/// As for [`direct_lookup`].
+unsafe extern "sysv64" fn direct_delete(map: *const std::ffi::c_void, key: *const u8) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    let (map, key) = unsafe { direct_args(map, key) };
+    map.delete(key).map_or_else(|e| e.to_r0(), |()| 0)
+}
+
+/// The map and key of a direct call.
+///
+/// # Safety
+/// As for [`direct_lookup`]; the results must not outlive the map or the key memory.
+unsafe fn direct_args<'a>(
+    map: *const std::ffi::c_void,
+    key: *const u8,
+) -> (&'a HashMapImpl, &'a [u8]) {
+    // SAFETY: the caller guarantees `map` is a live `HashMapImpl`.
+    let map = unsafe { &*map.cast::<HashMapImpl>() };
+    // SAFETY: the caller guarantees `key_size` readable bytes at `key`.
+    let key = unsafe { std::slice::from_raw_parts(key, map.key_size as usize) };
+    (map, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

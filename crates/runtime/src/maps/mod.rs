@@ -12,11 +12,13 @@ mod error;
 mod hash;
 mod lru;
 mod percpu_array;
+mod plan;
 mod raw;
 mod ringbuf;
 mod table;
 
 pub use error::MapError;
+pub use plan::{ArrayPlan, DeleteFn, HashPlan, LookupFn, MapCallPlan, PercpuArrayPlan, UpdateFn};
 pub use ringbuf::{BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ, RingBuf};
 pub use table::MapTable;
 

@@ -65,6 +65,11 @@ impl PercpuArrayMap {
         self.max_entries
     }
 
+    /// Number of CPUs with a slot per entry.
+    pub(crate) fn cpus(&self) -> u32 {
+        self.cpus
+    }
+
     fn slot_off(&self, index: u32, cpu: u32) -> u64 {
         (index as u64 * self.cpus as u64 + cpu as u64) * self.stride
     }

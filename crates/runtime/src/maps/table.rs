@@ -10,7 +10,9 @@ use super::hash::HashMapImpl;
 use super::percpu_array::PercpuArrayMap;
 use super::raw::RawBuf;
 use super::ringbuf::RingBuf;
-use super::{BPF_F_RDONLY_PROG, MapError, MapOptions, page_size};
+use super::{
+    ArrayPlan, BPF_F_RDONLY_PROG, MapCallPlan, MapError, MapOptions, PercpuArrayPlan, page_size,
+};
 use crate::heap::HeapShare;
 use crate::memory::{Elements, Region, RegionKind};
 
@@ -210,6 +212,29 @@ impl MapTable {
     }
 
     // ---- program-side operations (used by helpers and engines) ----
+
+    /// How compiled code may serve `bpf_map_lookup_elem`/`update_elem`/`delete_elem` on map
+    /// `index` without the helper registry (see [`MapCallPlan`]); `None` for map types whose
+    /// calls keep the generic path (and for a missing map). Update and delete are absent from
+    /// the plan of a map programs may only read.
+    pub fn call_plan(&self, index: usize) -> Option<MapCallPlan> {
+        let m = self.maps.get(index)?;
+        match &m.kind {
+            MapKind::Array(a) => Some(MapCallPlan::Array(ArrayPlan {
+                values: a.base(),
+                stride: a.stride(),
+                max_entries: a.max_entries(),
+            })),
+            MapKind::PercpuArray(a) => Some(MapCallPlan::PercpuArray(PercpuArrayPlan {
+                values: a.base(),
+                stride: a.stride(),
+                max_entries: a.max_entries(),
+                cpus: a.cpus(),
+            })),
+            MapKind::Hash(h) => Some(MapCallPlan::Hash(h.call_plan(!m.read_only_for_prog()))),
+            MapKind::Ringbuf(_) | MapKind::Arena(_) => None,
+        }
+    }
 
     /// `bpf_map_lookup_elem` from a program on `cpu`: the value's address, or `None` (NULL).
     /// Ring buffers and arenas refuse with [`MapError::NotSupported`].

@@ -14,6 +14,7 @@ use kflex_isa::decode::Instruction;
 use crate::check::mem::{self, Site};
 use crate::check::resources::live_resources;
 use crate::check::{CheckResult, Cx, alu, branch, call, exit};
+use crate::cycles::Cycles;
 use crate::error::VerifyError;
 use crate::liveness::{self, Liveness};
 use crate::state::State;
@@ -88,6 +89,8 @@ struct Engine<'a> {
     heap: Option<u64>,
     /// Registers live at each instruction (dead ones are not compared when pruning).
     live: Liveness,
+    /// Which backward jumps close a cycle (only those are termination points).
+    cycles: Cycles,
 }
 
 /// Verifies `input` (the body of [`crate::verify`]).
@@ -108,6 +111,7 @@ pub fn run(
         stored: 0,
         heap: crate::check::heap::heap_size(input),
         live: Liveness::of(input.program),
+        cycles: Cycles::of(input.program),
     };
     match engine.explore() {
         Ok(()) => {
@@ -259,8 +263,12 @@ impl Engine<'_> {
         self.stats.peak_states = self.stats.peak_states.max(live);
     }
 
+    /// Records the jump `pc -> target` taken in `state` as a termination point if it is a
+    /// back-edge (`target <= pc`) that lies on a cycle of the control-flow graph. Backward jumps
+    /// that close no cycle (clang's jumps back to a shared tail) need no check: every cycle has a
+    /// backward edge on it, so every cycle keeps a termination point (see [`crate::cycles`]).
     fn record_back_edge(&mut self, pc: usize, target: usize, state: &State) {
-        if target <= pc {
+        if target <= pc && self.cycles.on_cycle(pc, target) {
             let live = live_resources(state, self.cx.input.helpers);
             self.cx
                 .facts

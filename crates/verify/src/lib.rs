@@ -14,13 +14,14 @@
 //!
 //! Modules: `domains` (tnum and scalar bounds), `state` (registers, stack, frames), `explore`
 //! (the exploration engine), `check` (the rules per instruction kind), `facts` (the output),
-//! `liveness` (registers still read, for pruning).
+//! `liveness` (registers still read, for pruning), `cycles` (which backward jumps close a cycle).
 
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 
 pub mod check;
+mod cycles;
 pub mod domains;
 pub mod error;
 mod explore;
@@ -92,7 +93,8 @@ pub fn verify(
 pub struct VerifiedProgram {
     /// One entry per slot of the program (a `lddw`'s second slot is unreachable).
     pub insns: Vec<InsnFacts>,
-    /// Loop back-edges and `may_goto` instructions, sorted by pc.
+    /// Loop back-edges (backward jumps on a cycle of the control-flow graph; backward jumps that
+    /// close no cycle are not listed) and `may_goto` instructions, sorted by pc.
     pub termination_points: Vec<TerminationPoint>,
     /// Live resources at every point where the extension may be cancelled.
     pub cancellation: CancellationTable,
@@ -153,7 +155,8 @@ pub struct TerminationPoint {
 /// The kind of a termination point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TerminationKind {
-    /// A jump whose target is at or before the jump itself.
+    /// A jump whose target is at or before the jump itself and that lies on a cycle of the
+    /// control-flow graph (the target reaches the jump).
     BackEdge {
         /// The loop head.
         target: usize,

@@ -63,7 +63,7 @@ fn uses_defs(insn: &Instruction) -> (RegSet, RegSet) {
 }
 
 /// The instructions control may reach right after `insn` at `pc` in the same function.
-fn successors(pc: usize, insn: &Instruction) -> [Option<usize>; 2] {
+pub(crate) fn successors(pc: usize, insn: &Instruction) -> [Option<usize>; 2] {
     let next = Some(pc + insn.slot_count());
     match insn {
         Instruction::Exit | Instruction::CallKfunc { .. } | Instruction::Callx { .. } => {

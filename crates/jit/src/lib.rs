@@ -120,7 +120,7 @@ impl From<(usize, u32, u8, bool)> for CtxAccess {
 }
 
 /// Compilation options.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct JitOptions {
     /// Loads and stores to turn into calls of the run's [`ContextAccess`] hook; all other
     /// accesses are plain memory accesses.
@@ -138,6 +138,18 @@ pub struct JitOptions {
     /// Slots of the termination points (`VerifiedProgram::termination_points`: loop back-edge
     /// jumps and `may_goto`s); a check is emitted at each.
     pub termination_points: Vec<usize>,
+    /// The map table of the program's maps, for compiling map helper calls against their map
+    /// ([`JitOptions::map_calls`]). A program with such calls keeps the table and runs only
+    /// with it as its environment's `ExecEnv::maps`.
+    pub maps: Option<std::sync::Arc<kflex_runtime::MapTable>>,
+    /// `(slot, map index)` of map helper calls (`bpf_map_lookup_elem`/`update_elem`/
+    /// `delete_elem`) whose r1 is that map on every path (the verifier's
+    /// `InsnFacts::map_call`). With [`JitOptions::maps`], array and per-CPU array look-ups are
+    /// compiled inline and hash map calls as direct calls of the map's functions. Like
+    /// [`JitEnv::trust_map_helper_pointers`], this takes the calls' key and value pointers as
+    /// valid (verified programs only); a site whose r1 is not that map's handle when it runs
+    /// takes the ordinary helper path.
+    pub map_calls: Vec<(usize, usize)>,
     /// Test-only fault injection: the back-edge jump or `may_goto` at this slot is compiled as
     /// an unconditional cancellation (`CancelReason::Terminated`, every live resource released),
     /// so a test can cancel a run exactly when it reaches that termination point.
@@ -226,6 +238,10 @@ pub struct JitProgram {
     /// True if the program can call a BPF function (`call` to a local function or `callx`);
     /// otherwise a run only ever uses frame 0, and only that frame is set up.
     calls: bool,
+    /// The map table the code's map calls embed addresses of, kept alive with the code.
+    maps: Option<std::sync::Arc<kflex_runtime::MapTable>>,
+    /// Number of map helper calls compiled against their map.
+    map_calls: usize,
 }
 
 impl std::fmt::Debug for JitProgram {
@@ -267,6 +283,8 @@ impl JitProgram {
             guards: out.guards,
             heap: options.heap.filter(|_| options.sfi != SfiMode::None),
             has_termination_checks: out.has_termination_checks,
+            maps: options.maps.clone().filter(|_| out.map_calls > 0),
+            map_calls: out.map_calls,
             calls: program.iter().any(|(_, insn)| {
                 matches!(
                     insn,
@@ -386,6 +404,7 @@ impl JitProgram {
         env: &mut JitEnv<'_>,
         stack: &mut stack::StackBuffer,
     ) -> Result<u64, JitFault> {
+        self.check_env_maps(env.env)?;
         let frames = env.max_call_depth.clamp(1, MAX_FRAMES);
         let heap_base = match self.heap {
             Some(h) if env.heap_base != 0 && env.heap_base != h.base => {
@@ -422,6 +441,7 @@ impl JitProgram {
             ctx_table_len: self.ctx_table.len() as u64,
             ctx_direct,
             ctx_plan,
+            cpu: u64::from(env.env.cpu),
             trust_map_helpers,
             host_fault: None,
         };

@@ -68,6 +68,8 @@ pub(crate) struct RunState {
     pub ctx_direct: *const crate::CtxDirect,
     /// The run's context plan (`crate::ctx_plan`): one word per inline context access.
     pub ctx_plan: *const u64,
+    /// The run's CPU (`ExecEnv::cpu`): inline per-CPU array look-ups select its slot.
+    pub cpu: u64,
     /// Map helpers may be served directly ([`crate::JitEnv::trust_map_helper_pointers`]).
     pub trust_map_helpers: bool,
     /// A fault recorded by a trampoline (with `fault_code == HOST`).
@@ -97,6 +99,7 @@ pub(crate) const FAULT_CODE_OFF: i32 = off!(fault_code);
 pub(crate) const FAULT_VALUE_OFF: i32 = off!(fault_value);
 pub(crate) const HEAP_BASE_OFF: i32 = off!(heap_base);
 pub(crate) const CTX_PLAN_OFF: i32 = off!(ctx_plan);
+pub(crate) const CPU_OFF: i32 = off!(cpu);
 
 /// Displacement of the save slot of BPF register `r` (0..=5).
 pub(crate) const fn reg_slot(r: u8) -> i32 {
@@ -122,6 +125,8 @@ mod tests {
             FAULT_CODE_OFF,
             FAULT_VALUE_OFF,
             HEAP_BASE_OFF,
+            CTX_PLAN_OFF,
+            CPU_OFF,
         ];
         for w in offs.windows(2) {
             assert!(w[0] < w[1], "fields in declaration order");

@@ -21,6 +21,7 @@ mod alu;
 mod encode;
 mod flow;
 mod frames;
+mod map_call;
 mod mem;
 mod peephole;
 
@@ -132,6 +133,8 @@ pub(crate) struct Compiled {
     pub guards: (usize, usize),
     /// True if any termination check was planned.
     pub has_termination_checks: bool,
+    /// Number of map helper calls compiled against their map ([`map_call`]).
+    pub map_calls: usize,
 }
 
 /// State of one compilation.
@@ -158,6 +161,10 @@ pub(crate) struct Emitter<'p> {
     pub sfi: crate::sfi::Plan,
     /// Where termination checks go.
     termination: TerminationPlan,
+    /// Map helper calls to compile against their map, by slot.
+    map_calls: map_call::Sites,
+    /// How many of them were compiled so.
+    map_calls_compiled: usize,
 }
 
 /// `pc + 1 + off` if it names an instruction of `program`.
@@ -458,7 +465,9 @@ impl<'p> Emitter<'p> {
             } => flow::jump(self, pc, width, op, dst, src, off)?,
             Instruction::MayGoto { off } => flow::may_goto(self, pc, off)?,
             Instruction::Call { helper } => {
-                flow::helper_call(self, pc, flow::HelperId::Imm(helper))
+                if !map_call::emit(self, pc, helper) {
+                    flow::helper_call(self, pc, flow::HelperId::Imm(helper))
+                }
             }
             Instruction::CallLocal { imm } => flow::call_local(self, pc, imm)?,
             Instruction::CallKfunc { btf_id } => {
@@ -544,6 +553,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
     let entry_slots = function_entries(program)?;
     let (ctx, ctx_table) = ctx_table(program, options)?;
     let sfi = crate::sfi::Plan::new(program, options.sfi, options.heap, &options.heap_facts)?;
+    let map_calls = map_call::sites(program, options)?;
     let mut ops = Ops::new(0);
     let labels = (0..program.len())
         .map(|_| ops.new_dynamic_label())
@@ -580,6 +590,8 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
             matches!(program.get(pc), Some(Instruction::MayGoto { .. }))
         })
         .with_injection(options.inject_cancel_at),
+        map_calls,
+        map_calls_compiled: 0,
     };
     let main = e.entries[&0];
     e.entry_stub(main);
@@ -630,6 +642,7 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
     let static_faults = e.static_faults;
     let guards = (e.sfi.emitted, e.sfi.elided);
     let has_termination_checks = e.termination.has_checks();
+    let map_calls = e.map_calls_compiled;
     let code = e
         .ops
         .finalize()
@@ -643,5 +656,6 @@ pub(crate) fn compile(program: &Program, options: &JitOptions) -> Result<Compile
         fault_exit,
         guards,
         has_termination_checks,
+        map_calls,
     })
 }

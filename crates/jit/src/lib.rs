@@ -4,7 +4,9 @@
 //! reference interpreter's semantics (`kflex_interp`): the same 32-bit zero extension, shift
 //! masking, division edge cases, byte swaps, atomics (`lock`-prefixed instructions), `may_goto`
 //! budget per frame, helper calls, BPF-to-BPF calls with their own 512-byte frames, and `callx`
-//! with the interpreter's code-address encoding. [`JitProgram::run`] executes it.
+//! with the interpreter's code-address encoding. [`JitProgram::run`] executes it;
+//! [`JitProgram::runner`] sets it up once for a series of runs in one environment ([`JitRunner`],
+//! what test-runs and repeated invocations use).
 //!
 //! ```
 //! use kflex_isa::decode::{AluOp, Instruction, Operand, Program, Width, encode_all};
@@ -64,26 +66,26 @@ pub mod error;
 mod exec_mem;
 mod helpers_direct;
 mod perf_map;
+mod runner;
 pub mod sfi;
 mod stack;
 mod state;
 pub mod termination;
 mod trampoline;
 
-use std::ffi::c_void;
-
 use kflex_isa::decode::{Instruction, Program};
-use kflex_runtime::exec::{self, CancelReason, CodeRange, Invocation};
+use kflex_runtime::exec::{self, CodeRange};
 use kflex_runtime::{ContextAccess, ExecEnv, HelperRegistry, MemoryMap};
 
 pub use ctx_direct::CtxDirect;
 pub use error::{JitError, JitFault, JitFaultKind};
+pub use runner::JitRunner;
 pub use sfi::{HeapAccess, HeapLayout, SfiMode};
 pub use stack::{FrameLease, STACK_SIZE};
 pub use termination::TerminationMode;
 
 use exec_mem::ExecutableMemory;
-use state::{RunState, code};
+use state::RunState;
 
 /// Initial value of each frame's `may_goto` counter (Linux `BPF_MAX_LOOPS`).
 pub const MAY_GOTO_BUDGET: u64 = 8 * 1024 * 1024;
@@ -154,6 +156,10 @@ pub struct JitOptions {
     /// an unconditional cancellation (`CancelReason::Terminated`, every live resource released),
     /// so a test can cancel a run exactly when it reaches that termination point.
     pub inject_cancel_at: Option<usize>,
+    /// The most bytes below its frame pointer any frame of the program can touch (the
+    /// verifier's `VerifiedProgram::stack_depth`); runs zero only those bytes of the frames
+    /// they reached afterwards. `None`: the whole 512-byte frame.
+    pub stack_depth: Option<u32>,
 }
 
 /// What a run executes against (the JIT counterpart of the interpreter's `Vm`).
@@ -235,6 +241,9 @@ pub struct JitProgram {
     heap: Option<HeapLayout>,
     /// True if the code contains termination checks (runs then arm the watchdog).
     has_termination_checks: bool,
+    /// Bytes below each frame pointer a run may have written ([`JitOptions::stack_depth`]),
+    /// zeroed again after the run.
+    stack_clear_bytes: usize,
     /// True if the program can call a BPF function (`call` to a local function or `callx`);
     /// otherwise a run only ever uses frame 0, and only that frame is set up.
     calls: bool,
@@ -285,6 +294,9 @@ impl JitProgram {
             has_termination_checks: out.has_termination_checks,
             maps: options.maps.clone().filter(|_| out.map_calls > 0),
             map_calls: out.map_calls,
+            stack_clear_bytes: options.stack_depth.map_or(STACK_SIZE, |d| {
+                (d as usize).next_multiple_of(8).min(STACK_SIZE)
+            }),
             calls: program.iter().any(|(_, insn)| {
                 matches!(
                     insn,
@@ -355,15 +367,9 @@ impl JitProgram {
     /// Runs the program with r1..r5 = `args` and r10 = the top of a zeroed 512-byte frame;
     /// returns r0 at the final `exit`, or the fault that stopped the run.
     pub fn run(&self, args: [u64; 5], env: &mut JitEnv<'_>) -> Result<u64, JitFault> {
-        let used = self.frames_used(env.max_call_depth);
-        let mut stack = stack::take(used);
-        if let Err(reason) = stack.register(env.mem, used) {
-            stack::give_back(stack);
-            return Err(setup_fault(reason));
-        }
-        let out = self.run_on(args, env, &mut stack);
-        stack.unregister(env.mem, used);
-        stack::give_back(stack);
+        let mut lease = self.frame_lease(env.max_call_depth);
+        let out = self.runner(env, &mut lease).and_then(|mut r| r.run(args));
+        lease.release(env.mem);
         out
     }
 
@@ -392,134 +398,7 @@ impl JitProgram {
         env: &mut JitEnv<'_>,
         lease: &mut FrameLease,
     ) -> Result<u64, JitFault> {
-        let used = self.frames_used(env.max_call_depth);
-        let stack = lease.ensure(env.mem, used).map_err(setup_fault)?;
-        self.run_on(args, env, stack)
-    }
-
-    /// Runs the program on `stack`, whose frames the caller registered in `env.mem`.
-    fn run_on(
-        &self,
-        args: [u64; 5],
-        env: &mut JitEnv<'_>,
-        stack: &mut stack::StackBuffer,
-    ) -> Result<u64, JitFault> {
-        self.check_env_maps(env.env)?;
-        let frames = env.max_call_depth.clamp(1, MAX_FRAMES);
-        let heap_base = match self.heap {
-            Some(h) if env.heap_base != 0 && env.heap_base != h.base => {
-                return Err(setup_fault(format!(
-                    "JitEnv::heap_base {:#x} differs from the heap {:#x} the program's SFI guards were compiled for",
-                    env.heap_base, h.base
-                )));
-            }
-            Some(h) => h.base,
-            None => env.heap_base,
-        };
-        let trust_map_helpers = env.trust_map_helpers;
-        let ctx_direct = env
-            .ctx_direct
-            .map_or(std::ptr::null(), |d| d as *const CtxDirect);
-        let plan = env.ctx_direct.map(|d| ctx_plan::build(d, &self.ctx_table));
-        let ctx_plan = plan.as_ref().unwrap_or(&ctx_plan::NO_PLAN).as_ptr();
-        let mut state = RunState {
-            terminate: std::sync::atomic::AtomicU64::new(0),
-            regs: [0, args[0], args[1], args[2], args[3], args[4]],
-            saved_rsp: 0,
-            depth: 0,
-            max_depth: frames as u64,
-            frame_base: stack.top0() + stack::STRIDE as u64,
-            deepest: 0,
-            entries: self.entries.as_ptr(),
-            entries_len: self.entries.len() as u64,
-            fault_pc: 0,
-            fault_code: code::NONE,
-            fault_value: 0,
-            heap_base,
-            env: (env as *mut JitEnv<'_>).cast::<c_void>(),
-            ctx_table: self.ctx_table.as_ptr(),
-            ctx_table_len: self.ctx_table.len() as u64,
-            ctx_direct,
-            ctx_plan,
-            cpu: u64::from(env.env.cpu),
-            trust_map_helpers,
-            host_fault: None,
-        };
-        if let Err(e) = exec::fault::prepare_thread() {
-            return Err(setup_fault(format!("fault handler: {e}")));
-        }
-        // SAFETY: the code was generated by `codegen` with the entry stub at offset 0 following
-        // the `EntryFn` ABI, and lives (read-execute) as long as `self`.
-        let entry: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(self.mem.addr()) };
-        let state_ptr = &raw mut state;
-        let invocation = Invocation::new(self.landing_pad, state_ptr as u64);
-        // SAFETY: `state_ptr` points to `state`, alive (and not moved) until after the run.
-        unsafe {
-            invocation.set_resume_rsp_slot(&raw const (*state_ptr).saved_rsp);
-            invocation.use_terminate_word(&raw const (*state_ptr).terminate);
-        }
-        let ran = {
-            // SAFETY: the guard is a local of this block, dropped (never leaked) before
-            // `invocation`, which is declared before the block.
-            let _watch = env
-                .budget
-                .filter(|_| self.has_termination_checks)
-                .map(|budget| unsafe { exec::Watchdog::arm(&invocation, budget) });
-            let _current = invocation.enter();
-            // SAFETY: `state` is a fully initialised state block for this program: its entry
-            // table and context table belong to `self`, `env` points at the caller's `JitEnv`
-            // (borrowed for this whole call), and the stack frames it addresses are registered
-            // and alive until after the call. A caught fault resumes at the fault exit, which
-            // returns from `entry` normally.
-            exec::with_guarded_stack(env.native_stack_size, || unsafe { entry(state_ptr) })
-        };
-        let r0 = match ran {
-            Ok(r0) => r0,
-            Err(e) => return Err(setup_fault(format!("guarded stack: {e}"))),
-        };
-        stack.clear(state.deepest as usize);
-        if let Some(fault) = invocation.fault() {
-            let pc = (fault.rip as usize)
-                .checked_sub(self.mem.addr())
-                .filter(|&o| o < self.mem.code().len())
-                .and_then(|o| self.fault_slot(o))
-                .unwrap_or(state.fault_pc as usize);
-            return Err(cancelled(env, pc, fault.reason()));
-        }
-        if state.fault_code == code::TERMINATED {
-            return Err(cancelled(
-                env,
-                state.fault_pc as usize,
-                CancelReason::Terminated,
-            ));
-        }
-        self.outcome(r0, &mut state, frames)
-    }
-
-    /// The result of a run that returned from the entry stub (`state` as the run left it).
-    fn outcome(&self, r0: u64, state: &mut RunState, frames: usize) -> Result<u64, JitFault> {
-        let pc = state.fault_pc as usize;
-        let kind = match state.fault_code {
-            code::NONE => return Ok(r0),
-            code::HOST => {
-                if let Some(f) = state.host_fault.take() {
-                    return Err(f);
-                }
-                JitFaultKind::StackSetup("fault recorded without details".into())
-            }
-            code::BAD_CALLX => JitFaultKind::BadCallTarget(state.fault_value),
-            code::CALL_DEPTH => JitFaultKind::CallDepth { limit: frames },
-            c => c
-                .checked_sub(code::STATIC_BASE)
-                .and_then(|i| self.static_faults.get(i as usize))
-                .cloned()
-                .unwrap_or_else(|| JitFaultKind::StackSetup(format!("unknown fault code {c}"))),
-        };
-        Err(JitFault {
-            pc,
-            kind,
-            resources_released: 0,
-        })
+        self.runner(env, lease)?.run(args)
     }
 }
 
@@ -543,25 +422,4 @@ fn publish_perf_map(mem: &ExecutableMemory, out: &codegen::Compiled) {
     bodies.sort_by_key(|&(_, o)| o);
     let ranges = perf_map::ranges(mem.addr(), mem.code().len(), &bodies, tail);
     perf_map::publish(mode, mem.addr(), mem.code(), &ranges);
-}
-
-/// The fault of a run that could not be set up.
-fn setup_fault(reason: String) -> JitFault {
-    JitFault {
-        pc: 0,
-        kind: JitFaultKind::StackSetup(reason),
-        resources_released: 0,
-    }
-}
-
-/// The fault of a run cancelled at `pc`: releases every resource the invocation still holds
-/// (ringbuf reservations discarded, spin locks unlocked) and counts the cancellation.
-fn cancelled(env: &mut JitEnv<'_>, pc: usize, reason: CancelReason) -> JitFault {
-    let released = env.env.release_all_in(env.mem);
-    exec::watchdog::record_cancellation(released);
-    JitFault {
-        pc,
-        kind: JitFaultKind::Cancelled { reason },
-        resources_released: released,
-    }
 }

@@ -5,8 +5,9 @@
 //! never registered in the memory map (so helpers can never be handed a gap address). JIT code
 //! computes the frame of depth `d` (1-based) as `frame_base - d * STRIDE`.
 //!
-//! Buffers are cached per thread and always handed out zeroed: after a run the frames it reached
-//! are cleared again (a run that stopped early included).
+//! Buffers are cached per thread and always handed out zeroed: after a run the bytes it may have
+//! written (the program's declared stack depth below each frame it reached) are cleared again,
+//! a run that stopped early included, and a buffer returned to the cache is cleared whole.
 
 use std::cell::RefCell;
 
@@ -80,15 +81,16 @@ impl StackBuffer {
         }
     }
 
-    /// Zeroes frames `0..frames` (the ones a finished run may have written).
-    pub(crate) fn clear(&mut self, frames: usize) {
+    /// Zeroes the top `bytes` bytes (at most a whole frame) of frames `0..frames`: the ones a
+    /// finished run may have written.
+    pub(crate) fn clear(&mut self, frames: usize, bytes: usize) {
         let frames = frames.min(self.frames);
-        if frames == 0 {
-            return;
+        let bytes = bytes.min(STACK_SIZE);
+        let top0 = self.buf.len() - STACK_SIZE;
+        for k in 0..frames {
+            let top = top0 - k * STRIDE;
+            self.buf[top - bytes..top].fill(0);
         }
-        let len = self.buf.len();
-        let start = len - STACK_SIZE - frames * STRIDE;
-        self.buf[start..len - STACK_SIZE].fill(0);
     }
 }
 
@@ -106,8 +108,11 @@ pub(crate) fn take(frames: usize) -> StackBuffer {
     cached.unwrap_or_else(|| StackBuffer::new(frames))
 }
 
-/// Returns a buffer (zeroed by the caller) to this thread's cache.
-pub(crate) fn give_back(buf: StackBuffer) {
+/// Returns a buffer to this thread's cache, zeroing every frame first: runs only zero the bytes
+/// their program declares it can touch, so this keeps the cache's buffers zeroed even after a
+/// program that declared too little.
+pub(crate) fn give_back(mut buf: StackBuffer) {
+    buf.clear(buf.frames, STACK_SIZE);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() < CACHED {
@@ -279,7 +284,26 @@ mod tests {
         let len = s.buf.len();
         s.buf[len - STACK_SIZE - 1] = 7; // top byte of frame 0
         s.buf[len - STACK_SIZE - STRIDE - 1] = 9; // top byte of frame 1
-        s.clear(2);
+        s.clear(2, STACK_SIZE);
         assert!(s.buf.iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn clear_zeroes_only_the_top_bytes_of_each_reached_frame() {
+        let mut s = StackBuffer::new(3);
+        s.buf.fill(0xaa);
+        s.clear(2, 16);
+        let top0 = s.buf.len() - STACK_SIZE;
+        for k in 0..3 {
+            let top = top0 - k * STRIDE;
+            let zeroed = s.buf[top - 16..top].iter().all(|b| *b == 0);
+            assert_eq!(zeroed, k < 2, "frame {k}");
+            assert_eq!(
+                s.buf[top - 17],
+                0xaa,
+                "frame {k}: bytes below the depth stay"
+            );
+        }
+        assert_eq!(s.buf[top0], 0xaa, "the gap above frame 0 stays");
     }
 }

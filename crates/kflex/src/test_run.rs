@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use kflex_hooks::TestRunInput;
 use kflex_interp::{Limits, Vm};
-use kflex_jit::{FrameLease, JitEnv, JitFault, JitFaultKind, JitProgram};
+use kflex_jit::{JitEnv, JitFault, JitFaultKind, JitProgram};
 use kflex_object::ProgType;
 use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
 use kflex_runtime::helpers::HelperRegistry;
@@ -145,7 +145,6 @@ impl Extension {
         let mut env = new_env(Arc::clone(&self.maps), options.cpu);
         let target = Target {
             prog,
-            jit,
             registry: &registry,
             heap_base,
             limits: self.limits,
@@ -158,37 +157,59 @@ impl Extension {
         // alive and unmoved until `finish`, and we uninstall them from `mem` before that.
         unsafe { prepared.install(&mut mem) }.map_err(|e| Error::Input(e.to_string()))?;
         let mut lease = jit.map(|j| j.frame_lease(self.limits.max_call_depth));
-        let mut trace = Vec::new();
-        let mut trace_dropped = 0u64;
-        let mut released = 0u64;
-        let mut last = Ok((0, 0, None, 0));
+        let mut tally = LoopTally::default();
         let start = LoopTimer::start(repeat > 1);
-        for _ in 0..repeat {
-            last = run_once(&target, &mut prepared, &mut mem, &mut env, lease.as_mut());
-            released += env.release_all_in(&mut mem) as u64;
-            if !env.trace.is_empty() {
-                for line in env.take_trace() {
-                    if trace.len() < MAX_TRACE_LINES {
-                        trace.push(line);
-                    } else {
-                        trace_dropped += 1;
+        let last = match (jit, lease.as_mut()) {
+            (Some(jit), Some(lease)) => {
+                let args = [prepared.ctx_address(), 0, 0, 0, 0];
+                let direct = crate::invoke::direct_context(&prepared);
+                let mut jenv = JitEnv::new(&mut mem, target.registry, &mut env);
+                jenv.ctx = Some(prepared.context_access());
+                jenv.ctx_direct = Some(&direct);
+                if prog.verified.is_some() {
+                    // SAFETY: the program was verified (JIT code exists only for verified
+                    // programs) and the registry is built on the Linux helpers, map helpers
+                    // included.
+                    unsafe { jenv.trust_map_helper_pointers() };
+                }
+                jenv.max_call_depth = target.limits.max_call_depth;
+                jenv.heap_base = target.heap_base;
+                jenv.budget = Some(target.budget);
+                match jit.runner(&mut jenv, lease) {
+                    Ok(mut runner) => {
+                        let mut last = Ok((0, 0, None, 0));
+                        for _ in 0..repeat {
+                            last = jit_outcome(prog, runner.run(args));
+                            let j = runner.env();
+                            if !tally.after_run(j.env, j.mem, &last) {
+                                break;
+                            }
+                        }
+                        last
+                    }
+                    Err(f) => Err(run_fault(prog, f.pc, f.to_string())),
+                }
+            }
+            _ => {
+                let mut last = Ok((0, 0, None, 0));
+                for _ in 0..repeat {
+                    last = interp_once(&target, &mut prepared, &mut mem, &mut env);
+                    if !tally.after_run(&mut env, &mut mem, &last) {
+                        break;
                     }
                 }
+                last
             }
-            match &last {
-                Ok((_, _, None, _)) => {}
-                Ok((_, _, Some(reason), by_cancel)) => {
-                    released += by_cancel;
-                    self.cancel_hooks.notify(program, options.cpu, reason);
-                    break;
-                }
-                Err(e) => {
-                    self.cancel_hooks
-                        .notify(program, options.cpu, &e.to_string());
-                    break;
-                }
-            }
+        };
+        if let Some(reason) = tally.stopped_by.take() {
+            self.cancel_hooks.notify(program, options.cpu, &reason);
         }
+        let LoopTally {
+            trace,
+            trace_dropped,
+            released,
+            ..
+        } = tally;
         let elapsed = start.elapsed_ns();
         prepared.uninstall(&mut mem);
         if let Some(lease) = lease {
@@ -315,71 +336,98 @@ fn thread_cpu_ns() -> Option<u64> {
 /// What runs: the program, its JIT code when the JIT runs it, and what it runs with.
 struct Target<'a> {
     prog: &'a LoadedProgram,
-    jit: Option<&'a JitProgram>,
     registry: &'a HelperRegistry,
     heap_base: u64,
     limits: Limits,
     budget: Duration,
 }
 
-/// One run of `target` on the installed `prepared` run in `mem`: r0, the instructions executed
-/// (interpreter), why the run was cancelled, if it was, and the resources the cancellation
-/// released. Resources the run left held are the
-/// caller's to release (`ExecEnv::release_all_in`); cancelled runs have released theirs.
-fn run_once(
+/// What one run produced: r0, the instructions executed (interpreter), why the run was
+/// cancelled, if it was, and the resources the cancellation released.
+type RunOutcome = Result<(u64, u64, Option<String>, u64)>;
+
+/// Trace lines, released resources and the reason a loop of runs stopped early.
+#[derive(Default)]
+struct LoopTally {
+    trace: Vec<String>,
+    trace_dropped: u64,
+    released: u64,
+    /// Why the loop stopped before `repeat` runs (a cancellation or fault), for the hooks.
+    stopped_by: Option<String>,
+}
+
+impl LoopTally {
+    /// Books a finished run: releases what it left held, collects its trace lines; false when
+    /// the loop must stop (the run was cancelled or faulted).
+    fn after_run(&mut self, env: &mut ExecEnv, mem: &mut MemoryMap, last: &RunOutcome) -> bool {
+        self.released += env.release_all_in(mem) as u64;
+        if !env.trace.is_empty() {
+            for line in env.take_trace() {
+                if self.trace.len() < MAX_TRACE_LINES {
+                    self.trace.push(line);
+                } else {
+                    self.trace_dropped += 1;
+                }
+            }
+        }
+        match last {
+            Ok((_, _, None, _)) => true,
+            Ok((_, _, Some(reason), by_cancel)) => {
+                self.released += by_cancel;
+                self.stopped_by = Some(reason.clone());
+                false
+            }
+            Err(e) => {
+                self.stopped_by = Some(e.to_string());
+                false
+            }
+        }
+    }
+}
+
+/// The fault of `prog` at slot `pc`.
+fn run_fault(prog: &LoadedProgram, pc: usize, message: String) -> Error {
+    Error::Fault(RunFault {
+        program: prog.name.clone(),
+        pc,
+        message,
+        source: prog.source_line(pc),
+    })
+}
+
+/// A JIT run's result as a [`RunOutcome`] (cancellations are outcomes, other faults errors).
+fn jit_outcome(prog: &LoadedProgram, ran: std::result::Result<u64, JitFault>) -> RunOutcome {
+    match ran {
+        Ok(retval) => Ok((retval, 0, None, 0)),
+        Err(JitFault {
+            kind: JitFaultKind::Cancelled { reason },
+            resources_released,
+            ..
+        }) => Ok((0, 0, Some(reason.to_string()), resources_released as u64)),
+        Err(f) => Err(run_fault(prog, f.pc, f.to_string())),
+    }
+}
+
+/// One interpreter run of `target` on the installed `prepared` run in `mem`. Resources the run
+/// left held are the caller's to release (`ExecEnv::release_all_in`).
+fn interp_once(
     target: &Target<'_>,
     prepared: &mut kflex_hooks::PreparedRun,
     mem: &mut MemoryMap,
     env: &mut ExecEnv,
-    lease: Option<&mut FrameLease>,
-) -> Result<(u64, u64, Option<String>, u64)> {
+) -> RunOutcome {
     let prog = target.prog;
     let args = [prepared.ctx_address(), 0, 0, 0, 0];
-    let outcome = match (target.jit, lease) {
-        (Some(jit), Some(lease)) => {
-            let direct = crate::invoke::direct_context(prepared);
-            let mut jenv = JitEnv::new(&mut *mem, target.registry, &mut *env);
-            jenv.ctx = Some(prepared.context_access());
-            jenv.ctx_direct = Some(&direct);
-            if prog.verified.is_some() {
-                // SAFETY: the program was verified (JIT code exists only for verified programs)
-                // and the registry is built on the Linux helpers, map helpers included.
-                unsafe { jenv.trust_map_helper_pointers() };
-            }
-            jenv.max_call_depth = target.limits.max_call_depth;
-            jenv.heap_base = target.heap_base;
-            jenv.budget = Some(target.budget);
-            match jit.run_leased(args, &mut jenv, lease) {
-                Ok(retval) => Ok((retval, 0, None, 0)),
-                Err(JitFault {
-                    kind: JitFaultKind::Cancelled { reason },
-                    resources_released,
-                    ..
-                }) => Ok((0, 0, Some(reason.to_string()), resources_released as u64)),
-                Err(f) => Err((f.pc, f.to_string())),
-            }
-        }
-        _ => {
-            let mut vm = Vm {
-                mem: &mut *mem,
-                ctx: Some(prepared.context_access()),
-                helpers: target.registry,
-                env: &mut *env,
-                limits: target.limits,
-            };
-            kflex_interp::run(&prog.code, args, &mut vm)
-                .map(|o| (o.retval, o.instructions, None, 0))
-                .map_err(|f| (f.pc, f.to_string()))
-        }
+    let mut vm = Vm {
+        mem,
+        ctx: Some(prepared.context_access()),
+        helpers: target.registry,
+        env,
+        limits: target.limits,
     };
-    outcome.map_err(|(pc, message)| {
-        Error::Fault(RunFault {
-            program: prog.name.clone(),
-            pc,
-            message,
-            source: prog.source_line(pc),
-        })
-    })
+    kflex_interp::run(&prog.code, args, &mut vm)
+        .map(|o| (o.retval, o.instructions, None, 0))
+        .map_err(|f| run_fault(prog, f.pc, f.to_string()))
 }
 
 #[cfg(test)]

@@ -28,6 +28,22 @@ pub enum RegionKind {
     Input,
 }
 
+impl RegionKind {
+    /// A bit per variant (payloads ignored), for [`MemoryMap`]'s record of kinds present.
+    fn bit(self) -> u8 {
+        1 << match self {
+            RegionKind::Stack(_) => 0,
+            RegionKind::Context => 1,
+            RegionKind::Packet => 2,
+            RegionKind::PacketMeta => 3,
+            RegionKind::MapValue(_) => 4,
+            RegionKind::RingbufSample => 5,
+            RegionKind::Heap => 6,
+            RegionKind::Input => 7,
+        }
+    }
+}
+
 impl std::fmt::Display for RegionKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -170,6 +186,9 @@ const INITIAL_REGIONS: usize = 16;
 pub struct MemoryMap {
     /// Sorted by start; never overlapping.
     regions: Vec<Region>,
+    /// A [`RegionKind::bit`] per variant that may have regions: a clear bit means none (a set
+    /// bit may be stale after [`MemoryMap::remove`]).
+    kinds: u8,
 }
 
 impl MemoryMap {
@@ -198,6 +217,7 @@ impl MemoryMap {
                 len: region.len,
             });
         }
+        self.kinds |= region.kind.bit();
         self.regions.insert(pos, region);
         Ok(())
     }
@@ -213,7 +233,14 @@ impl MemoryMap {
 
     /// Removes every region of the given kind.
     pub fn remove_kind(&mut self, kind: RegionKind) {
-        self.regions.retain(|r| r.kind != kind);
+        // Runs after every run of an extension: skip the scan when no such region was added.
+        if self.kinds & kind.bit() != 0 {
+            self.regions.retain(|r| r.kind != kind);
+            // Other regions of the variant (another frame number or map) may remain.
+            if !self.regions.iter().any(|r| r.kind.bit() == kind.bit()) {
+                self.kinds &= !kind.bit();
+            }
+        }
     }
 
     /// All regions, sorted by start.
@@ -325,5 +352,51 @@ pub unsafe fn raw_store(addr: u64, size: u8, value: u64) {
             4 => (p as *mut u32).write_unaligned(value as u32),
             _ => (p as *mut u64).write_unaligned(value),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(buf: &[u64], kind: RegionKind) -> Region {
+        Region {
+            start: buf.as_ptr() as u64,
+            len: 8,
+            kind,
+            writable: false,
+            elements: None,
+        }
+    }
+
+    #[test]
+    fn remove_kind_removes_exactly_that_kind_however_often_it_is_called() {
+        let bufs = [[0u64; 1]; 4];
+        let mut mem = MemoryMap::new();
+        let kinds = [
+            RegionKind::Stack(0),
+            RegionKind::Stack(1),
+            RegionKind::RingbufSample,
+            RegionKind::Packet,
+        ];
+        for (b, k) in bufs.iter().zip(kinds) {
+            // SAFETY: each region is a live local array, never accessed through the map.
+            unsafe { mem.insert(region(b, k)) }.unwrap();
+        }
+        mem.remove_kind(RegionKind::Stack(0));
+        let left: Vec<_> = mem.regions().iter().map(|r| r.kind).collect();
+        assert_eq!(left.len(), 3);
+        assert!(!left.contains(&RegionKind::Stack(0)));
+        // The other frame is still found although a Stack kind was removed before.
+        mem.remove_kind(RegionKind::Stack(1));
+        mem.remove_kind(RegionKind::RingbufSample);
+        mem.remove_kind(RegionKind::RingbufSample);
+        let left: Vec<_> = mem.regions().iter().map(|r| r.kind).collect();
+        assert_eq!(left, [RegionKind::Packet]);
+        // A kind removed once and inserted again is removed again.
+        // SAFETY: as above.
+        unsafe { mem.insert(region(&bufs[2], RegionKind::RingbufSample)) }.unwrap();
+        mem.remove_kind(RegionKind::RingbufSample);
+        assert_eq!(mem.regions().len(), 1);
     }
 }

@@ -47,5 +47,5 @@ pub mod watchdog;
 pub use fault::{install as install_fault_handler, trap_page};
 pub use invocation::{CancelReason, FaultInfo, FaultKind, Invocation, InvocationGuard};
 pub use registry::{CodeRange, RegistryError};
-pub use stack::{DEFAULT_STACK_SIZE, StackError, with_guarded_stack};
+pub use stack::{DEFAULT_STACK_SIZE, GuardedStack, StackError, run_on, with_guarded_stack};
 pub use watchdog::{CancellationStats, WatchGuard, Watchdog, cancellation_stats};

@@ -251,7 +251,22 @@ unsafe extern "C" fn switch_and_call(
 /// returns its result; a panic in `f` is propagated after switching back. Fails only if a new
 /// stack had to be mapped and could not be.
 pub fn with_guarded_stack<R, F: FnOnce() -> R>(size: usize, f: F) -> Result<R, StackError> {
-    let stack = take(size)?;
+    let mut stack = take(size)?;
+    let out = catch_unwind(AssertUnwindSafe(|| run_on(&mut stack, f)));
+    give_back(stack);
+    match out {
+        Ok(r) => Ok(r),
+        Err(payload) => resume_unwind(payload),
+    }
+}
+
+/// Runs `f` on `stack` (which the caller holds, e.g. across a series of runs, instead of taking
+/// it from the cache every time) and returns its result; a panic in `f` is propagated after
+/// switching back. While `f` runs, `stack`'s guard pages are the thread's active guards.
+///
+/// The exclusive borrow keeps `f` (and anything nested in it) from switching to the same stack
+/// again while it is in use.
+pub fn run_on<R, F: FnOnce() -> R>(stack: &mut GuardedStack, f: F) -> R {
     let [lo, hi] = stack.guards();
     let prev = ACTIVE.with(|a| a.replace([lo.start, lo.end, hi.start, hi.end]));
     let mut call = Call::<F, R> {
@@ -261,13 +276,13 @@ pub fn with_guarded_stack<R, F: FnOnce() -> R>(size: usize, f: F) -> Result<R, S
     let data = (&mut call as *mut Call<F, R>).cast::<c_void>();
     let entry = trampoline::<F, R> as extern "C" fn(*mut c_void);
     // SAFETY: `top` is the 16-byte aligned end of a mapped read-write stack owned by `stack`,
-    // which stays alive until after the switch back; `entry` is a C-ABI function that takes
-    // `data` and never unwinds.
+    // which the caller keeps alive (exclusively borrowed) until after the switch back, so no
+    // other frame of this thread runs on it; `entry` is a C-ABI function that takes `data` and never
+    // unwinds.
     unsafe { switch_and_call(data, entry, stack.top()) };
     ACTIVE.with(|a| a.set(prev));
-    give_back(stack);
     match call.out {
-        Some(Ok(r)) => Ok(r),
+        Some(Ok(r)) => r,
         Some(Err(payload)) => resume_unwind(payload),
         None => unreachable!("the trampoline always stores an outcome"),
     }

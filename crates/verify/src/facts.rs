@@ -30,11 +30,35 @@ impl BaseKind {
     }
 }
 
+/// What the paths seen so far agree on about the map of one map-helper call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum MapCall {
+    /// No path has reached the call yet.
+    #[default]
+    Unseen,
+    /// Every path so far called it with this map.
+    Map(u32),
+    /// Two paths disagreed (or one passed no constant map pointer): unknown for good.
+    Poisoned,
+}
+
+impl MapCall {
+    /// The state after one more path calls with `map` (`None`: not a constant map pointer).
+    fn merge(self, map: Option<u32>) -> MapCall {
+        match (self, map) {
+            (MapCall::Unseen, Some(m)) => MapCall::Map(m),
+            (MapCall::Map(a), Some(b)) if a == b => MapCall::Map(a),
+            _ => MapCall::Poisoned,
+        }
+    }
+}
+
 /// Facts collected during exploration.
 #[derive(Clone, Debug, Default)]
 pub struct FactsBuilder {
     insns: Vec<InsnFacts>,
     bases: Vec<Option<BaseKind>>,
+    map_calls: Vec<MapCall>,
     terminations: BTreeSet<TerminationPoint>,
     cancellation: BTreeMap<usize, Vec<LiveResource>>,
 }
@@ -45,6 +69,7 @@ impl FactsBuilder {
         FactsBuilder {
             insns: vec![InsnFacts::default(); len],
             bases: vec![None; len],
+            map_calls: vec![MapCall::Unseen; len],
             ..FactsBuilder::default()
         }
     }
@@ -67,6 +92,14 @@ impl FactsBuilder {
             }
             Some(Some(prev)) if *prev != kind => Err(*prev),
             _ => Ok(()),
+        }
+    }
+
+    /// Records the map one path passes in r1 to the map-helper call at `pc` (`None` when r1 is
+    /// not a constant map pointer). Paths that disagree poison the fact for good.
+    pub fn map_call(&mut self, pc: usize, map: Option<u32>) {
+        if let Some(seen) = self.map_calls.get_mut(pc) {
+            *seen = seen.merge(map);
         }
     }
 
@@ -133,12 +166,18 @@ impl FactsBuilder {
             }
         }
         stats.back_edges = self.back_edges();
+        let mut insns = self.insns;
+        for (f, seen) in insns.iter_mut().zip(&self.map_calls) {
+            if let MapCall::Map(m) = *seen {
+                f.map_call = usize::try_from(m).ok();
+            }
+        }
         let mut cancellation = self.cancellation;
         for entry in cancellation.values_mut() {
             entry.sort_by_key(|l| (l.ref_id, l.location));
         }
         VerifiedProgram {
-            insns: self.insns,
+            insns,
             termination_points: self.terminations.into_iter().collect(),
             cancellation: CancellationTable {
                 entries: cancellation,
@@ -193,6 +232,32 @@ mod tests {
         assert_eq!((p.stats.guards_emitted, p.stats.guards_elided), (1, 1));
         assert!(p.cancellation.entries.contains_key(&1));
         assert!(p.cancellation.entries[&2].is_empty());
+    }
+
+    #[test]
+    fn a_map_call_fact_once_poisoned_stays_unknown() {
+        let mut f = FactsBuilder::new(4);
+        f.map_call(1, Some(2));
+        f.map_call(1, Some(2));
+        f.map_call(2, Some(0));
+        f.map_call(2, Some(1));
+        f.map_call(2, Some(0));
+        f.map_call(3, Some(0));
+        f.map_call(3, None);
+        f.map_call(3, Some(0));
+        let p = f.finish(Stats::default(), String::new());
+        let calls: Vec<Option<usize>> = p.insns.iter().map(|i| i.map_call).collect();
+        assert_eq!(calls, vec![None, Some(2), None, None]);
+    }
+
+    #[test]
+    fn a_map_pointer_covers_only_a_pointer_to_the_same_map() {
+        use crate::state::{IdMap, RegState};
+        let (a, b) = (RegState::MapPtr { map: 0 }, RegState::MapPtr { map: 1 });
+        assert!(a.covers(&a.clone(), &mut IdMap::new()));
+        assert!(!a.covers(&b, &mut IdMap::new()));
+        assert!(!b.covers(&a, &mut IdMap::new()));
+        assert!(!a.covers(&RegState::unknown(), &mut IdMap::new()));
     }
 
     #[test]

@@ -113,6 +113,14 @@ pub struct InsnFacts {
     pub heap: Option<HeapAccess>,
     /// For context loads/stores: the field accessed (the JIT rewrites it).
     pub ctx: Option<CtxAccess>,
+    /// For calls of `bpf_map_lookup_elem`/`update_elem`/`delete_elem` (helpers 1, 2, 3): the index
+    /// of the map r1 holds on every path that reaches the call, `None` if paths disagree (or r1 is
+    /// not a constant map pointer).
+    ///
+    /// Exact (callers may inline the map's code here): the first path sets it and any path with
+    /// another map, or without a constant map pointer, clears it for good. Pruned paths agree with
+    /// the explored ones, since a map pointer only covers a pointer to the same map.
+    pub map_call: Option<usize>,
 }
 
 /// A load or store that goes to the program context.

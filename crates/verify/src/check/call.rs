@@ -213,6 +213,28 @@ fn changes_packet(id: u32) -> bool {
     .contains(&id)
 }
 
+/// What a helper call tells the facts, read from its arguments before the call scratches them.
+struct CallFacts {
+    /// For the map helpers (lookup, update, delete): the map r1 holds, `Some(None)` when r1 is
+    /// not a constant map pointer.
+    map: Option<Option<u32>>,
+}
+
+fn call_facts(state: &State, def: &kflex_runtime::helpers::HelperDef) -> CallFacts {
+    use kflex_runtime::helpers::ids;
+    let map = [
+        ids::MAP_LOOKUP_ELEM,
+        ids::MAP_UPDATE_ELEM,
+        ids::MAP_DELETE_ELEM,
+    ]
+    .contains(&def.id)
+    .then(|| match state.reg(1) {
+        RegState::MapPtr { map } => Some(*map),
+        _ => None,
+    });
+    CallFacts { map }
+}
+
 /// `call helper`.
 pub fn helper(cx: &mut Cx<'_>, pc: usize, state: &mut State, helper: i32) -> CheckResult {
     let def = u32::try_from(helper)
@@ -228,12 +250,16 @@ pub fn helper(cx: &mut Cx<'_>, pc: usize, state: &mut State, helper: i32) -> Che
     };
     let input = cx.input;
     let privileged = cx.options.privileged;
+    let facts = call_facts(state, def);
     let mut view = CallView {
         state,
         next_id: cx.id_counter(),
         privileged,
     };
     check_helper_call(&mut view, pc, def, input)?;
+    if let Some(map) = facts.map {
+        cx.facts.map_call(pc, map);
+    }
     if changes_packet(def.id) {
         let privileged = cx.options.privileged;
         state.for_each_value_mut(|r| {

@@ -3,10 +3,12 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use kflex_isa::decode::Program;
 use kflex_jit::{CtxAccess, HeapLayout, JitError, JitOptions, JitProgram};
 pub use kflex_jit::{SfiMode, TerminationMode};
+use kflex_runtime::MapTable;
 use kflex_verify::{HeapAccess, VerifiedProgram};
 
 /// Which engine runs a program.
@@ -91,8 +93,9 @@ pub fn parse_sfi(name: &str) -> Result<SfiMode, String> {
 
 /// JIT options for a verified program: every context access the verifier recorded becomes a call
 /// of the run's context hook (so packet pointers come out exactly as the interpreter's), heap
-/// accesses are guarded or not as the verifier's facts say, and every termination point gets a
-/// check.
+/// accesses are guarded or not as the verifier's facts say, every termination point gets a
+/// check, and every map helper call whose map the verifier knows is listed in
+/// [`JitOptions::map_calls`] (compiled against the map when [`JitOptions::maps`] is set).
 pub fn jit_options(
     verified: &VerifiedProgram,
     heap: Option<HeapLayout>,
@@ -118,6 +121,9 @@ pub fn jit_options(
         if let Some(h) = facts.heap {
             options.heap_facts.push((pc, h));
         }
+        if let Some(m) = facts.map_call {
+            options.map_calls.push((pc, m));
+        }
     }
     options
 }
@@ -132,14 +138,19 @@ pub fn guards_required(verified: &VerifiedProgram) -> usize {
 }
 
 /// Compiles a verified program with the options its facts call for; `heap` is the extension's
-/// heap (its arena map), if it has one.
+/// heap (its arena map), if it has one; `maps` its map table, against which map helper calls
+/// are compiled (inline array look-ups, direct hash map calls): runs of the result must then
+/// use that table (`ExecEnv::maps`).
 pub fn compile(
     code: &Program,
     verified: &VerifiedProgram,
     heap: Option<HeapLayout>,
+    maps: Option<&Arc<MapTable>>,
     config: JitConfig,
 ) -> Result<JitProgram, JitError> {
-    JitProgram::compile(code, &jit_options(verified, heap, config))
+    let mut options = jit_options(verified, heap, config);
+    options.maps = maps.cloned();
+    JitProgram::compile(code, &options)
 }
 
 #[cfg(test)]

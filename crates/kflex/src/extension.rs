@@ -288,6 +288,7 @@ impl Extension {
                     &p.code,
                     v,
                     self.heap_layout(),
+                    Some(&self.maps),
                     self.jit_config,
                 ));
             }
@@ -456,7 +457,13 @@ impl Extension {
             )));
         };
         if Engine::JIT_SUPPORTED {
-            p.jit = Some(engine::compile(&p.code, verified, heap, config));
+            p.jit = Some(engine::compile(
+                &p.code,
+                verified,
+                heap,
+                Some(&self.maps),
+                config,
+            ));
         }
         Ok(())
     }

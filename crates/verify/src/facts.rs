@@ -61,6 +61,8 @@ pub struct FactsBuilder {
     map_calls: Vec<MapCall>,
     terminations: BTreeSet<TerminationPoint>,
     cancellation: BTreeMap<usize, Vec<LiveResource>>,
+    /// The most bytes below r10 any frame touches.
+    stack_depth: u64,
 }
 
 impl FactsBuilder {
@@ -101,6 +103,14 @@ impl FactsBuilder {
         if let Some(seen) = self.map_calls.get_mut(pc) {
             *seen = seen.merge(map);
         }
+    }
+
+    /// Records that some path touches the stack from the byte at `off` from a frame's r10
+    /// upwards (negative inside the stack; offsets at or above r10 touch nothing below it, and
+    /// offsets below the stack count as the whole stack).
+    pub fn stack_touched(&mut self, off: i64) {
+        let below = u64::try_from(off.saturating_neg()).unwrap_or(0);
+        self.stack_depth = self.stack_depth.max(below);
     }
 
     /// Records a context access at `pc`.
@@ -172,12 +182,15 @@ impl FactsBuilder {
                 f.map_call = usize::try_from(m).ok();
             }
         }
+        let max = crate::state::STACK_SIZE as u64;
+        let stack_depth = self.stack_depth.min(max).next_multiple_of(8);
         let mut cancellation = self.cancellation;
         for entry in cancellation.values_mut() {
             entry.sort_by_key(|l| (l.ref_id, l.location));
         }
         VerifiedProgram {
             insns,
+            stack_depth: u32::try_from(stack_depth).unwrap_or(u32::MAX),
             termination_points: self.terminations.into_iter().collect(),
             cancellation: CancellationTable {
                 entries: cancellation,

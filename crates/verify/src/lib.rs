@@ -98,6 +98,12 @@ pub struct VerifiedProgram {
     pub termination_points: Vec<TerminationPoint>,
     /// Live resources at every point where the extension may be cancelled.
     pub cancellation: CancellationTable,
+    /// The most bytes below its frame pointer (r10) that any frame of the program reads or writes
+    /// (its own accesses and memory handed to helpers), rounded up to 8; at most 512.
+    ///
+    /// Covers every path: variable-offset accesses count from the lowest offset their bounds
+    /// allow, and a stack pointer passed to a helper counts from its lowest offset.
+    pub stack_depth: u32,
     /// Exploration statistics.
     pub stats: Stats,
     /// The exploration log (when `log_level >= 1`).

@@ -218,6 +218,9 @@ struct CallFacts {
     /// For the map helpers (lookup, update, delete): the map r1 holds, `Some(None)` when r1 is
     /// not a constant map pointer.
     map: Option<Option<u32>>,
+    /// The lowest stack offset (from its frame's r10) of any stack pointer among the arguments:
+    /// memory arguments extend upwards from the pointer, so the helper touches nothing below it.
+    stack_low: Option<i64>,
 }
 
 fn call_facts(state: &State, def: &kflex_runtime::helpers::HelperDef) -> CallFacts {
@@ -232,7 +235,15 @@ fn call_facts(state: &State, def: &kflex_runtime::helpers::HelperDef) -> CallFac
         RegState::MapPtr { map } => Some(*map),
         _ => None,
     });
-    CallFacts { map }
+    // Every argument the signature names, whatever its kind: a helper is handed only those.
+    let args = u8::try_from(def.sig.args.len()).unwrap_or(5).min(5);
+    let stack_low = (1..=args)
+        .filter_map(|r| match state.reg(r) {
+            RegState::Stack { off, .. } => Some(off.smin),
+            _ => None,
+        })
+        .min();
+    CallFacts { map, stack_low }
 }
 
 /// `call helper`.
@@ -259,6 +270,9 @@ pub fn helper(cx: &mut Cx<'_>, pc: usize, state: &mut State, helper: i32) -> Che
     check_helper_call(&mut view, pc, def, input)?;
     if let Some(map) = facts.map {
         cx.facts.map_call(pc, map);
+    }
+    if let Some(low) = facts.stack_low {
+        cx.facts.stack_touched(low);
     }
     if changes_packet(def.id) {
         let privileged = cx.options.privileged;

@@ -328,6 +328,7 @@ fn stack_access(
         ));
     }
     let (lo, hi) = (lo as i64, hi as i64);
+    cx.facts.stack_touched(lo);
     let constant = off.is_const().is_some();
     if constant && lo % i64::from(site.size) != 0 {
         return Err(cx.error(

@@ -212,3 +212,35 @@ fn map_call_facts_must_name_map_helper_calls() {
     let p = JitProgram::compile(&map_support::program(&insns), &options).unwrap();
     assert_eq!(p.map_calls_compiled(), 0);
 }
+
+/// A runner reads the environment's CPU afresh for every run: per-CPU look-ups follow a CPU
+/// changed between runs. A runner for another table is refused when it is made.
+#[test]
+fn runners_follow_the_cpu_and_check_the_table() {
+    let table = table();
+    let p = compile_for(&insns(LOOKUP, false), &table, PERCPU);
+    let (mut mem, helpers) = (MemoryMap::new(), HelperRegistry::empty());
+    let mut env = ExecEnv::with_maps(Arc::clone(&table));
+    let mut jenv = JitEnv::new(&mut mem, &helpers, &mut env);
+    let mut lease = p.frame_lease(jenv.max_call_depth);
+    let mut runner = p.runner(&mut jenv, &mut lease).expect("runner");
+    let args = [table.handle(PERCPU), 1, 0, 0, 0];
+    for cpu in [0, 2, 1, CPUS, 0] {
+        runner.env().env.cpu = cpu;
+        let want = table
+            .prog_lookup(PERCPU, &1u32.to_le_bytes(), cpu)
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(runner.run(args), Ok(want), "cpu {cpu}");
+    }
+    drop(runner);
+    lease.release(jenv.mem);
+    let mut other = ExecEnv::with_maps(map_support::table());
+    let mut jenv = JitEnv::new(&mut mem, &helpers, &mut other);
+    let mut lease = p.frame_lease(jenv.max_call_depth);
+    let fault = p.runner(&mut jenv, &mut lease).unwrap_err();
+    assert!(
+        matches!(fault.kind, JitFaultKind::StackSetup(_)),
+        "{fault:?}"
+    );
+}

@@ -37,6 +37,10 @@
 //!   trampolines. Errors and panics never unwind through JIT frames: the trampoline records the
 //!   fault, the JIT code checks a flag after the call and leaves through a fault exit that
 //!   restores the host's stack pointer.
+//! * Map helper calls whose map the verifier knows ([`JitOptions::map_calls`], with
+//!   [`JitOptions::maps`]) skip the trampoline, as in Linux's JIT: array and per-CPU array
+//!   look-ups are compiled inline, hash and LRU hash calls as direct calls of the map's
+//!   functions ([`kflex_runtime::maps::MapCallPlan`]).
 //! * Code lives in W^X memory: written while read-write, then made read-execute.
 //! * Profiling: with `KFLEX_PERF_MAP=1` every compiled program names its code (entry stub, one
 //!   symbol per BPF function, tail) in `/tmp/perf-<pid>.map`, so `perf report` attributes samples

@@ -2,23 +2,28 @@
 //!
 //! Values live in a slab of `max_entries` slots allocated at creation, so a value pointer handed to
 //! a program always points at valid memory, even after its element is deleted (as in Linux, it may
-//! then see another element's value). Keys live in the index, out of the program's reach.
+//! then see another element's value). Keys live in the index ([`index`]), out of the program's
+//! reach, hashed with a per-map seeded [`KeyHasher`] ([`key`]).
 //!
-//! The index hashes keys with [`KeyHasher`], a small multiply-rotate hash over 8-byte words
-//! (several times cheaper than the standard library's SipHash on the short keys maps use), keyed
-//! with a random per-map seed. Trade-off: it is not a keyed cryptographic hash, so a program that
-//! can observe timing and choose keys could still provoke collisions more easily than with
-//! SipHash; the per-map seed keeps collision sets from being precomputed offline, and the damage is
-//! bounded by `max_entries` (the index never grows past it), as with Linux's jhash-based maps.
+//! Program look-ups of plain hash maps ([`HashMapImpl::lookup_addr`]) take no lock: the index is a
+//! chained table whose readers validate each bucket with a sequence number, as Linux's look-ups
+//! rely on RCU. Writers (updates, deletes, host-side look-ups and iteration) serialise on the
+//! map's [`IndexLock`] ([`lock`]), like Linux's bucket locks. LRU maps keep an exact
+//! least-recently-used order ([`LruOrder`]) that a program look-up refreshes, so their program
+//! look-ups take the lock too; a new element's value is written before the element is linked, so
+//! a lock-free reader that finds it sees its value.
 
-use std::cell::UnsafeCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
+mod index;
+mod key;
+mod lock;
+#[cfg(test)]
+mod stress;
 
 use kflex_object::MapSpec;
 
+use self::index::{KeyIndex, Slots};
+use self::key::KeyHasher;
+use self::lock::{IndexGuard, IndexLock};
 use super::array::{MAX_VALUE_SIZE, check_update_flags};
 use super::lru::LruOrder;
 use super::raw::RawBuf;
@@ -27,147 +32,9 @@ use super::{BPF_EXIST, BPF_NOEXIST, MapError, round_up8};
 /// Largest key size accepted (Linux: `MAX_BPF_STACK`).
 const MAX_KEY_SIZE: u32 = 512;
 
-/// Multiplier of the key hash (an odd constant with well-spread bits: 2^64 / golden ratio).
-const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// The per-map seeded key hash of the index (see the module docs).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct KeyHasher {
-    seed: u64,
-}
-
-impl KeyHasher {
-    /// A hasher with a random seed (drawn from the standard library's per-process random keys).
-    fn random() -> Self {
-        KeyHasher {
-            seed: std::collections::hash_map::RandomState::new().hash_one(MUL) | 1,
-        }
-    }
-}
-
-impl BuildHasher for KeyHasher {
-    type Hasher = KeyHash;
-
-    fn build_hasher(&self) -> KeyHash {
-        KeyHash(self.seed)
-    }
-}
-
-/// The running state of one [`KeyHasher`] hash.
-#[derive(Debug)]
-pub(crate) struct KeyHash(u64);
-
-impl KeyHash {
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(MUL);
-    }
-}
-
-impl Hasher for KeyHash {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            // The length in the top byte keeps `[0]` and `[0, 0]` apart.
-            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // Fold the high bits (where multiplication gathers entropy) into the low ones too.
-        let h = self.0 ^ (self.0 >> 32);
-        h.wrapping_mul(MUL) ^ (h >> 29)
-    }
-}
-
-/// The lock around a map's index: a test-and-test-and-set spin lock. Map operations hold it for
-/// a hash-table operation only, like Linux's per-bucket raw spin locks; taking it is one
-/// compare-and-swap and releasing it one plain release store (a `std` mutex releases with a
-/// second atomic read-modify-write, to find sleepers, which was a measurable part of a short
-/// program's run). Waiters spin briefly, then yield the CPU. A panic while holding the lock
-/// releases it (the guard's drop runs during unwinding); it cannot leave the index inconsistent
-/// in a way that breaks memory safety, since values are raw memory.
-pub(crate) struct IndexLock<T> {
-    locked: AtomicBool,
-    data: UnsafeCell<T>,
-}
-
-// SAFETY: the lock hands out access to `data` to one guard at a time (acquire/release ordering
-// on `locked`), so sharing the lock between threads shares `T` only as `Mutex<T>` would.
-unsafe impl<T: Send> Sync for IndexLock<T> {}
-
-impl<T> IndexLock<T> {
-    fn new(data: T) -> Self {
-        IndexLock {
-            locked: AtomicBool::new(false),
-            data: UnsafeCell::new(data),
-        }
-    }
-
-    fn lock(&self) -> IndexGuard<'_, T> {
-        let mut spins = 0u32;
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            while self.locked.load(Ordering::Relaxed) {
-                spins += 1;
-                if spins < 128 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
-        IndexGuard { lock: self }
-    }
-}
-
-/// Access to a locked index; dropping it releases the lock.
-pub(crate) struct IndexGuard<'a, T> {
-    lock: &'a IndexLock<T>,
-}
-
-impl<T> Deref for IndexGuard<'_, T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        // SAFETY: the guard exists only while this thread holds the lock.
-        unsafe { &*self.lock.data.get() }
-    }
-}
-
-impl<T> DerefMut for IndexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as in `deref`; `&mut self` keeps the access unique.
-        unsafe { &mut *self.lock.data.get() }
-    }
-}
-
-impl<T> Drop for IndexGuard<'_, T> {
-    fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
-    }
-}
-
-/// The index: key -> slot, free slots, and recency for LRU maps.
-struct Index {
-    slots: HashMap<Box<[u8]>, u32, KeyHasher>,
-    /// Key stored in each slot (to unlink evicted elements).
-    keys: Vec<Option<Box<[u8]>>>,
-    free: Vec<u32>,
+/// What writers change under the map's lock.
+struct WriterState {
+    slots: Slots,
     lru: Option<LruOrder>,
 }
 
@@ -177,7 +44,11 @@ pub(crate) struct HashMapImpl {
     value_size: u32,
     stride: u64,
     values: RawBuf,
-    index: IndexLock<Index>,
+    /// Key -> slot; read without the lock.
+    index: KeyIndex,
+    /// True for `BPF_MAP_TYPE_LRU_HASH` (`state.lru` is then `Some`).
+    lru: bool,
+    state: IndexLock<WriterState>,
 }
 
 impl HashMapImpl {
@@ -187,34 +58,36 @@ impl HashMapImpl {
             name: spec.name.clone(),
             reason,
         };
+        let no_memory = |reason: String| MapError::NoMemory {
+            name: spec.name.clone(),
+            reason,
+        };
         if spec.key_size == 0 || spec.key_size > MAX_KEY_SIZE {
             return Err(bad(format!("key size {}", spec.key_size)));
         }
         if spec.value_size == 0 || spec.value_size > MAX_VALUE_SIZE {
             return Err(bad(format!("value size {}", spec.value_size)));
         }
-        if spec.max_entries == 0 {
-            return Err(bad("max_entries is 0".into()));
+        if spec.max_entries == 0 || spec.max_entries == u32::MAX {
+            return Err(bad(format!("max_entries is {}", spec.max_entries)));
         }
         let stride = round_up8(spec.value_size as u64);
         let total = stride
             .checked_mul(spec.max_entries as u64)
             .ok_or_else(|| bad("size overflows".into()))?;
-        let values = RawBuf::zeroed(total).map_err(|reason| MapError::NoMemory {
-            name: spec.name.clone(),
-            reason,
-        })?;
+        let values = RawBuf::zeroed(total).map_err(no_memory)?;
         let n = spec.max_entries;
+        let (index, slots) =
+            KeyIndex::new(spec.key_size, n, KeyHasher::random()).map_err(no_memory)?;
         Ok(HashMapImpl {
             key_size: spec.key_size,
             value_size: spec.value_size,
             stride,
             values,
-            index: IndexLock::new(Index {
-                slots: HashMap::with_hasher(KeyHasher::random()),
-                keys: vec![None; n as usize],
-                // Popped from the end: slot 0 is used first.
-                free: (0..n).rev().collect(),
+            index,
+            lru,
+            state: IndexLock::new(WriterState {
+                slots,
                 lru: lru.then(|| LruOrder::new(n)),
             }),
         })
@@ -235,10 +108,11 @@ impl HashMapImpl {
         self.stride
     }
 
-    fn lock(&self) -> IndexGuard<'_, Index> {
-        self.index.lock()
+    fn lock(&self) -> IndexGuard<'_, WriterState> {
+        self.state.lock()
     }
 
+    #[inline]
     fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
         if key.len() != self.key_size as usize {
             return Err(MapError::KeySize {
@@ -249,29 +123,38 @@ impl HashMapImpl {
         Ok(())
     }
 
+    #[inline]
     fn slot_off(&self, slot: u32) -> u64 {
         slot as u64 * self.stride
     }
 
-    /// Address of the value at `key` (refreshing its recency in an LRU map).
+    /// Address of the value at `key` (refreshing its recency in an LRU map). Lock-free for plain
+    /// hash maps.
+    #[inline]
     pub(crate) fn lookup_addr(&self, key: &[u8]) -> Result<Option<u64>, MapError> {
         self.check_key(key)?;
-        let mut ix = self.lock();
-        let Some(&slot) = ix.slots.get(key) else {
-            return Ok(None);
+        let hash = self.index.hash(key);
+        let slot = if self.lru {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let slot = self.index.find_locked(&st.slots, key, hash);
+            if let (Some(slot), Some(lru)) = (slot, &mut st.lru) {
+                lru.touch(slot);
+            }
+            slot
+        } else {
+            self.index.find(key, hash)
         };
-        if let Some(lru) = &mut ix.lru {
-            lru.touch(slot);
-        }
-        Ok(Some(self.base() + self.slot_off(slot)))
+        Ok(slot.map(|slot| self.base() + self.slot_off(slot)))
     }
 
     /// Copies the value at `key` out (host side: like Linux's syscall lookup, this does not
     /// refresh LRU recency).
     pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
         self.check_key(key)?;
-        let ix = self.lock();
-        let Some(&slot) = ix.slots.get(key) else {
+        let hash = self.index.hash(key);
+        let st = self.lock();
+        let Some(slot) = self.index.find_locked(&st.slots, key, hash) else {
             return Ok(None);
         };
         Ok(self
@@ -289,78 +172,75 @@ impl HashMapImpl {
                 got: value.len(),
             });
         }
-        let mut ix = self.lock();
-        let ix = &mut *ix;
-        let slot = match ix.slots.get(key) {
-            Some(&slot) => {
+        let hash = self.index.hash(key);
+        let mut st = self.lock();
+        let st = &mut *st;
+        let slot = match self.index.find_locked(&st.slots, key, hash) {
+            Some(slot) => {
                 if flags == BPF_NOEXIST {
                     return Err(MapError::Exists);
                 }
+                self.values.write(self.slot_off(slot), value);
                 slot
             }
             None => {
                 if flags == BPF_EXIST {
                     return Err(MapError::NotFound);
                 }
-                let slot = match ix.free.pop() {
+                let slot = match self.index.alloc(&mut st.slots) {
                     Some(s) => s,
-                    None => {
-                        let victim = ix.lru.as_ref().and_then(LruOrder::oldest);
-                        let Some(victim) = victim else {
-                            return Err(MapError::Full);
-                        };
-                        Self::unlink(ix, victim);
-                        victim
-                    }
+                    None => self.evict(st)?,
                 };
-                let k: Box<[u8]> = key.into();
-                ix.slots.insert(k.clone(), slot);
-                if let Some(s) = ix.keys.get_mut(slot as usize) {
-                    *s = Some(k);
-                }
+                // The value first: a reader that finds the new element sees its value.
+                self.values.write(self.slot_off(slot), value);
+                self.index.link(&mut st.slots, slot, key, hash);
                 slot
             }
         };
-        self.values.write(self.slot_off(slot), value);
-        if let Some(lru) = &mut ix.lru {
+        if let Some(lru) = &mut st.lru {
             lru.touch(slot);
         }
         Ok(())
     }
 
-    fn unlink(ix: &mut Index, slot: u32) {
-        if let Some(k) = ix.keys.get_mut(slot as usize).and_then(Option::take) {
-            ix.slots.remove(&k);
+    /// Frees the least recently used slot of a full LRU map for reuse; `E2BIG` for a full plain
+    /// hash map.
+    fn evict(&self, st: &mut WriterState) -> Result<u32, MapError> {
+        let lru = st.lru.as_mut().ok_or(MapError::Full)?;
+        let victim = lru.oldest().ok_or(MapError::Full)?;
+        lru.remove(victim);
+        if !self.index.evict(&mut st.slots, victim) {
+            return Err(MapError::Full);
         }
-        if let Some(lru) = &mut ix.lru {
-            lru.remove(slot);
-        }
+        Ok(victim)
     }
 
     /// Deletes `key` (`ENOENT` if missing).
     pub(crate) fn delete(&self, key: &[u8]) -> Result<(), MapError> {
         self.check_key(key)?;
-        let mut ix = self.lock();
-        let Some(slot) = ix.slots.get(key).copied() else {
-            return Err(MapError::NotFound);
-        };
-        Self::unlink(&mut ix, slot);
-        ix.free.push(slot);
+        let hash = self.index.hash(key);
+        let mut st = self.lock();
+        let st = &mut *st;
+        let slot = self
+            .index
+            .remove(&mut st.slots, key, hash)
+            .ok_or(MapError::NotFound)?;
+        if let Some(lru) = &mut st.lru {
+            lru.remove(slot);
+        }
         Ok(())
     }
 
     /// All keys, sorted.
     pub(crate) fn keys(&self) -> Vec<Vec<u8>> {
-        let ix = self.lock();
-        let mut keys: Vec<Vec<u8>> = ix.slots.keys().map(|k| k.to_vec()).collect();
-        keys.sort();
-        keys
+        let st = self.lock();
+        self.index.keys(&st.slots)
     }
 
     /// Number of elements.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().slots.len()
+        self.lock().slots.len() as usize
     }
 }
 
@@ -455,69 +335,6 @@ mod tests {
 
     fn k(i: u32) -> [u8; 4] {
         i.to_le_bytes()
-    }
-
-    #[test]
-    fn the_index_lock_excludes_concurrent_holders() {
-        let lock = std::sync::Arc::new(IndexLock::new((0u64, 0u64)));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let lock = std::sync::Arc::clone(&lock);
-                std::thread::spawn(move || {
-                    for _ in 0..20_000 {
-                        let mut g = lock.lock();
-                        // Two fields updated non-atomically: a second holder would tear them.
-                        g.0 += 1;
-                        std::hint::black_box(&mut *g);
-                        g.1 += 1;
-                        assert_eq!(g.0, g.1);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let g = lock.lock();
-        assert_eq!(*g, (80_000, 80_000));
-    }
-
-    #[test]
-    fn a_panic_while_holding_the_index_lock_releases_it() {
-        let lock = IndexLock::new(1u32);
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _g = lock.lock();
-            panic!("inside");
-        }));
-        assert!(r.is_err());
-        assert_eq!(*lock.lock(), 1);
-    }
-
-    #[test]
-    fn key_hash_is_seeded_and_spreads_short_keys() {
-        let a = KeyHasher { seed: 1 };
-        let b = KeyHasher { seed: 2 };
-        let key: &[u8] = &[10, 0, 0, 1];
-        assert_eq!(a.hash_one(key), a.hash_one(key));
-        assert_ne!(
-            a.hash_one(key),
-            b.hash_one(key),
-            "the seed changes the hash"
-        );
-        // Distinct lengths and contents give distinct hashes, and consecutive keys spread over
-        // the high bits the table's control bytes use.
-        let z1: &[u8] = &[0];
-        let z2: &[u8] = &[0, 0];
-        assert_ne!(a.hash_one(z1), a.hash_one(z2));
-        let tops: std::collections::HashSet<u64> = (0u32..256)
-            .map(|i| a.hash_one(&i.to_ne_bytes()[..]) >> 57)
-            .collect();
-        assert!(
-            tops.len() > 64,
-            "only {} distinct top-7-bit values",
-            tops.len()
-        );
-        assert_ne!(KeyHasher::random().seed, KeyHasher::random().seed);
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! Hash map look-up costs as a program sees them (`MapTable::prog_lookup`): hits and misses for
+//! 4-byte and 16-byte keys in a full 4096-entry `BPF_MAP_TYPE_HASH`, and hits in an LRU hash.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use kflex_object::{MapSpec, MapType};
+use kflex_runtime::{MapOptions, MapTable};
+
+/// Entries in each benchmarked map (all present).
+const ENTRIES: u32 = 4096;
+const _: () = assert!(
+    ENTRIES.is_power_of_two(),
+    "the benchmark loops index keys with a mask"
+);
+
+/// The key of element `i`: `i` spread over `size` bytes (so every byte of a 16-byte key matters).
+fn key(i: u32, size: usize) -> Vec<u8> {
+    let mut k = vec![0u8; size];
+    for (j, chunk) in k.chunks_mut(4).enumerate() {
+        let w = i.wrapping_mul(0x9e37_79b9).rotate_left(j as u32 * 7) ^ j as u32;
+        chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
+    }
+    k
+}
+
+/// A table holding one full map of `map_type` with `key_size`-byte keys.
+fn filled(map_type: MapType, key_size: u32) -> MapTable {
+    let spec = MapSpec {
+        name: "bench".into(),
+        map_type,
+        key_size,
+        value_size: 8,
+        max_entries: ENTRIES,
+        flags: 0,
+        map_extra: 0,
+        global: None,
+        initial_value: None,
+    };
+    let t = MapTable::create(&[spec], &MapOptions::default()).unwrap();
+    for i in 0..ENTRIES {
+        t.update(
+            0,
+            &key(i, key_size as usize),
+            &u64::from(i).to_le_bytes(),
+            0,
+        )
+        .unwrap();
+    }
+    t
+}
+
+fn lookups(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hash_lookup");
+    for key_size in [4u32, 16] {
+        let t = filled(MapType::Hash, key_size);
+        let hits: Vec<Vec<u8>> = (0..ENTRIES).map(|i| key(i, key_size as usize)).collect();
+        let misses: Vec<Vec<u8>> = (ENTRIES..2 * ENTRIES)
+            .map(|i| key(i, key_size as usize))
+            .collect();
+        for (label, keys, found) in [("hit", &hits, true), ("miss", &misses, false)] {
+            let id = BenchmarkId::new(label, format!("{key_size}B"));
+            g.bench_with_input(id, keys, |b, keys| {
+                let mut i = 0usize;
+                b.iter(|| {
+                    let k = &keys[i & (ENTRIES as usize - 1)];
+                    i = i.wrapping_add(1);
+                    let r = t.prog_lookup(0, black_box(k), 0).unwrap();
+                    assert_eq!(r.is_some(), found);
+                    black_box(r)
+                })
+            });
+        }
+    }
+    let t = filled(MapType::LruHash, 4);
+    let hits: Vec<Vec<u8>> = (0..ENTRIES).map(|i| key(i, 4)).collect();
+    g.bench_with_input(BenchmarkId::new("lru_hit", "4B"), &hits, |b, keys| {
+        let mut i = 0usize;
+        b.iter(|| {
+            let k = &keys[i & (ENTRIES as usize - 1)];
+            i = i.wrapping_add(1);
+            black_box(t.prog_lookup(0, black_box(k), 0).unwrap())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);

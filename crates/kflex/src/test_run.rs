@@ -23,7 +23,7 @@ use kflex_object::ProgType;
 use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
 use kflex_runtime::helpers::HelperRegistry;
 use kflex_runtime::maps::MapTable;
-use kflex_runtime::{ExecEnv, MemoryMap, Region};
+use kflex_runtime::{ExecEnv, MemoryMap};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result, RunFault};
@@ -137,7 +137,7 @@ impl Extension {
             Engine::Interp
         };
         let heap_base = self.heap_layout().map_or(0, |h| h.base);
-        let mut mem = map_memory(&self.maps.regions())?;
+        let mut mem = map_memory(&self.maps)?;
         let input = TestRunInput {
             data_in: options.data_in.clone(),
             ctx_in: options.ctx_in.clone(),
@@ -277,17 +277,12 @@ pub(crate) fn base_registry(prog_type: ProgType) -> Result<&'static HelperRegist
 }
 
 /// A memory map holding the extension's map regions.
-fn map_memory(map_regions: &[Region]) -> Result<MemoryMap> {
-    let mut mem = MemoryMap::new();
-    for region in map_regions {
-        // SAFETY: map regions describe value memory owned by the extension's `MapTable`, which is
-        // allocated outside Rust references, never moves, and outlives every run of the test-run
-        // that owns `mem` (the table is held by the extension and by the run's `ExecEnv` through
-        // an `Arc`).
-        unsafe { mem.insert(region.clone()) }
-            .map_err(|e| Error::Input(format!("map memory layout: {e}")))?;
-    }
-    Ok(mem)
+fn map_memory(maps: &MapTable) -> Result<MemoryMap> {
+    // SAFETY: the map regions describe value memory owned by the extension's `MapTable`, which
+    // is allocated outside Rust references, never moves, and outlives every run of the test-run
+    // that owns the memory map (the table is held by the extension and by the run's `ExecEnv`
+    // through an `Arc`).
+    unsafe { maps.memory_map() }.map_err(Error::Input)
 }
 
 /// A fresh execution environment over `maps` on `cpu`.

@@ -222,6 +222,17 @@ impl MemoryMap {
         Ok(())
     }
 
+    /// A copy of this table with room for a few more regions (crate-internal: the copy describes
+    /// the same memory, so it is valid exactly as long as the original is).
+    pub(crate) fn duplicate(&self) -> MemoryMap {
+        let mut regions = Vec::with_capacity(self.regions.len() + INITIAL_REGIONS);
+        regions.extend_from_slice(&self.regions);
+        MemoryMap {
+            regions,
+            kinds: self.kinds,
+        }
+    }
+
     /// Removes the region starting at `start`, returning it.
     pub fn remove(&mut self, start: u64) -> Option<Region> {
         let pos = self

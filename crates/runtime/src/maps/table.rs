@@ -14,7 +14,7 @@ use super::{
     ArrayPlan, BPF_F_RDONLY_PROG, MapCallPlan, MapError, MapOptions, PercpuArrayPlan, page_size,
 };
 use crate::heap::HeapShare;
-use crate::memory::{Elements, Region, RegionKind};
+use crate::memory::{Elements, MemoryMap, Region, RegionKind};
 
 /// Distance between two map handles.
 const HANDLE_STRIDE: u64 = 8;
@@ -56,6 +56,8 @@ pub struct MapTable {
     /// Backing store of the handles (never registered as a region).
     handles: RawBuf,
     cpus: u32,
+    /// The memory map of [`MapTable::regions`], built (and checked) on first use.
+    memory: std::sync::OnceLock<Result<MemoryMap, String>>,
 }
 
 impl std::fmt::Debug for MapTable {
@@ -108,6 +110,7 @@ impl MapTable {
             maps,
             handles,
             cpus,
+            memory: std::sync::OnceLock::new(),
         })
     }
 
@@ -176,9 +179,33 @@ impl MapTable {
         }
     }
 
+    /// A memory map holding [`MapTable::regions`] (what every run of the table's programs
+    /// starts from), copied from one built on first use: no region is inserted one by one
+    /// again. Fails if the regions overlap, which no table the runtime creates does.
+    ///
+    /// # Safety
+    /// The map's regions are this table's memory: the caller must keep the table alive (and
+    /// access the memory only through raw pointers) for as long as the map holds them, as with
+    /// inserting [`MapTable::regions`] into a map of its own.
+    pub unsafe fn memory_map(&self) -> Result<MemoryMap, String> {
+        let template = self.memory.get_or_init(|| {
+            let mut mem = MemoryMap::new();
+            for region in self.regions() {
+                // SAFETY: the regions describe value memory owned by this table, which the
+                // template lives inside of (it is dropped with the table); nothing reads it.
+                unsafe { mem.insert(region) }.map_err(|e| format!("map memory layout: {e}"))?;
+            }
+            Ok(mem)
+        });
+        template
+            .as_ref()
+            .map(MemoryMap::duplicate)
+            .map_err(Clone::clone)
+    }
+
     /// Every region programs may touch through maps (value slabs and heaps); the caller inserts
-    /// them into its [`MemoryMap`](crate::memory::MemoryMap). Ring buffer samples are registered
-    /// per reservation instead.
+    /// them into its [`MemoryMap`] (or takes [`MapTable::memory_map`]). Ring buffer samples are
+    /// registered per reservation instead.
     pub fn regions(&self) -> Vec<Region> {
         let mut out = Vec::new();
         for (i, m) in self.maps.iter().enumerate() {

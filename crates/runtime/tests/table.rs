@@ -106,3 +106,36 @@ fn concurrent_hash_updates_and_ringbuf_outputs() {
     want.sort();
     assert_eq!(recs, want);
 }
+
+/// `memory_map` copies hold exactly the table's regions, sorted, and are independent of each
+/// other: a region added to one copy is not in the next.
+#[test]
+fn memory_map_copies_hold_the_table_regions() {
+    let specs = [
+        spec("arr", MapType::Array, 4, 24, 8),
+        spec("hash", MapType::Hash, 8, 8, 16),
+        spec("pcpu", MapType::PercpuArray, 4, 8, 2),
+        spec("rb", MapType::Ringbuf, 0, 0, 4096),
+    ];
+    let table = MapTable::create(&specs, &MapOptions::default()).unwrap();
+    let mut expected = table.regions();
+    expected.sort_by_key(|r| r.start);
+    assert_eq!(expected.len(), 3, "ring buffers have no region");
+    // SAFETY: `table` outlives both copies; nothing reads through them.
+    let mut first = unsafe { table.memory_map() }.unwrap();
+    assert_eq!(first.regions(), expected.as_slice());
+    let extra = [0u64; 2];
+    let region = kflex_runtime::Region {
+        start: extra.as_ptr() as u64,
+        len: 16,
+        kind: kflex_runtime::RegionKind::Input,
+        writable: false,
+        elements: None,
+    };
+    // SAFETY: `extra` outlives `first` and is not accessed through it.
+    unsafe { first.insert(region) }.unwrap();
+    assert_eq!(first.regions().len(), 4);
+    // SAFETY: as above.
+    let second = unsafe { table.memory_map() }.unwrap();
+    assert_eq!(second.regions(), expected.as_slice());
+}

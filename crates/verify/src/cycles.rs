@@ -28,7 +28,8 @@ const NONE: u32 = u32::MAX;
 /// The strongly connected components of a program's control-flow graph.
 #[derive(Clone, Debug)]
 pub struct Cycles {
-    /// Component per slot (`NONE` for slots that start no instruction).
+    /// Component per slot (`NONE` for slots that start no instruction, and for every slot of a
+    /// program without a backward jump, which has no cycle).
     comp: Vec<u32>,
 }
 
@@ -36,53 +37,69 @@ impl Cycles {
     /// Computes the components of `program`'s control-flow graph.
     pub fn of(program: &Program) -> Self {
         let len = program.len();
-        let mut succ: Vec<[Option<usize>; 2]> = vec![[None, None]; len];
+        let mut comp = vec![NONE; len];
+        // Without a backward jump there is no cycle, and every component is a single node.
+        let backward = program
+            .iter()
+            .any(|(pc, insn)| successors(pc, insn).into_iter().flatten().any(|t| t <= pc));
+        let (Ok(len32), true) = (u32::try_from(len), backward) else {
+            return Cycles { comp };
+        };
         let mut is_start = vec![false; len];
+        for (pc, _) in program.iter() {
+            is_start[pc] = true;
+        }
+        // Successors that start an instruction, `NONE` for none.
+        let mut succ = vec![[NONE; 2]; len];
         for (pc, insn) in program.iter() {
-            if let (Some(s), Some(start)) = (succ.get_mut(pc), is_start.get_mut(pc)) {
-                *s = successors(pc, insn);
-                *start = true;
+            for (slot, s) in succ[pc].iter_mut().zip(successors(pc, insn)) {
+                if let Some(w) = s.filter(|&w| w < len && is_start[w]) {
+                    *slot = w as u32;
+                }
             }
         }
-        let node = |s: Option<usize>| s.filter(|&w| is_start.get(w).copied().unwrap_or(false));
         let mut t = Tarjan {
             index: vec![NONE; len],
             low: vec![0; len],
             on_stack: vec![false; len],
             stack: Vec::new(),
-            comp: vec![NONE; len],
+            comp: &mut comp,
             next_index: 0,
             next_comp: 0,
         };
-        for (root, &start) in is_start.iter().enumerate() {
-            if !start || t.index[root] != NONE {
+        // Explicit call stack: (node, number of its successors already looked at).
+        let mut calls: Vec<(u32, u8)> = Vec::new();
+        for root in 0..len32 {
+            if !is_start[root as usize] || t.index[root as usize] != NONE {
                 continue;
             }
-            // Explicit call stack: (node, number of its successors already looked at).
-            let mut calls: Vec<(usize, usize)> = vec![(root, 0)];
             t.enter(root);
+            calls.push((root, 0));
             while let Some(&mut (v, ref mut i)) = calls.last_mut() {
-                if let Some(&s) = succ[v].get(*i) {
+                let v = v as usize;
+                if let Some(&w) = succ[v].get(usize::from(*i)) {
                     *i += 1;
-                    let Some(w) = node(s) else { continue };
-                    if t.index[w] == NONE {
+                    if w == NONE {
+                        continue;
+                    }
+                    if t.index[w as usize] == NONE {
                         t.enter(w);
                         calls.push((w, 0));
-                    } else if t.on_stack[w] {
-                        t.low[v] = t.low[v].min(t.index[w]);
+                    } else if t.on_stack[w as usize] {
+                        t.low[v] = t.low[v].min(t.index[w as usize]);
                     }
                     continue;
                 }
                 calls.pop();
                 if let Some(&(u, _)) = calls.last() {
-                    t.low[u] = t.low[u].min(t.low[v]);
+                    t.low[u as usize] = t.low[u as usize].min(t.low[v]);
                 }
                 if t.low[v] == t.index[v] {
-                    t.close(v);
+                    t.close(v as u32);
                 }
             }
         }
-        Cycles { comp: t.comp }
+        Cycles { comp }
     }
 
     /// Whether the edge `from -> to` (an edge of the graph) lies on a cycle.
@@ -94,31 +111,32 @@ impl Cycles {
     }
 }
 
-/// Working state of Tarjan's algorithm.
-struct Tarjan {
+/// Working state of Tarjan's algorithm (node numbers are `u32`: programs have fewer slots).
+struct Tarjan<'c> {
     index: Vec<u32>,
     low: Vec<u32>,
     on_stack: Vec<bool>,
-    stack: Vec<usize>,
-    comp: Vec<u32>,
+    stack: Vec<u32>,
+    comp: &'c mut [u32],
     next_index: u32,
     next_comp: u32,
 }
 
-impl Tarjan {
-    fn enter(&mut self, v: usize) {
-        self.index[v] = self.next_index;
-        self.low[v] = self.next_index;
+impl Tarjan<'_> {
+    fn enter(&mut self, v: u32) {
+        let i = v as usize;
+        self.index[i] = self.next_index;
+        self.low[i] = self.next_index;
         self.next_index += 1;
         self.stack.push(v);
-        self.on_stack[v] = true;
+        self.on_stack[i] = true;
     }
 
     /// Pops the component whose root is `v`.
-    fn close(&mut self, v: usize) {
+    fn close(&mut self, v: u32) {
         while let Some(w) = self.stack.pop() {
-            self.on_stack[w] = false;
-            self.comp[w] = self.next_comp;
+            self.on_stack[w as usize] = false;
+            self.comp[w as usize] = self.next_comp;
             if w == v {
                 break;
             }
@@ -156,6 +174,13 @@ mod tests {
         assert!(c.on_cycle(3, 3));
         assert!(!c.on_cycle(0, 1));
         assert!(!c.on_cycle(2, 3), "leaving the loop is not on a cycle");
+    }
+
+    #[test]
+    fn programs_without_backward_jumps_have_no_cycles() {
+        let p = program("jeq %r1, 0, +1\nmov %r0, 1\nexit");
+        let c = Cycles::of(&p);
+        assert!((0..3).all(|pc| !c.on_cycle(pc, pc)));
     }
 
     #[test]

@@ -34,7 +34,8 @@ const MAX_STATES_PER_INSN: usize = 64;
 struct Shape {
     /// Jump targets, fall-throughs of conditional jumps and call returns.
     prune_point: Vec<bool>,
-    /// Targets of back-edges.
+    /// Targets of backward jumps, where states are widened (all of them, also those of jumps
+    /// that close no cycle: only termination points are restricted to cycles).
     loop_head: Vec<bool>,
 }
 

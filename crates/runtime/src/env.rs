@@ -140,9 +140,22 @@ impl Prng {
 }
 
 impl Default for Prng {
-    /// Seeded from the monotonic clock and the boot clock.
+    /// Seeded from a per-thread generator, itself seeded once per thread from the monotonic
+    /// clock, the boot clock and the thread's identity: environments are made for every
+    /// test-run, and two clock reads each were a measurable part of a short one.
     fn default() -> Self {
-        Prng::new(ktime_get_ns() ^ ktime_get_boot_ns().rotate_left(32))
+        thread_local! {
+            static SEEDS: std::cell::Cell<Option<Prng>> = const { std::cell::Cell::new(None) };
+        }
+        SEEDS.with(|cell| {
+            let mut seeds = cell.take().unwrap_or_else(|| {
+                let thread = cell as *const _ as u64;
+                Prng::new(ktime_get_ns() ^ ktime_get_boot_ns().rotate_left(32) ^ thread)
+            });
+            let seed = seeds.next_u64();
+            cell.set(Some(seeds));
+            Prng::new(seed)
+        })
     }
 }
 
@@ -162,6 +175,19 @@ mod tests {
         sorted.dedup();
         assert_eq!(sorted.len(), 8);
         assert_ne!(Prng::new(8).next_u32(), xs[0]);
+    }
+
+    #[test]
+    fn default_generators_differ_between_environments_and_threads() {
+        let here: Vec<u32> = (0..4).map(|_| Prng::default().next_u32()).collect();
+        let there: Vec<u32> =
+            std::thread::spawn(|| (0..4).map(|_| Prng::default().next_u32()).collect())
+                .join()
+                .unwrap();
+        let mut all = [here, there].concat();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 8, "every default generator starts elsewhere");
     }
 
     #[test]

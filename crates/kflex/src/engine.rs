@@ -95,7 +95,8 @@ pub fn parse_sfi(name: &str) -> Result<SfiMode, String> {
 /// of the run's context hook (so packet pointers come out exactly as the interpreter's), heap
 /// accesses are guarded or not as the verifier's facts say, every termination point gets a
 /// check, and every map helper call whose map the verifier knows is listed in
-/// [`JitOptions::map_calls`] (compiled against the map when [`JitOptions::maps`] is set).
+/// [`JitOptions::map_calls`] (compiled against the map when [`JitOptions::maps`] is set); runs
+/// zero only the verifier's stack depth of each frame afterwards.
 pub fn jit_options(
     verified: &VerifiedProgram,
     heap: Option<HeapLayout>,
@@ -107,6 +108,7 @@ pub fn jit_options(
         termination: config.termination,
         termination_points: verified.termination_points.iter().map(|t| t.pc).collect(),
         inject_cancel_at: config.inject_cancel_at,
+        stack_depth: Some(verified.stack_depth),
         ..JitOptions::default()
     };
     for (pc, facts) in verified.insns.iter().enumerate() {

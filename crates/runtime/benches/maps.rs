@@ -1,10 +1,13 @@
-//! Hash map look-up costs as a program sees them (`MapTable::prog_lookup`): hits and misses for
-//! 4-byte and 16-byte keys in a full 4096-entry `BPF_MAP_TYPE_HASH`, and hits in an LRU hash.
+//! Hash map look-up costs as a program sees them: hits and misses for 4-byte and 16-byte keys in a
+//! full 4096-entry `BPF_MAP_TYPE_HASH` (and hits in an LRU hash), through the helper path
+//! (`MapTable::prog_lookup`, group `hash_lookup`) and through the direct call compiled code makes
+//! (`MapTable::call_plan`'s look-up function, group `hash_lookup_direct`).
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use kflex_object::{MapSpec, MapType};
+use kflex_runtime::maps::MapCallPlan;
 use kflex_runtime::{MapOptions, MapTable};
 
 /// Entries in each benchmarked map (all present).
@@ -85,5 +88,43 @@ fn lookups(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookups);
+fn direct_lookups(c: &mut Criterion) {
+    let mut g = c.benchmark_group("hash_lookup_direct");
+    // (map type, key size, label, first key, distinct keys): "hot" cases look one key up again
+    // and again, as a packet program does for a repeated flow.
+    for (map_type, key_size, label, first, distinct) in [
+        (MapType::Hash, 4u32, "hit", 0, ENTRIES),
+        (MapType::Hash, 4, "miss", ENTRIES, ENTRIES),
+        (MapType::Hash, 16, "hit", 0, ENTRIES),
+        (MapType::Hash, 16, "miss", ENTRIES, ENTRIES),
+        (MapType::Hash, 4, "hot_hit", 0, 1),
+        (MapType::Hash, 4, "hot_miss", ENTRIES, 1),
+        (MapType::LruHash, 4, "lru_hit", 0, ENTRIES),
+    ] {
+        let t = filled(map_type, key_size);
+        let Some(MapCallPlan::Hash(plan)) = t.call_plan(0) else {
+            panic!("no direct-call plan for a hash map");
+        };
+        let keys: Vec<Vec<u8>> = (0..ENTRIES)
+            .map(|j| key(first + j % distinct, key_size as usize))
+            .collect();
+        let found = first == 0;
+        let id = BenchmarkId::new(label, format!("{key_size}B"));
+        g.bench_with_input(id, &keys, |b, keys| {
+            let mut i = 0usize;
+            b.iter(|| {
+                let k = &keys[i & (ENTRIES as usize - 1)];
+                i = i.wrapping_add(1);
+                // SAFETY: the plan's map is alive (`t` outlives the loop) and `k` holds the
+                // map's key size in bytes.
+                let r = unsafe { (plan.lookup)(plan.map, black_box(k.as_ptr())) };
+                assert_eq!(r != 0, found);
+                black_box(r)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookups, direct_lookups);
 criterion_main!(benches);

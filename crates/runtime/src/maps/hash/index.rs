@@ -211,29 +211,37 @@ impl KeyIndex {
     /// The link word and key words of `slot`, if it is a slot.
     #[inline]
     fn slot(&self, slot: u32) -> Option<(&AtomicU64, &[AtomicU64])> {
-        let base = (slot as usize).checked_mul(self.slot_words)?;
+        if slot >= self.capacity {
+            return None;
+        }
+        // No overflow: `slot * slot_words < capacity * slot_words`, the slab's length.
+        let base = slot as usize * self.slot_words;
         self.slots.get(base..base + self.slot_words)?.split_first()
     }
 
     /// Walks the chain from `head` looking for `key` with tag `tag`.
     #[inline]
-    fn walk(&self, mut cur: u32, key: &[u8], tag: u32) -> Walk {
-        let mut steps = 0u32;
-        while cur != NIL {
+    fn walk(&self, head: u32, key: &[u8], tag: u32) -> Walk {
+        let mut cur = head;
+        // A consistent chain holds at most `capacity` slots.
+        for _ in 0..self.capacity {
+            if cur == NIL {
+                return Walk::Missing;
+            }
             let Some((link, words)) = self.slot(cur) else {
                 return Walk::Torn;
             };
-            if steps == self.capacity {
-                return Walk::Torn;
-            }
-            steps += 1;
             let link = link.load(Ordering::Relaxed);
             if high(link) == tag && key_eq(words, key) {
                 return Walk::Found(cur);
             }
             cur = low(link);
         }
-        Walk::Missing
+        if cur == NIL {
+            Walk::Missing
+        } else {
+            Walk::Torn
+        }
     }
 
     /// The slot holding `key` (whose hash is `hash`), without taking any lock: program look-ups.

@@ -24,7 +24,10 @@ pub(crate) fn map_arg(
 }
 
 /// [`map_arg`] with the table borrowed (no reference-count traffic on the per-call path).
-fn map_ref<'c>(call: &'c HelperCall<'_>, arg: usize) -> Result<(&'c MapTable, usize), HelperError> {
+pub(crate) fn map_ref<'c>(
+    call: &'c HelperCall<'_>,
+    arg: usize,
+) -> Result<(&'c MapTable, usize), HelperError> {
     let reg = arg as u8 + 1;
     let value = call.args.get(arg).copied().unwrap_or(0);
     let table = call

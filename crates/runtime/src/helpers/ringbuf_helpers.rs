@@ -2,31 +2,44 @@
 
 use std::sync::Arc;
 
-use super::map_helpers::map_arg;
+use super::map_helpers::{map_arg, map_ref};
 use super::{HelperCall, HelperError, ResourceKind};
 use crate::maps::{MapTable, RingBuf};
-use crate::memory::{AccessError, Region, RegionKind};
+use crate::memory::{Access, AccessError, Region, RegionKind};
 
 fn ringbuf_arg(call: &HelperCall<'_>) -> Result<(Arc<MapTable>, usize, Arc<RingBuf>), HelperError> {
     let (table, index) = map_arg(call, 0)?;
     let rb = table
         .ringbuf(index)
         .cloned()
-        .ok_or_else(|| HelperError::BadArgument {
-            arg: 1,
-            reason: format!("map #{index} is not a ring buffer"),
-        })?;
+        .ok_or_else(|| not_a_ringbuf(index))?;
     Ok((table, index, rb))
 }
 
-/// Helper 130: copies `size` bytes at r2 into a new record.
+fn not_a_ringbuf(index: usize) -> HelperError {
+    HelperError::BadArgument {
+        arg: 1,
+        reason: format!("map #{index} is not a ring buffer"),
+    }
+}
+
+/// Helper 130: copies `size` bytes at r2 into a new record (straight from the program's
+/// memory, after checking it is readable; the map table is borrowed, not cloned).
 pub(crate) fn ringbuf_output(call: &mut HelperCall<'_>) -> Result<u64, HelperError> {
-    let (_, _, rb) = ringbuf_arg(call)?;
-    let data = call.mem.read_bytes(call.args[1], call.args[2])?;
-    Ok(match rb.output(&data, call.args[3]) {
-        Ok(()) => 0,
-        Err(errno) => (-(errno as i64)) as u64,
-    })
+    let (addr, len, flags) = (call.args[1], call.args[2], call.args[3]);
+    let (table, index) = map_ref(call, 0)?;
+    let rb = table.ringbuf(index).ok_or_else(|| not_a_ringbuf(index))?;
+    if len > 0 {
+        call.mem.check(addr, len, Access::Read)?;
+    }
+    // SAFETY: a zero length reads nothing; otherwise the range was just checked to lie inside a
+    // registered region, which is readable memory for the whole call (`MemoryMap::insert`).
+    Ok(
+        match unsafe { rb.output_raw(addr as *const u8, len, flags) } {
+            Ok(()) => 0,
+            Err(errno) => (-(errno as i64)) as u64,
+        },
+    )
 }
 
 /// Helper 131: reserves r2 bytes; the sample becomes a writable region and an acquired reference.

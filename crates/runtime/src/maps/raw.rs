@@ -162,7 +162,9 @@ impl Mapping {
         self.addr
     }
 
-    /// Copies `data` in at `off`; false if the range is outside the mapping.
+    /// Copies `data` in at `off`; false if the range is outside the mapping (tests write
+    /// records and wrapped data through it).
+    #[cfg(test)]
     pub(crate) fn write(&self, off: u64, data: &[u8]) -> bool {
         let Some(off) = usize::try_from(off).ok() else {
             return false;

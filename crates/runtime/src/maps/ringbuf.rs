@@ -152,12 +152,24 @@ impl RingBuf {
     /// `bpf_ringbuf_output`: copies `data` into a new record; `-EINVAL` for bad flags, `-EAGAIN`
     /// when there is no room.
     pub fn output(&self, data: &[u8], flags: u64) -> Result<(), i32> {
+        // SAFETY: `data` is a live slice of `data.len()` readable bytes.
+        unsafe { self.output_raw(data.as_ptr(), data.len() as u64, flags) }
+    }
+
+    /// [`RingBuf::output`] of the `len` bytes at `src`, copied straight into the new record (no
+    /// intermediate buffer).
+    ///
+    /// # Safety
+    /// `src..src + len` must be readable memory for the duration of the call.
+    pub unsafe fn output_raw(&self, src: *const u8, len: u64, flags: u64) -> Result<(), i32> {
         if flags & !(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP) != 0 {
             return Err(libc::EINVAL);
         }
-        let sample = self.reserve(data.len() as u64, 0).ok_or(libc::EAGAIN)?;
-        // `sample` was just returned by reserve: inside the double mapping with room for data.
-        self.data.write(sample - self.data.addr(), data);
+        let sample = self.reserve(len, 0).ok_or(libc::EAGAIN)?;
+        // SAFETY: `src` is readable for `len` bytes (the caller's contract); `sample` was just
+        // reserved with room for `len` bytes inside the ring's double data mapping, which the
+        // ring owns and hands to nobody else until the record is committed below.
+        unsafe { std::ptr::copy_nonoverlapping(src, sample as *mut u8, len as usize) };
         self.commit(sample, false);
         Ok(())
     }

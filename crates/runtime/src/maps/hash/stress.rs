@@ -204,6 +204,74 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// LRU hash maps of several key sizes against an exact least-recently-used model: eviction
+    /// finds the victim's bucket again from the key stored in its slot, so odd key sizes matter.
+    #[test]
+    fn lru_map_matches_a_model(
+        key_size in prop::sample::select(vec![1u32, 3, 8, 13, 40]),
+        cap in 1u32..10,
+        ops in proptest::collection::vec(map_op(24), 1..200),
+    ) {
+        let h = HashMapImpl::new(&spec(key_size, 8, cap), true).unwrap();
+        let value = |v: u8| [v; 8];
+        // (id, value), least recently used first.
+        let mut model: Vec<(u16, u8)> = Vec::new();
+        let pos = |m: &Vec<(u16, u8)>, id: u16| m.iter().position(|e| e.0 == id);
+        for op in ops {
+            match op {
+                MapOp::Update(id, v, flags) => {
+                    let got = h.update(&key(id, key_size), &value(v), flags);
+                    match (flags, pos(&model, id)) {
+                        (f, _) if f > BPF_EXIST => {
+                            prop_assert!(matches!(got, Err(MapError::Invalid(_))));
+                        }
+                        (BPF_NOEXIST, Some(_)) => prop_assert_eq!(got, Err(MapError::Exists)),
+                        (BPF_EXIST, None) => prop_assert_eq!(got, Err(MapError::NotFound)),
+                        (_, found) => {
+                            prop_assert_eq!(got, Ok(()));
+                            match found {
+                                Some(i) => {
+                                    model.remove(i);
+                                }
+                                None if model.len() as u32 == cap => {
+                                    model.remove(0);
+                                }
+                                None => {}
+                            }
+                            model.push((id, v));
+                        }
+                    }
+                }
+                MapOp::Delete(id) => {
+                    let want = pos(&model, id).map(|i| { model.remove(i); }).ok_or(MapError::NotFound);
+                    prop_assert_eq!(h.delete(&key(id, key_size)), want);
+                }
+                MapOp::Lookup(id) => {
+                    let want = pos(&model, id).map(|i| value(model[i].1).to_vec());
+                    prop_assert_eq!(h.lookup(&key(id, key_size)).unwrap(), want);
+                }
+                MapOp::ProgLookup(id) => {
+                    let got = h.lookup_addr(&key(id, key_size)).unwrap();
+                    let got = got.map(|a| h.values.read(a - h.base(), 8).unwrap());
+                    let i = pos(&model, id);
+                    prop_assert_eq!(got, i.map(|i| value(model[i].1).to_vec()));
+                    if let Some(i) = i {
+                        let e = model.remove(i);
+                        model.push(e);
+                    }
+                }
+            }
+        }
+        let mut keys: Vec<Vec<u8>> = model.iter().map(|&(id, _)| key(id, key_size)).collect();
+        keys.sort();
+        prop_assert_eq!(h.keys(), keys);
+        prop_assert_eq!(h.len(), model.len());
+    }
+}
+
 #[test]
 fn the_real_hash_keeps_chains_short() {
     let (index, mut slots) = KeyIndex::new(4, 4096, KeyHasher::random()).unwrap();

@@ -100,6 +100,7 @@ fn direct_lookups(c: &mut Criterion) {
         (MapType::Hash, 4, "hot_hit", 0, 1),
         (MapType::Hash, 4, "hot_miss", ENTRIES, 1),
         (MapType::LruHash, 4, "lru_hit", 0, ENTRIES),
+        (MapType::LruHash, 4, "lru_hot_hit", 0, 1),
     ] {
         let t = filled(map_type, key_size);
         let Some(MapCallPlan::Hash(plan)) = t.call_plan(0) else {

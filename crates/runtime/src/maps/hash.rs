@@ -19,6 +19,8 @@ mod lock;
 #[cfg(test)]
 mod stress;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use kflex_object::MapSpec;
 
 use self::index::{KeyIndex, Slots};
@@ -31,6 +33,9 @@ use super::{BPF_EXIST, BPF_NOEXIST, MapError, round_up8};
 
 /// Largest key size accepted (Linux: `MAX_BPF_STACK`).
 const MAX_KEY_SIZE: u32 = 512;
+
+/// [`HashMapImpl::newest`] when no element is the most recently used.
+const NO_SLOT: u32 = u32::MAX;
 
 /// What writers change under the map's lock.
 struct WriterState {
@@ -48,6 +53,9 @@ pub(crate) struct HashMapImpl {
     index: KeyIndex,
     /// True for `BPF_MAP_TYPE_LRU_HASH` (`state.lru` is then `Some`).
     lru: bool,
+    /// LRU maps: the slot at the most recent end of the order ([`NO_SLOT`] if none), written
+    /// under the lock. A look-up that finds this slot has nothing to refresh and skips the lock.
+    newest: AtomicU32,
     state: IndexLock<WriterState>,
 }
 
@@ -86,6 +94,7 @@ impl HashMapImpl {
             values,
             index,
             lru,
+            newest: AtomicU32::new(NO_SLOT),
             state: IndexLock::new(WriterState {
                 slots,
                 lru: lru.then(|| LruOrder::new(n)),
@@ -129,23 +138,52 @@ impl HashMapImpl {
     }
 
     /// Address of the value at `key` (refreshing its recency in an LRU map). Lock-free for plain
-    /// hash maps.
+    /// hash maps, and for LRU maps when the element is already the most recently used.
     #[inline]
     pub(crate) fn lookup_addr(&self, key: &[u8]) -> Result<Option<u64>, MapError> {
         self.check_key(key)?;
         let hash = self.index.hash(key);
         let slot = if self.lru {
-            let mut st = self.lock();
-            let st = &mut *st;
-            let slot = self.index.find_locked(&st.slots, key, hash);
-            if let (Some(slot), Some(lru)) = (slot, &mut st.lru) {
-                lru.touch(slot);
-            }
-            slot
+            self.lru_lookup(key, hash)
         } else {
             self.index.find(key, hash)
         };
         Ok(slot.map(|slot| self.base() + self.slot_off(slot)))
+    }
+
+    /// An LRU map's program look-up. A hit on the most recently used element changes no order,
+    /// so it needs no lock (racing writers may reorder meanwhile, as they may right after a locked
+    /// look-up); any other hit moves its element to the recent end under the lock.
+    fn lru_lookup(&self, key: &[u8], hash: u64) -> Option<u32> {
+        if let Some(slot) = self.index.find(key, hash)
+            && self.newest.load(Ordering::Relaxed) == slot
+        {
+            return Some(slot);
+        }
+        let mut st = self.lock();
+        let slot = self.index.find_locked(&st.slots, key, hash)?;
+        self.touch(&mut st, slot);
+        Some(slot)
+    }
+
+    /// Marks `slot` most recently used (LRU maps; the caller holds the lock).
+    fn touch(&self, st: &mut WriterState, slot: u32) {
+        if let Some(lru) = &mut st.lru
+            && self.newest.load(Ordering::Relaxed) != slot
+        {
+            lru.touch(slot);
+            self.newest.store(slot, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes `slot` out of the recency order (LRU maps; the caller holds the lock).
+    fn forget(&self, st: &mut WriterState, slot: u32) {
+        if let Some(lru) = &mut st.lru {
+            lru.remove(slot);
+            if self.newest.load(Ordering::Relaxed) == slot {
+                self.newest.store(NO_SLOT, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Copies the value at `key` out (host side: like Linux's syscall lookup, this does not
@@ -197,18 +235,16 @@ impl HashMapImpl {
                 slot
             }
         };
-        if let Some(lru) = &mut st.lru {
-            lru.touch(slot);
-        }
+        self.touch(st, slot);
         Ok(())
     }
 
     /// Frees the least recently used slot of a full LRU map for reuse; `E2BIG` for a full plain
     /// hash map.
     fn evict(&self, st: &mut WriterState) -> Result<u32, MapError> {
-        let lru = st.lru.as_mut().ok_or(MapError::Full)?;
+        let lru = st.lru.as_ref().ok_or(MapError::Full)?;
         let victim = lru.oldest().ok_or(MapError::Full)?;
-        lru.remove(victim);
+        self.forget(st, victim);
         if !self.index.evict(&mut st.slots, victim) {
             return Err(MapError::Full);
         }
@@ -225,9 +261,7 @@ impl HashMapImpl {
             .index
             .remove(&mut st.slots, key, hash)
             .ok_or(MapError::NotFound)?;
-        if let Some(lru) = &mut st.lru {
-            lru.remove(slot);
-        }
+        self.forget(st, slot);
         Ok(())
     }
 

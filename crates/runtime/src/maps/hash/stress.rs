@@ -297,15 +297,15 @@ fn next_rand(state: &mut u64) -> u64 {
 
 /// Lock-free readers against a writer: readers look up stable keys, which must always be found
 /// with their own value, and keys never inserted, which must never be found, while a writer
-/// inserts and deletes other keys in a map kept near full, so that slots keep moving between
-/// buckets (including the stable keys' buckets: the map has as many buckets as entries).
-#[test]
-fn lock_free_readers_see_stable_keys_through_writer_churn() {
+/// inserts and deletes other keys (from `churn` distinct ones) in a map of `cap` entries, so
+/// that slots keep moving between buckets (including the stable keys' buckets: the map has about
+/// as many buckets as entries). Reader 0 looks one stable key up again and again (for LRU maps:
+/// the lock-free most-recently-used hit), the others cycle through all of them.
+fn readers_against_churn(lru: bool, cap: u32, churn: u64) {
     const STABLE: u64 = 16;
-    const CAP: u32 = 64;
     const WRITER_OPS: u32 = 1_000_000;
     const READERS: usize = 2;
-    let h = Arc::new(HashMapImpl::new(&spec(8, 8, CAP), false).unwrap());
+    let h = Arc::new(HashMapImpl::new(&spec(8, 8, cap), lru).unwrap());
     let stable_value = |k: u64| (k * 1000 + 7).to_le_bytes();
     for k in 0..STABLE {
         h.update(&k.to_le_bytes(), &stable_value(k), BPF_NOEXIST)
@@ -319,7 +319,8 @@ fn lock_free_readers_see_stable_keys_through_writer_churn() {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) {
-                    for k in 0..STABLE {
+                    for i in 0..STABLE {
+                        let k = if r == 0 { 3 } else { i };
                         let addr = h.lookup_addr(&k.to_le_bytes()).unwrap();
                         let addr =
                             addr.unwrap_or_else(|| panic!("reader {r}: stable key {k} lost"));
@@ -338,14 +339,14 @@ fn lock_free_readers_see_stable_keys_through_writer_churn() {
     let (mut inserted, mut deleted) = (0u32, 0u32);
     for _ in 0..WRITER_OPS {
         let r = next_rand(&mut rng);
-        let k = (100 + r % 300).to_le_bytes();
+        let k = (100 + r % churn).to_le_bytes();
         match h.update(&k, &r.to_le_bytes(), BPF_NOEXIST) {
             Ok(()) => inserted += 1,
             Err(MapError::Exists) => {
                 h.delete(&k).unwrap();
                 deleted += 1;
             }
-            Err(MapError::Full) => {}
+            Err(MapError::Full) if !lru => {}
             Err(e) => panic!("writer: {e}"),
         }
     }
@@ -364,4 +365,16 @@ fn lock_free_readers_see_stable_keys_through_writer_churn() {
             Some(stable_value(k).to_vec())
         );
     }
+}
+
+#[test]
+fn lock_free_readers_see_stable_keys_through_writer_churn() {
+    // 300 churn keys for 48 free slots: the map is often full.
+    readers_against_churn(false, 64, 300);
+}
+
+#[test]
+fn lru_readers_see_stable_keys_through_writer_churn() {
+    // Room for every key, so that nothing is evicted and the stable keys stay.
+    readers_against_churn(true, 16 + 112, 112);
 }

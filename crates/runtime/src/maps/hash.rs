@@ -10,8 +10,9 @@
 //! rely on RCU. Writers (updates, deletes, host-side look-ups and iteration) serialise on the
 //! map's [`IndexLock`] ([`lock`]), like Linux's bucket locks. LRU maps keep an exact
 //! least-recently-used order ([`LruOrder`]) that a program look-up refreshes, so their program
-//! look-ups take the lock too; a new element's value is written before the element is linked, so
-//! a lock-free reader that finds it sees its value.
+//! look-ups take the lock too, except a hit on the most recently used element (nothing to
+//! refresh). A new element's value is written before the element is linked, so a lock-free reader
+//! that finds it sees its value.
 
 mod index;
 mod key;

@@ -25,6 +25,28 @@ impl RawBuf {
         RawBuf { ptr, len }
     }
 
+    /// A zeroed buffer of `len` bytes: `spare`, zeroed, if it has exactly that length (same
+    /// address), a new allocation otherwise.
+    pub(crate) fn zeroed_reusing(spare: Option<RawBuf>, len: usize) -> Self {
+        match spare {
+            Some(buf) if buf.len == len => {
+                buf.zero(0, len);
+                buf
+            }
+            _ => RawBuf::from_vec(vec![0u8; len]),
+        }
+    }
+
+    /// Sets bytes `[from, to)` to zero (clamped to the buffer).
+    pub(crate) fn zero(&self, from: usize, to: usize) {
+        let to = to.min(self.len);
+        if from < to {
+            // SAFETY: [from, to) is inside the live allocation (clamped above). Only raw
+            // pointers touch the buffer.
+            unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(from), 0, to - from) };
+        }
+    }
+
     /// Address of the first byte (what extensions see).
     pub(crate) fn addr(&self) -> u64 {
         self.ptr.as_ptr() as u64
@@ -46,6 +68,23 @@ impl RawBuf {
         // allocation, so the ranges cannot overlap. Only raw pointers touch the buffer.
         unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), out.as_mut_ptr(), len) };
         Some(out)
+    }
+
+    /// Copies `dst.len()` bytes at `off` into `dst`; returns `false` (copying nothing) if the
+    /// range is not inside the buffer.
+    pub(crate) fn read_into(&self, off: usize, dst: &mut [u8]) -> bool {
+        let Some(end) = off.checked_add(dst.len()) else {
+            return false;
+        };
+        if end > self.len {
+            return false;
+        }
+        // SAFETY: [off, end) is inside the live allocation (checked above); `dst` is a Rust
+        // reference, so it cannot alias the buffer, which is only touched through raw pointers.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        };
+        true
     }
 
     /// Copies `bytes` to `off`; returns `false` (and writes nothing) if the range is outside.
@@ -143,6 +182,21 @@ mod tests {
         assert!(b.move_within(0, 1, 3));
         assert_eq!(b.to_vec(), vec![0xdd, 0xdd, 0xcc, 0xbb]);
         assert!(!b.move_within(0, 2, 3));
+    }
+
+    #[test]
+    fn reuse_keeps_the_address_only_for_the_same_length() {
+        let b = RawBuf::from_vec(vec![7; 8]);
+        let addr = b.addr();
+        let b = RawBuf::zeroed_reusing(Some(b), 8);
+        assert_eq!((b.addr(), b.to_vec()), (addr, vec![0; 8]));
+        let c = RawBuf::zeroed_reusing(Some(b), 4);
+        assert_eq!(c.to_vec(), vec![0; 4]);
+        let d = RawBuf::from_vec(vec![1, 2, 3, 4, 5]);
+        d.zero(1, 3);
+        d.zero(4, 100);
+        d.zero(3, 2);
+        assert_eq!(d.to_vec(), vec![1, 0, 0, 4, 0]);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!   for the verifier and the context hooks.
 //! * [`prepare`]: builds a [`PreparedRun`] (packet and context buffers, their memory regions, the
 //!   [`ContextAccess`](kflex_runtime::ContextAccess) hook) from a [`TestRunInput`];
-//!   [`PreparedRun::finish`] yields the [`TestRunOutput`].
+//!   [`PreparedRun::finish`] yields the [`TestRunOutput`]. [`prepare_from`] does the same on
+//!   borrowed input, and [`PreparedRun::reset`] turns a run into the one another input would
+//!   prepare, in the same buffers where they fit (their regions stay installed), for hosts that
+//!   run a program on one input after another.
 //! * [`direct`]: which context accesses an engine may serve without the hook (plain image
 //!   fields, packet pointers, NULL), as tables per type, and [`PreparedRun::direct_context`].
 //! * [`extra_helpers`]: `bpf_skb_load_bytes`, `bpf_skb_store_bytes`, `bpf_xdp_adjust_head`,
@@ -156,33 +159,126 @@ pub enum HookError {
 
 /// Prepares one invocation of a `prog_type` program on `input`, like `BPF_PROG_TEST_RUN`.
 pub fn prepare(prog_type: ProgType, input: &TestRunInput) -> Result<PreparedRun, HookError> {
-    let data = input.data_in.as_slice();
-    let ctx = input.ctx_in.as_deref();
-    let state = match prog_type {
-        ProgType::Xdp => xdp::prepare(data, ctx)?,
-        ProgType::SocketFilter | ProgType::SchedCls | ProgType::SkSkb => {
-            skb::prepare(prog_type, data, ctx)?
-        }
-        ProgType::Syscall => syscall::prepare(data, ctx)?,
-    };
-    Ok(PreparedRun::new(state, input))
+    prepare_from(prog_type, &input.data_in, input.ctx_in.as_deref())
 }
 
-/// A context image of `size` bytes initialised from `ctx_in` like Linux's `bpf_ctx_init`: shorter
-/// input is zero-extended, longer input must be zero past `size`.
-pub(crate) fn ctx_image(ctx_in: Option<&[u8]>, size: usize) -> Result<buf::RawBuf, HookError> {
-    let mut image = vec![0u8; size];
-    if let Some(bytes) = ctx_in {
-        let (head, tail) = bytes.split_at(bytes.len().min(size));
-        if tail.iter().any(|&b| b != 0) {
-            return Err(HookError::CtxTooLong {
-                len: bytes.len(),
-                max: size,
-            });
-        }
-        if let Some(dst) = image.get_mut(..head.len()) {
-            dst.copy_from_slice(head);
+/// [`prepare`] on borrowed input: `data_in` and `ctx_in` as in [`TestRunInput`].
+pub fn prepare_from(
+    prog_type: ProgType,
+    data_in: &[u8],
+    ctx_in: Option<&[u8]>,
+) -> Result<PreparedRun, HookError> {
+    let layout = validate(prog_type, data_in, ctx_in)?;
+    let state = fill(layout, data_in, ctx_in, Spare::default());
+    Ok(PreparedRun::new(state, ctx_in))
+}
+
+/// A checked test-run input of some program type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Layout {
+    Xdp(xdp::Layout),
+    Skb(skb::Layout),
+    Syscall,
+}
+
+impl Layout {
+    /// Whether a run state built for this input can keep `packet`'s buffer (at its address).
+    pub(crate) fn fits_packet(&self, packet: &state::Packet, data_in: &[u8]) -> bool {
+        match self {
+            Layout::Xdp(l) => packet.buf.len() >= l.buffer_len(),
+            Layout::Skb(_) => packet.buf.len() >= data_in.len(),
+            Layout::Syscall => false,
         }
     }
-    Ok(buf::RawBuf::from_vec(image))
+
+    /// Length of the context image a run state built for this input has.
+    pub(crate) fn ctx_len(&self, ctx_in: Option<&[u8]>) -> usize {
+        match self {
+            Layout::Xdp(_) => XDP_MD_SIZE,
+            Layout::Skb(_) => SK_BUFF_SIZE,
+            Layout::Syscall => ctx_in.map_or(0, <[u8]>::len),
+        }
+    }
+}
+
+/// Checks `data_in` and `ctx_in` for a `prog_type` run, like Linux, without building anything.
+pub(crate) fn validate(
+    prog_type: ProgType,
+    data_in: &[u8],
+    ctx_in: Option<&[u8]>,
+) -> Result<Layout, HookError> {
+    Ok(match prog_type {
+        ProgType::Xdp => Layout::Xdp(xdp::validate(data_in, ctx_in)?),
+        ProgType::SocketFilter | ProgType::SchedCls | ProgType::SkSkb => {
+            Layout::Skb(skb::validate(prog_type, data_in, ctx_in)?)
+        }
+        ProgType::Syscall => {
+            syscall::validate(data_in, ctx_in)?;
+            Layout::Syscall
+        }
+    })
+}
+
+/// Builds the run state of a validated input (see [`validate`]), reusing `spare`'s buffers
+/// where they fit.
+pub(crate) fn fill(
+    layout: Layout,
+    data_in: &[u8],
+    ctx_in: Option<&[u8]>,
+    spare: Spare,
+) -> state::RunState {
+    match layout {
+        Layout::Xdp(l) => xdp::fill(l, data_in, ctx_in, spare),
+        Layout::Skb(l) => skb::fill(l, data_in, ctx_in, spare),
+        Layout::Syscall => syscall::fill(ctx_in, spare),
+    }
+}
+
+/// Buffers of an earlier run state that building a new one may reuse.
+#[derive(Debug, Default)]
+pub(crate) struct Spare {
+    /// The context image.
+    pub ctx: Option<buf::RawBuf>,
+    /// The packet (its buffer, pointer cells and installed regions).
+    pub packet: Option<state::Packet>,
+}
+
+/// Checks `ctx_in` fits a context of `size` bytes like Linux's `bpf_ctx_init`: longer input
+/// must be zero past `size`.
+pub(crate) fn check_ctx_len(ctx_in: Option<&[u8]>, size: usize) -> Result<(), HookError> {
+    if let Some(bytes) = ctx_in
+        && bytes
+            .get(size..)
+            .is_some_and(|tail| tail.iter().any(|&b| b != 0))
+    {
+        return Err(HookError::CtxTooLong {
+            len: bytes.len(),
+            max: size,
+        });
+    }
+    Ok(())
+}
+
+/// The little-endian `n`-byte field at `off` of a context given as `ctx_in` (zero-extended).
+pub(crate) fn ctx_field(ctx_in: &[u8], off: usize, n: usize) -> u64 {
+    let mut word = [0u8; 8];
+    for (i, w) in word.iter_mut().enumerate().take(n.min(8)) {
+        *w = ctx_in.get(off + i).copied().unwrap_or(0);
+    }
+    u64::from_le_bytes(word)
+}
+
+/// A context image of `size` bytes initialised from `ctx_in` like Linux's `bpf_ctx_init`
+/// (shorter input is zero-extended; the caller checked longer input with [`check_ctx_len`]),
+/// in `spare` if it has that length.
+pub(crate) fn ctx_image_reusing(
+    spare: Option<buf::RawBuf>,
+    ctx_in: Option<&[u8]>,
+    size: usize,
+) -> buf::RawBuf {
+    let image = buf::RawBuf::zeroed_reusing(spare, size);
+    if let Some(bytes) = ctx_in {
+        image.write(0, bytes.get(..bytes.len().min(size)).unwrap_or(&[]));
+    }
+    image
 }

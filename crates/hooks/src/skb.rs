@@ -8,7 +8,7 @@ use crate::buf::RawBuf;
 use crate::layout::{PointerKind, SK_BUFF_SIZE, check_ctx_access};
 use crate::state::{Direct, Packet, RunState};
 use crate::xdp::{ETH_HLEN, MAX_PACKET};
-use crate::{HookError, ctx_image};
+use crate::{HookError, Spare, check_ctx_len, ctx_field, ctx_image_reusing};
 
 /// Byte offsets of the `struct __sk_buff` fields the hooks read or write themselves.
 pub(crate) mod off {
@@ -81,8 +81,7 @@ fn field_name(offset: usize) -> &'static str {
 }
 
 /// Checks that `ctx_in` sets only fields a test run accepts (others must be zero, like Linux).
-fn check_ctx_in(ctx: &RawBuf) -> Result<(), HookError> {
-    let bytes = ctx.to_vec();
+fn check_ctx_in(bytes: &[u8]) -> Result<(), HookError> {
     // The common case (no ctx_in, or only zeros) in one vectorised pass.
     if bytes.iter().all(|&b| b == 0) {
         return Ok(());
@@ -132,16 +131,21 @@ fn eth_type_trans(frame: &[u8]) -> (u64, u16) {
     (pkt_type, protocol)
 }
 
-/// Builds the run state for an `__sk_buff` type.
+/// A checked `__sk_buff` test-run input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    prog_type: ProgType,
+}
+
+/// Checks `data_in` and `ctx_in` like Linux (`bpf_prog_test_run_skb`, `convert___skb_to_skb`).
 ///
-/// `socket_filter` and `sched_cls` take an Ethernet frame (like Linux); `sched_cls` sees it from the
-/// Ethernet header (L2), `socket_filter` from the network header. `sk_skb`, which Linux cannot
-/// test-run, takes the stream payload as is (`data` at its first byte, protocol 0).
-pub(crate) fn prepare(
+/// `socket_filter` and `sched_cls` take an Ethernet frame (like Linux); `sk_skb`, which Linux
+/// cannot test-run, takes the stream payload as is.
+pub(crate) fn validate(
     prog_type: ProgType,
     data_in: &[u8],
     ctx_in: Option<&[u8]>,
-) -> Result<RunState, HookError> {
+) -> Result<Layout, HookError> {
     let size = data_in.len();
     let ethernet = prog_type != ProgType::SkSkb;
     if ethernet && size < ETH_HLEN {
@@ -156,14 +160,57 @@ pub(crate) fn prepare(
             max: MAX_PACKET,
         });
     }
-    let ctx = ctx_image(ctx_in, SK_BUFF_SIZE)?;
-    check_ctx_in(&ctx)?;
-    let get = |o: usize, n: usize| ctx.load_le(o, n).unwrap_or(0);
+    check_ctx_len(ctx_in, SK_BUFF_SIZE)?;
+    let ctx = ctx_in.unwrap_or(&[]);
+    check_ctx_in(ctx.get(..ctx.len().min(SK_BUFF_SIZE)).unwrap_or(&[]))?;
+    let len = (size - data_offset(prog_type)) as u64;
+    let wire_len = ctx_field(ctx, off::WIRE_LEN, 4);
+    if wire_len != 0 && (wire_len < len || wire_len > GSO_LEGACY_MAX_SIZE) {
+        return Err(HookError::CtxField {
+            field: "wire_len",
+            reason: format!(
+                "{wire_len} must be between the packet length {len} and {GSO_LEGACY_MAX_SIZE}"
+            ),
+        });
+    }
+    let gso_segs = ctx_field(ctx, off::GSO_SEGS, 4);
+    if gso_segs > GSO_MAX_SEGS {
+        return Err(HookError::CtxField {
+            field: "gso_segs",
+            reason: format!("{gso_segs} exceeds {GSO_MAX_SEGS}"),
+        });
+    }
+    Ok(Layout { prog_type })
+}
 
-    let (data, direct) = match prog_type {
-        ProgType::SchedCls => (0, Direct::ReadWrite),
-        ProgType::SkSkb => (0, Direct::ReadWrite),
-        _ => (ETH_HLEN, Direct::No),
+/// Offset of `data` in the frame: `sched_cls` and `sk_skb` see it from its first byte (L2),
+/// `socket_filter` from the network header.
+fn data_offset(prog_type: ProgType) -> usize {
+    match prog_type {
+        ProgType::SchedCls | ProgType::SkSkb => 0,
+        _ => ETH_HLEN,
+    }
+}
+
+/// Builds the run state of a validated input. Buffers of `spare` are reused where they fit
+/// (the context image always; the packet buffer if it holds at least `data_in`), and every
+/// byte of them is then as a fresh buffer would have it.
+pub(crate) fn fill(
+    layout: Layout,
+    data_in: &[u8],
+    ctx_in: Option<&[u8]>,
+    spare: Spare,
+) -> RunState {
+    let prog_type = layout.prog_type;
+    let size = data_in.len();
+    let ethernet = prog_type != ProgType::SkSkb;
+    let ctx = ctx_image_reusing(spare.ctx, ctx_in, SK_BUFF_SIZE);
+    let get = |o: usize, n: usize| ctx.load_le(o, n).unwrap_or(0);
+    let data = data_offset(prog_type);
+    let direct = if prog_type == ProgType::SocketFilter {
+        Direct::No
+    } else {
+        Direct::ReadWrite
     };
     let len = (size - data) as u64;
     let put = |o: usize, n: usize, v: u64| ctx.store_le(o, n, v);
@@ -178,29 +225,24 @@ pub(crate) fn prepare(
     if get(off::IFINDEX, 4) <= LOOPBACK_IFINDEX {
         put(off::IFINDEX, 4, LOOPBACK_IFINDEX);
     }
-    let wire_len = get(off::WIRE_LEN, 4);
-    if wire_len == 0 {
+    if get(off::WIRE_LEN, 4) == 0 {
         put(off::WIRE_LEN, 4, len);
-    } else if wire_len < len || wire_len > GSO_LEGACY_MAX_SIZE {
-        return Err(HookError::CtxField {
-            field: "wire_len",
-            reason: format!(
-                "{wire_len} must be between the packet length {len} and {GSO_LEGACY_MAX_SIZE}"
-            ),
-        });
     }
-    if get(off::GSO_SEGS, 4) > GSO_MAX_SEGS {
-        return Err(HookError::CtxField {
-            field: "gso_segs",
-            reason: format!("{} exceeds {GSO_MAX_SEGS}", get(off::GSO_SEGS, 4)),
-        });
-    }
-    let packet = Packet::new(RawBuf::from_vec(data_in.to_vec()), data, size, direct);
-    Ok(RunState {
+    let packet = match spare.packet {
+        Some(old) if old.buf.len() >= size && old.direct == direct => {
+            old.buf.write(0, data_in);
+            // The old frame's bytes past the new end back to zero (never reachable anyway:
+            // regions and helpers stop at `data_end`).
+            old.buf.zero(size, old.data_end);
+            Packet::recycle(old, data, size, data)
+        }
+        _ => Packet::new(RawBuf::from_vec(data_in.to_vec()), data, size, direct),
+    };
+    RunState {
         prog_type,
         ctx,
         packet: Some(packet),
-    })
+    }
 }
 
 /// The test run's socket: family and addresses taken from the IP header, as Linux does.
@@ -273,10 +315,11 @@ pub(crate) fn store(state: &RunState, offset: u64, size: u8, value: u64) -> Resu
 /// `memset(__skb_push(skb, hh_len), 0, hh_len)` does); `ctx_out` is `ctx_in` with the fields of
 /// `convert_skb_to___skb` updated.
 pub(crate) fn finish(state: &RunState, ctx_in: Option<&[u8]>) -> (Vec<u8>, Vec<u8>) {
+    // The frame is `[0, data_end)` of the buffer (a reused buffer may be longer).
     let mut data_out = state
         .packet
         .as_ref()
-        .map(|p| p.buf.to_vec())
+        .and_then(|p| p.buf.read(0, p.data_end))
         .unwrap_or_default();
     if state.prog_type == ProgType::SocketFilter
         && let Some(eth) = data_out.get_mut(..ETH_HLEN)

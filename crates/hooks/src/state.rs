@@ -22,11 +22,11 @@ pub(crate) enum Direct {
     ReadWrite,
 }
 
-/// Start addresses of the regions currently installed for the packet.
-#[derive(Clone, Copy, Debug, Default)]
+/// `(start, len)` of the regions currently installed for the packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Installed {
-    packet: Option<u64>,
-    meta: Option<u64>,
+    packet: Option<(u64, u64)>,
+    meta: Option<(u64, u64)>,
 }
 
 /// The packet buffer and where data, data_end and data_meta currently are (offsets into it).
@@ -59,6 +59,18 @@ impl Packet {
             direct,
             installed: None,
             pointers: Rc::new([const { Cell::new(0) }; 3]),
+        }
+    }
+
+    /// `old`'s buffer (kept at its address, its bytes as they are), pointer cells and installed
+    /// regions, with new bounds: the caller rewrites the bytes and then brings the regions up to
+    /// date with [`Packet::refresh`].
+    pub(crate) fn recycle(old: Packet, data: usize, data_end: usize, data_meta: usize) -> Self {
+        Packet {
+            data,
+            data_end,
+            data_meta,
+            ..old
         }
     }
 
@@ -98,18 +110,21 @@ impl Packet {
                 // SAFETY: the range is inside `self.buf` (data <= data_end <= buf.len()), which stays
                 // allocated until the caller removes the region (this function's contract).
                 unsafe { mem.insert(r)? };
-                inst.packet = Some(self.addr(self.data));
+                inst.packet = Some((self.addr(self.data), (self.data_end - self.data) as u64));
             }
             if self.data > self.data_meta {
                 let r = self.region(RegionKind::PacketMeta, self.data_meta, self.data);
                 // SAFETY: as above, for [data_meta, data).
                 if let Err(e) = unsafe { mem.insert(r) } {
-                    if let Some(p) = inst.packet {
+                    if let Some((p, _)) = inst.packet {
                         mem.remove(p);
                     }
                     return Err(e);
                 }
-                inst.meta = Some(self.addr(self.data_meta));
+                inst.meta = Some((
+                    self.addr(self.data_meta),
+                    (self.data - self.data_meta) as u64,
+                ));
             }
         }
         self.installed = Some(inst);
@@ -130,8 +145,8 @@ impl Packet {
         let Some(inst) = self.installed else {
             return false;
         };
-        let has = |start: Option<u64>, kind| match start {
-            Some(s) => mem
+        let has = |region: Option<(u64, u64)>, kind| match region {
+            Some((s, _)) => mem
                 .region_at(s)
                 .is_some_and(|r| r.start == s && r.kind == kind),
             None => true,
@@ -162,6 +177,32 @@ impl Packet {
         Ok(())
     }
 
+    /// Brings the installed regions (if any) and the pointer cells up to date with the current
+    /// bounds, replacing only regions that changed (`mem` must be the map they are installed
+    /// in, as for [`Packet::uninstall`]).
+    pub(crate) fn refresh(&mut self, mem: &mut MemoryMap) -> Result<(), AccessError> {
+        let Some(inst) = self.installed else {
+            self.sync_pointers();
+            return Ok(());
+        };
+        let wanted = |on: bool, from: usize, to: usize| {
+            (on && to > from).then(|| (self.addr(from), (to - from) as u64))
+        };
+        let rw = self.direct == Direct::ReadWrite;
+        let now = Installed {
+            packet: wanted(rw, self.data, self.data_end),
+            meta: wanted(rw, self.data_meta, self.data),
+        };
+        if now == inst {
+            self.sync_pointers();
+            return Ok(());
+        }
+        self.uninstall(mem);
+        // SAFETY: the regions were installed under `install`'s contract by the owner of this
+        // packet, and replacing them keeps that contract (as in `move_bounds`).
+        unsafe { self.install(mem) }
+    }
+
     fn region(&self, kind: RegionKind, from: usize, to: usize) -> Region {
         Region {
             start: self.addr(from),
@@ -173,8 +214,8 @@ impl Packet {
     }
 }
 
-fn remove_if(mem: &mut MemoryMap, start: Option<u64>, kind: RegionKind) {
-    if let Some(s) = start
+fn remove_if(mem: &mut MemoryMap, region: Option<(u64, u64)>, kind: RegionKind) {
+    if let Some((s, _)) = region
         && mem
             .region_at(s)
             .is_some_and(|r| r.start == s && r.kind == kind)
@@ -213,7 +254,9 @@ pub(crate) fn register(ctx_addr: u64, state: &Shared) {
 
 /// Forgets the run with this context address.
 pub(crate) fn unregister(ctx_addr: u64) {
-    ACTIVE.with(|a| a.borrow_mut().retain(|(addr, _)| *addr != ctx_addr));
+    // `try_with`: a run dropped by another thread-local's destructor at thread exit may come
+    // after the table is gone (and with it every registration).
+    let _ = ACTIVE.try_with(|a| a.borrow_mut().retain(|(addr, _)| *addr != ctx_addr));
 }
 
 /// The installed run whose context is at `ctx_addr`, if any.

@@ -3,33 +3,47 @@
 use kflex_object::ProgType;
 use kflex_runtime::Access;
 
-use crate::HookError;
 use crate::buf::RawBuf;
 use crate::layout::check_ctx_access;
 use crate::state::RunState;
+use crate::{HookError, Spare};
 
 /// Largest syscall context (Linux: `U16_MAX`).
 pub const MAX_SYSCALL_CTX: usize = u16::MAX as usize;
 
-/// Builds the run state: no packet, the context is `ctx_in` (possibly empty).
-pub(crate) fn prepare(data_in: &[u8], ctx_in: Option<&[u8]>) -> Result<RunState, HookError> {
+/// Checks a syscall test-run input: no packet, a context of at most [`MAX_SYSCALL_CTX`] bytes.
+pub(crate) fn validate(data_in: &[u8], ctx_in: Option<&[u8]>) -> Result<(), HookError> {
     if !data_in.is_empty() {
         return Err(HookError::UnexpectedData {
             prog_type: ProgType::Syscall.name(),
         });
     }
-    let bytes = ctx_in.unwrap_or(&[]);
-    if bytes.len() > MAX_SYSCALL_CTX {
+    let len = ctx_in.map_or(0, <[u8]>::len);
+    if len > MAX_SYSCALL_CTX {
         return Err(HookError::CtxTooLong {
-            len: bytes.len(),
+            len,
             max: MAX_SYSCALL_CTX,
         });
     }
-    Ok(RunState {
+    Ok(())
+}
+
+/// Builds the run state of a validated input: the context is a copy of `ctx_in` (possibly
+/// empty), in `spare`'s context buffer if it has that length.
+pub(crate) fn fill(ctx_in: Option<&[u8]>, spare: Spare) -> RunState {
+    let bytes = ctx_in.unwrap_or(&[]);
+    let ctx = match spare.ctx {
+        Some(buf) if buf.len() == bytes.len() => {
+            buf.write(0, bytes);
+            buf
+        }
+        _ => RawBuf::from_vec(bytes.to_vec()),
+    };
+    RunState {
         prog_type: ProgType::Syscall,
-        ctx: RawBuf::from_vec(bytes.to_vec()),
+        ctx,
         packet: None,
-    })
+    }
 }
 
 fn locate(state: &RunState, offset: u64, size: u8, access: Access) -> Result<usize, String> {

@@ -6,7 +6,7 @@ use kflex_runtime::Access;
 use crate::buf::RawBuf;
 use crate::layout::{PointerKind, XDP_MD_SIZE, check_ctx_access};
 use crate::state::{Direct, Packet, RunState};
-use crate::{HookError, ctx_image};
+use crate::{HookError, Spare, check_ctx_len, ctx_field, ctx_image_reusing};
 
 /// Headroom in front of the packet (`XDP_PACKET_HEADROOM`).
 pub const XDP_PACKET_HEADROOM: usize = 256;
@@ -33,8 +33,23 @@ pub(crate) fn metalen_ok(len: usize) -> bool {
     len.is_multiple_of(4) && len <= XDP_MAX_METALEN
 }
 
-/// Builds the run state: `data_in` copied after the headroom, `ctx_in` validated like Linux.
-pub(crate) fn prepare(data_in: &[u8], ctx_in: Option<&[u8]>) -> Result<RunState, HookError> {
+/// A checked XDP test-run input: the packet size and the metadata length `ctx_in` asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    size: usize,
+    metalen: usize,
+}
+
+impl Layout {
+    /// Bytes of the packet buffer: `[headroom | metadata | packet | tailroom]`, the metadata
+    /// carved out of the headroom.
+    pub(crate) fn buffer_len(&self) -> usize {
+        XDP_PACKET_HEADROOM + (self.size - self.metalen) + XDP_TAILROOM
+    }
+}
+
+/// Checks `data_in` and `ctx_in` like Linux (`bpf_prog_test_run_xdp`, `xdp_convert_md_to_buff`).
+pub(crate) fn validate(data_in: &[u8], ctx_in: Option<&[u8]>) -> Result<Layout, HookError> {
     let size = data_in.len();
     if size < ETH_HLEN {
         return Err(HookError::PacketTooShort {
@@ -48,10 +63,10 @@ pub(crate) fn prepare(data_in: &[u8], ctx_in: Option<&[u8]>) -> Result<RunState,
             max: MAX_PACKET,
         });
     }
-    let ctx = ctx_image(ctx_in, XDP_MD_SIZE)?;
-    let field = |off| ctx.load_le(off, 4).unwrap_or(0) as usize;
+    check_ctx_len(ctx_in, XDP_MD_SIZE)?;
     let mut metalen = 0;
-    if ctx_in.is_some() {
+    if let Some(ctx) = ctx_in {
+        let field = |off| ctx_field(ctx, off, 4) as usize;
         let bad = |field: &'static str, reason: String| HookError::CtxField { field, reason };
         if field(OFF_DATA_META) != 0 {
             return Err(bad(
@@ -84,25 +99,52 @@ pub(crate) fn prepare(data_in: &[u8], ctx_in: Option<&[u8]>) -> Result<RunState,
             return Err(bad("rx_queue_index", "needs an ingress_ifindex".into()));
         }
     }
-    // Buffer: [headroom | metadata | packet | tailroom]; metadata is carved out of the headroom.
+    Ok(Layout { size, metalen })
+}
+
+/// Builds the run state of a validated input: `data_in` copied after the headroom (metadata
+/// first), the context image from `ctx_in`. Buffers of `spare` are reused where they fit (the
+/// context image always; the packet buffer if it is at least as long as the layout needs), and
+/// every byte of them is then as a fresh buffer would have it.
+pub(crate) fn fill(
+    layout: Layout,
+    data_in: &[u8],
+    ctx_in: Option<&[u8]>,
+    spare: Spare,
+) -> RunState {
+    let Layout { size, metalen } = layout;
+    let ctx = ctx_image_reusing(spare.ctx, ctx_in, XDP_MD_SIZE);
     let start = XDP_PACKET_HEADROOM - metalen;
-    let mut bytes = vec![0u8; XDP_PACKET_HEADROOM + (size - metalen) + XDP_TAILROOM];
-    let dst = bytes
-        .get_mut(start..start + size)
-        .ok_or_else(|| HookError::Internal("xdp buffer layout".into()))?;
-    dst.copy_from_slice(data_in);
-    let mut packet = Packet::new(
-        RawBuf::from_vec(bytes),
-        XDP_PACKET_HEADROOM,
-        start + size,
-        Direct::ReadWrite,
-    );
-    packet.data_meta = start;
-    Ok(RunState {
+    let end = start + size;
+    let packet = match spare.packet {
+        Some(old) if old.buf.len() >= layout.buffer_len() => {
+            // Headroom and the old packet's bytes past the new end back to zero (bytes from
+            // the old `data_end` on were never written: no region or helper reaches them).
+            old.buf.zero(0, start);
+            old.buf.write(start, data_in);
+            old.buf.zero(end, old.data_end);
+            Packet::recycle(old, XDP_PACKET_HEADROOM, end, start)
+        }
+        _ => {
+            let mut bytes = vec![0u8; layout.buffer_len()];
+            if let Some(dst) = bytes.get_mut(start..end) {
+                dst.copy_from_slice(data_in);
+            }
+            let mut p = Packet::new(
+                RawBuf::from_vec(bytes),
+                XDP_PACKET_HEADROOM,
+                end,
+                Direct::ReadWrite,
+            );
+            p.data_meta = start;
+            p
+        }
+    };
+    RunState {
         prog_type: ProgType::Xdp,
         ctx,
         packet: Some(packet),
-    })
+    }
 }
 
 /// A context load (only 4-byte reads; pointer fields yield full packet addresses).

@@ -140,6 +140,24 @@ impl PreparedRun {
         self.state.borrow().prog_type
     }
 
+    /// True while the run's regions are installed in a memory map.
+    pub fn is_installed(&self) -> bool {
+        self.installed.get()
+    }
+
+    /// Number of regions the run has in the map it is installed in (0 when it is not): the
+    /// context, and the packet and metadata regions while they are not empty.
+    pub fn installed_regions(&self) -> usize {
+        if !self.installed.get() {
+            return 0;
+        }
+        let s = self.state.borrow();
+        usize::from(s.ctx.len() > 0)
+            + s.packet
+                .as_ref()
+                .map_or(0, state::Packet::installed_regions)
+    }
+
     /// The context pointer to pass in r1 (0 for a `syscall` run with an empty context, like Linux).
     pub fn ctx_address(&self) -> u64 {
         let s = self.state.borrow();

@@ -92,6 +92,13 @@ impl Packet {
         self.data_end - self.data
     }
 
+    /// Number of regions the packet has installed.
+    pub(crate) fn installed_regions(&self) -> usize {
+        self.installed.map_or(0, |i| {
+            usize::from(i.packet.is_some()) + usize::from(i.meta.is_some())
+        })
+    }
+
     /// True while the packet's regions are in a memory map.
     pub(crate) fn is_installed(&self) -> bool {
         self.installed.is_some()

@@ -19,10 +19,17 @@
 //! * `syscall`: the context itself. The program reads and writes the caller's buffer in place (no
 //!   copy), as Linux's `BPF_PROG_TEST_RUN` does with its copy of `ctx_in`. An empty buffer passes
 //!   a NULL context, as Linux does.
-//! * packet types (`xdp`, `socket_filter`, `sched_cls`, `sk_skb`): the packet. Each run prepares a
-//!   fresh packet and default context from it (as one test-run does) and copies the packet the
-//!   program leaves back into `ctx` (its first `min(len)` bytes; [`Invocation::data_len`] is its
-//!   length after the run, which `bpf_xdp_adjust_head` may have changed).
+//! * packet types (`xdp`, `socket_filter`, `sched_cls`, `sk_skb`): the packet. Each run sees a
+//!   fresh packet and default context made from it, exactly as one test-run prepares them
+//!   (nothing an earlier run wrote to the packet, its headroom or the context carries over),
+//!   and copies the packet the program leaves back into `ctx` (its first `min(len)` bytes;
+//!   [`Invocation::data_len`] is its length after the run, which `bpf_xdp_adjust_head` may have
+//!   changed). The invoker keeps one prepared packet run installed and refills it for every
+//!   call ([`PreparedRun::reset`]: same buffers and regions while packets fit), so a run pays
+//!   for copying the packet in and out, not for preparing and installing a new one.
+//!
+//! An invoker stays on the thread that made it (it is not `Send`): the program-type helpers
+//! find its prepared packet run through a per-thread table.
 //!
 //! Map contents persist across runs, as in test-runs.
 
@@ -30,7 +37,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kflex_hooks::{PreparedRun, TestRunInput, check_ctx_access};
+use kflex_hooks::{PreparedRun, check_ctx_access};
 use kflex_interp::{Limits, Vm};
 use kflex_jit::{CtxDirect, FrameLease, JitEnv, JitFault, JitFaultKind, JitProgram};
 use kflex_object::ProgType;
@@ -84,10 +91,15 @@ pub struct Invoker<'e> {
     lease: Option<FrameLease>,
     /// `(start, len)` of the syscall context region left in `mem` by the last run.
     ctx_region: Option<(u64, u64)>,
+    /// The packet run of packet program types, installed in `mem` and reset for every call.
+    packet_run: Option<PreparedRun>,
 }
 
 impl Drop for Invoker<'_> {
     fn drop(&mut self) {
+        if let Some(run) = self.packet_run.take() {
+            run.uninstall(&mut self.mem);
+        }
         if let Some(lease) = self.lease.take() {
             lease.release(&mut self.mem);
         }
@@ -138,6 +150,7 @@ impl Extension {
             trace_dropped: 0,
             lease: jit.map(|j| j.frame_lease(self.limits.max_call_depth)),
             ctx_region: None,
+            packet_run: None,
         })
     }
 }
@@ -246,31 +259,43 @@ impl<'e> Invoker<'e> {
         })
     }
 
-    /// A packet run on a fresh copy of `packet`, copied back afterwards.
+    /// A packet run on a fresh copy of `packet` (the invoker's packet run, reset to it), copied
+    /// back afterwards.
     fn run_packet(&mut self, packet: &mut [u8]) -> Result<Invocation> {
-        let input = TestRunInput {
-            data_in: packet.to_vec(),
-            ctx_in: None,
+        let input_error = |e: kflex_hooks::HookError| Error::Input(e.to_string());
+        let mut run = match self.packet_run.take() {
+            Some(mut run) => match run.reset(&mut self.mem, packet, None) {
+                Ok(()) => run,
+                Err(e) => {
+                    // Rejected input leaves the run as it was, ready for the next call.
+                    self.packet_run = Some(run);
+                    return Err(input_error(e));
+                }
+            },
+            None => kflex_hooks::prepare_from(self.prog_type, packet, None).map_err(input_error)?,
         };
-        let mut prepared = kflex_hooks::prepare(self.prog_type, &input)
-            .map_err(|e| Error::Input(e.to_string()))?;
-        // SAFETY: `prepared` owns the buffers its regions describe and is uninstalled from
-        // `self.mem` below, before it is finished or dropped.
-        unsafe { prepared.install(&mut self.mem) }.map_err(|e| Error::Input(e.to_string()))?;
-        let ctx_addr = prepared.ctx_address();
-        let direct = direct_context(&prepared);
-        let outcome = self.execute(ctx_addr, prepared.context_access(), &direct);
-        prepared.uninstall(&mut self.mem);
+        if !run.is_installed() {
+            // SAFETY: the run owns the buffers its regions describe; it stays in
+            // `self.packet_run` while installed, and is uninstalled from `self.mem` before it
+            // is dropped (in `Drop`, and in `reset_memory` when `self.mem` is replaced).
+            unsafe { run.install(&mut self.mem) }.map_err(input_error)?;
+        }
+        let ctx_addr = run.ctx_address();
+        let direct = direct_context(&run);
+        let outcome = self.execute(ctx_addr, run.context_access(), &direct);
+        let data_len = if outcome.is_ok() {
+            run.copy_data_out(packet)
+        } else {
+            None
+        };
+        self.packet_run = Some(run);
         let (retval, cancel, released) = outcome?;
-        let out = prepared.finish();
-        let n = out.data_out.len().min(packet.len());
-        packet[..n].copy_from_slice(&out.data_out[..n]);
         Ok(Invocation {
             retval,
             cancelled: cancel.is_some(),
             cancel_reason: cancel,
             resources_released: released,
-            data_len: Some(out.data_out.len()),
+            data_len,
         })
     }
 
@@ -347,8 +372,15 @@ impl<'e> Invoker<'e> {
     fn reset_memory(&mut self) {
         let frames = self.lease.as_ref().map_or(0, FrameLease::frames);
         let ctx = usize::from(self.ctx_region.is_some());
-        if self.mem.regions().len() != self.map_regions.len() + frames + ctx {
+        let packet = self
+            .packet_run
+            .as_ref()
+            .map_or(0, PreparedRun::installed_regions);
+        if self.mem.regions().len() != self.map_regions.len() + frames + ctx + packet {
             self.ctx_region = None;
+            if let Some(run) = self.packet_run.take() {
+                run.uninstall(&mut self.mem);
+            }
             if let Some(lease) = self.lease.take() {
                 lease.release(&mut self.mem);
                 self.lease = self.jit.map(|j| j.frame_lease(self.limits.max_call_depth));

@@ -11,18 +11,22 @@
 //! Linux for `xdp` and `__sk_buff` programs, the packet and context are **not** reset between the
 //! runs of one call: a run sees what the previous run left in them (each call starts from
 //! `data_in`/`ctx_in` again). Stack frames are zeroed after every run.
+//!
+//! Consecutive calls on one thread reuse that set-up where it does not depend on the input
+//! ([`scratch`]): the memory map, the execution environment, and the prepared packet and
+//! context, refilled from each call's input exactly as a fresh preparation lays them out.
+
+mod scratch;
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kflex_hooks::TestRunInput;
 use kflex_interp::{Limits, Vm};
 use kflex_jit::{JitEnv, JitFault, JitFaultKind, JitProgram};
 use kflex_object::ProgType;
 use kflex_runtime::exec::watchdog::DEFAULT_BUDGET;
 use kflex_runtime::helpers::HelperRegistry;
-use kflex_runtime::maps::MapTable;
 use kflex_runtime::{ExecEnv, MemoryMap};
 
 use crate::engine::Engine;
@@ -131,39 +135,45 @@ impl Extension {
         let prog_type = prog_type_of(prog)?;
         let registry = self.run_registry(prog_type)?;
         let jit = jit_of(prog, options.engine.unwrap_or(self.engine))?;
-        let engine = if jit.is_some() {
-            Engine::Jit
-        } else {
-            Engine::Interp
-        };
-        let heap_base = self.heap_layout().map_or(0, |h| h.base);
-        let mut mem = map_memory(&self.maps)?;
-        let input = TestRunInput {
-            data_in: options.data_in.clone(),
-            ctx_in: options.ctx_in.clone(),
-        };
-        let mut env = new_env(Arc::clone(&self.maps), options.cpu);
         let target = Target {
             prog,
             registry: &registry,
-            heap_base,
+            heap_base: self.heap_layout().map_or(0, |h| h.base),
             limits: self.limits,
             budget: options.budget.unwrap_or(DEFAULT_BUDGET),
         };
+        let mut scratch = scratch::Scratch::take(&self.maps, options.cpu)?;
+        let result = scratch
+            .prepare(prog_type, &options.data_in, options.ctx_in.as_deref())
+            .and_then(|parts| self.run_prepared(&target, jit, parts, program, options));
+        scratch.put_back();
+        result
+    }
+
+    /// The runs of one test-run call on a prepared entry, and their result.
+    fn run_prepared(
+        &self,
+        target: &Target<'_>,
+        jit: Option<&JitProgram>,
+        parts: scratch::Parts<'_>,
+        program: &str,
+        options: &TestRunOptions,
+    ) -> Result<TestRunResult> {
+        let scratch::Parts {
+            mem,
+            env,
+            run: prepared,
+        } = parts;
+        let prog = target.prog;
         let repeat = options.repeat.max(1);
-        let mut prepared =
-            kflex_hooks::prepare(prog_type, &input).map_err(|e| Error::Input(e.to_string()))?;
-        // SAFETY: `prepared` owns the packet and context buffers its regions describe, keeps them
-        // alive and unmoved until `finish`, and we uninstall them from `mem` before that.
-        unsafe { prepared.install(&mut mem) }.map_err(|e| Error::Input(e.to_string()))?;
         let mut lease = jit.map(|j| j.frame_lease(self.limits.max_call_depth));
         let mut tally = LoopTally::default();
         let start = LoopTimer::start(repeat > 1);
         let last = match (jit, lease.as_mut()) {
             (Some(jit), Some(lease)) => {
                 let args = [prepared.ctx_address(), 0, 0, 0, 0];
-                let direct = crate::invoke::direct_context(&prepared);
-                let mut jenv = JitEnv::new(&mut mem, target.registry, &mut env);
+                let direct = crate::invoke::direct_context(prepared);
+                let mut jenv = JitEnv::new(mem, target.registry, env);
                 jenv.ctx = Some(prepared.context_access());
                 jenv.ctx_direct = Some(&direct);
                 if prog.verified.is_some() {
@@ -193,8 +203,8 @@ impl Extension {
             _ => {
                 let mut last = Ok((0, 0, None, 0));
                 for _ in 0..repeat {
-                    last = interp_once(&target, &mut prepared, &mut mem, &mut env);
-                    if !tally.after_run(&mut env, &mut mem, &last) {
+                    last = interp_once(target, prepared, mem, env);
+                    if !tally.after_run(env, mem, &last) {
                         break;
                     }
                 }
@@ -211,12 +221,11 @@ impl Extension {
             ..
         } = tally;
         let elapsed = start.elapsed_ns();
-        prepared.uninstall(&mut mem);
         if let Some(lease) = lease {
-            lease.release(&mut mem);
+            lease.release(mem);
         }
         let (retval, instructions, cancel, _) = last?;
-        let output = prepared.finish();
+        let output = prepared.output();
         let runs = u128::from(repeat);
         let ns_per_run = (u128::from(elapsed) / runs.max(1)) as u64;
         let (guards_emitted, guards_elided) = jit.map_or((0, 0), JitProgram::guards);
@@ -229,7 +238,11 @@ impl Extension {
             trace,
             trace_dropped,
             resources_released: released,
-            engine,
+            engine: if jit.is_some() {
+                Engine::Jit
+            } else {
+                Engine::Interp
+            },
             cancelled: cancel.is_some(),
             cancel_reason: cancel,
             guards_emitted,
@@ -274,22 +287,6 @@ pub(crate) fn base_registry(prog_type: ProgType) -> Result<&'static HelperRegist
     }
     // Another thread may have won the race; either value is the same set of helpers.
     Ok(slot.get_or_init(|| registry))
-}
-
-/// A memory map holding the extension's map regions.
-fn map_memory(maps: &MapTable) -> Result<MemoryMap> {
-    // SAFETY: the map regions describe value memory owned by the extension's `MapTable`, which
-    // is allocated outside Rust references, never moves, and outlives every run of the test-run
-    // that owns the memory map (the table is held by the extension and by the run's `ExecEnv`
-    // through an `Arc`).
-    unsafe { maps.memory_map() }.map_err(Error::Input)
-}
-
-/// A fresh execution environment over `maps` on `cpu`.
-fn new_env(maps: Arc<MapTable>, cpu: u32) -> ExecEnv {
-    let mut env = ExecEnv::with_maps(maps);
-    env.cpu = cpu;
-    env
 }
 
 /// Times a loop of runs by the calling thread's CPU clock (see [`TestRunResult::ns_per_run`]).
@@ -431,6 +428,7 @@ mod tests {
     use crate::ExtensionOptions;
     use kflex_hooks::{BPF_FUNC_SKB_LOAD_BYTES, BPF_FUNC_XDP_ADJUST_HEAD};
     use kflex_runtime::helpers::{ArgKind, HelperDef, RetKind, Signature};
+    use std::sync::Arc;
 
     fn example(name: &str) -> Extension {
         let e = kflex_examples::get(name).expect("bundled example");

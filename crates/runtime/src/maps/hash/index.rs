@@ -2,14 +2,16 @@
 //!
 //! # Layout
 //!
-//! * A bucket array, a power of two at least `max_entries` long, of 64-bit words: the low half is
-//!   the slot at the head of the bucket's chain ([`NIL`] if empty), the high half the bucket's
-//!   sequence number (odd while a writer is changing the chain).
-//! * A slot array (the key slab, outside any region programs can reach): per slot, a link word
-//!   (low half: the next slot of the chain; high half: a 32-bit tag, the high half of the key's
-//!   hash) followed by the key, zero-padded to whole 64-bit words. Slot `i` owns value `i` of the
-//!   map's value slab. Slots are preallocated; a deleted slot goes to a free list and is reused
-//!   (possibly in another bucket) by a later insertion.
+//! * A bucket array, a power of two at least twice `max_entries` long (so that a miss visits half
+//!   a slot on average), of 64-bit words: the low half is the slot at the head of the bucket's
+//!   chain ([`NIL`] if empty), the high half the bucket's sequence number (odd while a writer is
+//!   changing the chain).
+//! * Per slot, a link word (low half: the next slot of the chain; high half: a 32-bit tag, the
+//!   high half of the key's hash), in a dense array of its own so that a walk past non-matching
+//!   slots touches few cache lines, and the key, zero-padded to whole 64-bit words, in a key slab
+//!   outside any region programs can reach. Keys are compared only when the tag matches. Slot `i`
+//!   owns value `i` of the map's value slab. Slots are preallocated; a deleted slot goes to a
+//!   free list and is reused (possibly in another bucket) by a later insertion.
 //!
 //! Everything a reader may look at is an [`AtomicU64`], and every access to it is atomic, so there
 //! is no data race in the Rust memory model even while a writer rewrites a key a reader compares.
@@ -146,13 +148,16 @@ impl Drop for BucketWrite<'_> {
 pub(crate) struct KeyIndex {
     hasher: KeyHasher,
     key_size: usize,
-    /// Words per slot: the link word, then the key words.
-    slot_words: usize,
+    /// Key words per slot.
+    key_words: usize,
     capacity: u32,
     /// Bucket count - 1.
     mask: u64,
     buckets: Box<[AtomicU64]>,
-    slots: Box<[AtomicU64]>,
+    /// The link word of each slot.
+    links: Box<[AtomicU64]>,
+    /// The key words of each slot.
+    keys: Box<[AtomicU64]>,
 }
 
 /// `len` atomic words holding `init`, or an error if the memory cannot be had.
@@ -174,20 +179,22 @@ impl KeyIndex {
         if key_size == 0 || key_size > MAX_KEY_SIZE || capacity == 0 || capacity == NIL {
             return Err(format!("no index for {capacity} keys of {key_size} bytes"));
         }
-        let slot_words = (key_size as usize).div_ceil(8) + 1;
-        let nbuckets = usize::try_from(u64::from(capacity).next_power_of_two())
+        let key_words = (key_size as usize).div_ceil(8);
+        // Twice as many buckets as elements: a miss visits half a slot on average.
+        let nbuckets = usize::try_from((2 * u64::from(capacity)).next_power_of_two())
             .map_err(|_| format!("{capacity} buckets do not fit in memory"))?;
         let nwords = (capacity as usize)
-            .checked_mul(slot_words)
-            .ok_or_else(|| format!("{capacity} slots do not fit in memory"))?;
+            .checked_mul(key_words)
+            .ok_or_else(|| format!("{capacity} keys do not fit in memory"))?;
         let index = KeyIndex {
             hasher,
             key_size: key_size as usize,
-            slot_words,
+            key_words,
             capacity,
             mask: nbuckets as u64 - 1,
             buckets: atomic_words(nbuckets, pack(0, NIL))?,
-            slots: atomic_words(nwords, 0)?,
+            links: atomic_words(capacity as usize, pack(0, NIL))?,
+            keys: atomic_words(nwords, 0)?,
         };
         let slots = Slots {
             fresh: 0,
@@ -211,12 +218,11 @@ impl KeyIndex {
     /// The link word and key words of `slot`, if it is a slot.
     #[inline]
     fn slot(&self, slot: u32) -> Option<(&AtomicU64, &[AtomicU64])> {
-        if slot >= self.capacity {
-            return None;
-        }
-        // No overflow: `slot * slot_words < capacity * slot_words`, the slab's length.
-        let base = slot as usize * self.slot_words;
-        self.slots.get(base..base + self.slot_words)?.split_first()
+        let link = self.links.get(slot as usize)?;
+        // No overflow: `slot < capacity` (it has a link), so `slot * key_words` is below the
+        // length of `keys`.
+        let base = slot as usize * self.key_words;
+        Some((link, self.keys.get(base..base + self.key_words)?))
     }
 
     /// Walks the chain from `head` looking for `key` with tag `tag`.

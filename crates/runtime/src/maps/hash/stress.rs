@@ -298,8 +298,8 @@ fn next_rand(state: &mut u64) -> u64 {
 /// Lock-free readers against a writer: readers look up stable keys, which must always be found
 /// with their own value, and keys never inserted, which must never be found, while a writer
 /// inserts and deletes other keys (from `churn` distinct ones) in a map of `cap` entries, so
-/// that slots keep moving between buckets (including the stable keys' buckets: the map has about
-/// as many buckets as entries). Reader 0 looks one stable key up again and again (for LRU maps:
+/// that slots keep moving between buckets, the stable keys' among them (the map has only twice
+/// as many buckets as entries, so chains are shared). Reader 0 looks one stable key up again and again (for LRU maps:
 /// the lock-free most-recently-used hit), the others cycle through all of them.
 fn readers_against_churn(lru: bool, cap: u32, churn: u64) {
     const STABLE: u64 = 16;

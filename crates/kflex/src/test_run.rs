@@ -17,10 +17,11 @@
 //! context, refilled from each call's input exactly as a fresh preparation lays them out.
 
 mod scratch;
+mod timer;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kflex_interp::{Limits, Vm};
 use kflex_jit::{JitEnv, JitFault, JitFaultKind, JitProgram};
@@ -101,7 +102,9 @@ pub struct TestRunResult {
     /// calling thread spent in the loop of runs divided by the runs — like Linux's test-run timer,
     /// which stops while the task is rescheduled, this leaves out time the thread spent preempted
     /// (wall-clock time where the thread CPU clock is unavailable). A single run is timed by the
-    /// wall clock (reading the thread CPU clock is a system call, dearer than a short run).
+    /// wall clock (reading the thread CPU clock is a system call, dearer than a short run): by the
+    /// time-stamp counter, calibrated against `CLOCK_MONOTONIC`, where it is invariant and the
+    /// kernel's clock source.
     pub ns_per_run: u64,
     /// Instructions executed by one run (the last one); 0 on the JIT, which does not count them.
     pub instructions_per_run: u64,
@@ -168,7 +171,7 @@ impl Extension {
         let repeat = options.repeat.max(1);
         let mut lease = jit.map(|j| j.frame_lease(self.limits.max_call_depth));
         let mut tally = LoopTally::default();
-        let start = LoopTimer::start(repeat > 1);
+        let start = timer::LoopTimer::start(repeat > 1);
         let last = match (jit, lease.as_mut()) {
             (Some(jit), Some(lease)) => {
                 let args = [prepared.ctx_address(), 0, 0, 0, 0];
@@ -287,42 +290,6 @@ pub(crate) fn base_registry(prog_type: ProgType) -> Result<&'static HelperRegist
     }
     // Another thread may have won the race; either value is the same set of helpers.
     Ok(slot.get_or_init(|| registry))
-}
-
-/// Times a loop of runs by the calling thread's CPU clock (see [`TestRunResult::ns_per_run`]).
-struct LoopTimer {
-    wall: Instant,
-    cpu: Option<u64>,
-}
-
-impl LoopTimer {
-    /// Starts timing, by the thread CPU clock if `cpu` (and it is available).
-    fn start(cpu: bool) -> Self {
-        LoopTimer {
-            cpu: cpu.then(thread_cpu_ns).flatten(),
-            wall: Instant::now(),
-        }
-    }
-
-    /// Nanoseconds since `start`: thread CPU time, or wall time.
-    fn elapsed_ns(&self) -> u64 {
-        let wall = self.wall.elapsed();
-        match self.cpu.zip(self.cpu.and_then(|_| thread_cpu_ns())) {
-            Some((a, b)) => b.saturating_sub(a),
-            None => u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX),
-        }
-    }
-}
-
-/// The calling thread's CPU time in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu_ns() -> Option<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64)
 }
 
 /// What runs: the program, its JIT code when the JIT runs it, and what it runs with.

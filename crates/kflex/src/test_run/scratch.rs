@@ -31,7 +31,9 @@ use crate::error::{Error, Result};
 const CACHED: usize = 4;
 
 thread_local! {
-    static CACHE: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
+    // Boxed: entries move out of and back into the cache on every call.
+    #[allow(clippy::vec_box)]
+    static CACHE: RefCell<Vec<Box<Scratch>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A prepared entry's parts, for one call's runs.
@@ -61,7 +63,7 @@ pub(super) struct Scratch {
 impl Scratch {
     /// This thread's entry for `maps` (taken out of the cache, or new), its environment set up
     /// for runs on `cpu`.
-    pub fn take(maps: &Arc<MapTable>, cpu: u32) -> Result<Scratch> {
+    pub fn take(maps: &Arc<MapTable>, cpu: u32) -> Result<Box<Scratch>> {
         let key = Arc::as_ptr(maps);
         let cached = CACHE.with(|c| {
             let mut c = c.borrow_mut();
@@ -70,7 +72,7 @@ impl Scratch {
         });
         let mut scratch = match cached {
             Some(s) => s,
-            None => Scratch::new(maps)?,
+            None => Box::new(Scratch::new(maps)?),
         };
         scratch.env.maps = Some(Arc::clone(maps));
         scratch.env.cpu = cpu;
@@ -133,7 +135,7 @@ impl Scratch {
 
     /// Returns the entry to this thread's cache, if its memory map holds exactly the table's
     /// regions and its run's (a call that left anything else behind drops it instead).
-    pub fn put_back(mut self) {
+    pub fn put_back(mut self: Box<Self>) {
         self.env.maps = None;
         let run_regions = self.run.as_ref().map_or(0, PreparedRun::installed_regions);
         let clean = self.mem.regions().len() == self.map_regions + run_regions

@@ -1,7 +1,8 @@
 //! Hash map look-up costs as a program sees them: hits and misses for 4-byte and 16-byte keys in a
 //! full 4096-entry `BPF_MAP_TYPE_HASH` (and hits in an LRU hash), through the helper path
 //! (`MapTable::prog_lookup`, group `hash_lookup`) and through the direct call compiled code makes
-//! (`MapTable::call_plan`'s look-up function, group `hash_lookup_direct`).
+//! (`MapTable::call_plan`'s look-up function, group `hash_lookup_direct`). Keys are looked up in
+//! a fixed shuffled order.
 
 use std::hint::black_box;
 
@@ -25,6 +26,19 @@ fn key(i: u32, size: usize) -> Vec<u8> {
         chunk.copy_from_slice(&w.to_le_bytes()[..chunk.len()]);
     }
     k
+}
+
+/// `keys` in a fixed pseudo-random order: look-ups then follow neither the order elements were
+/// inserted in nor any memory order (as packets of many flows would not).
+fn shuffled(mut keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..keys.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        keys.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    keys
 }
 
 /// A table holding one full map of `map_type` with `key_size`-byte keys.
@@ -57,10 +71,12 @@ fn lookups(c: &mut Criterion) {
     let mut g = c.benchmark_group("hash_lookup");
     for key_size in [4u32, 16] {
         let t = filled(MapType::Hash, key_size);
-        let hits: Vec<Vec<u8>> = (0..ENTRIES).map(|i| key(i, key_size as usize)).collect();
-        let misses: Vec<Vec<u8>> = (ENTRIES..2 * ENTRIES)
-            .map(|i| key(i, key_size as usize))
-            .collect();
+        let hits = shuffled((0..ENTRIES).map(|i| key(i, key_size as usize)).collect());
+        let misses = shuffled(
+            (ENTRIES..2 * ENTRIES)
+                .map(|i| key(i, key_size as usize))
+                .collect(),
+        );
         for (label, keys, found) in [("hit", &hits, true), ("miss", &misses, false)] {
             let id = BenchmarkId::new(label, format!("{key_size}B"));
             g.bench_with_input(id, keys, |b, keys| {
@@ -76,7 +92,7 @@ fn lookups(c: &mut Criterion) {
         }
     }
     let t = filled(MapType::LruHash, 4);
-    let hits: Vec<Vec<u8>> = (0..ENTRIES).map(|i| key(i, 4)).collect();
+    let hits = shuffled((0..ENTRIES).map(|i| key(i, 4)).collect());
     g.bench_with_input(BenchmarkId::new("lru_hit", "4B"), &hits, |b, keys| {
         let mut i = 0usize;
         b.iter(|| {
@@ -106,9 +122,11 @@ fn direct_lookups(c: &mut Criterion) {
         let Some(MapCallPlan::Hash(plan)) = t.call_plan(0) else {
             panic!("no direct-call plan for a hash map");
         };
-        let keys: Vec<Vec<u8>> = (0..ENTRIES)
-            .map(|j| key(first + j % distinct, key_size as usize))
-            .collect();
+        let keys = shuffled(
+            (0..ENTRIES)
+                .map(|j| key(first + j % distinct, key_size as usize))
+                .collect(),
+        );
         let found = first == 0;
         let id = BenchmarkId::new(label, format!("{key_size}B"));
         g.bench_with_input(id, &keys, |b, keys| {

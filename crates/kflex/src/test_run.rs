@@ -13,7 +13,7 @@
 //! `data_in`/`ctx_in` again). Stack frames are zeroed after every run.
 //!
 //! Consecutive calls on one thread reuse that set-up where it does not depend on the input
-//! ([`scratch`]): the memory map, the execution environment, and the prepared packet and
+//! (`test_run/scratch.rs`): the memory map, the execution environment, and the prepared packet and
 //! context, refilled from each call's input exactly as a fresh preparation lays them out.
 
 mod scratch;

@@ -183,6 +183,8 @@ pub(crate) enum Layout {
 
 impl Layout {
     /// Whether a run state built for this input can keep `packet`'s buffer (at its address).
+    /// This is exactly the condition under which the type's `fill` reuses a spare packet:
+    /// [`PreparedRun::reset`] uninstalls the packets it will not reuse before they are dropped.
     pub(crate) fn fits_packet(&self, packet: &state::Packet, data_in: &[u8]) -> bool {
         match self {
             Layout::Xdp(l) => packet.buf.len() >= l.buffer_len(),

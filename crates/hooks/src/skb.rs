@@ -229,12 +229,12 @@ pub(crate) fn fill(
         put(off::WIRE_LEN, 4, len);
     }
     let packet = match spare.packet {
-        Some(old) if old.buf.len() >= size && old.direct == direct => {
+        Some(old) if old.buf.len() >= size => {
             old.buf.write(0, data_in);
             // The old frame's bytes past the new end back to zero (never reachable anyway:
             // regions and helpers stop at `data_end`).
             old.buf.zero(size, old.data_end);
-            Packet::recycle(old, data, size, data)
+            Packet::recycle(old, data, size, data, direct)
         }
         _ => Packet::new(RawBuf::from_vec(data_in.to_vec()), data, size, direct),
     };

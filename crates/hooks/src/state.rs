@@ -63,13 +63,20 @@ impl Packet {
     }
 
     /// `old`'s buffer (kept at its address, its bytes as they are), pointer cells and installed
-    /// regions, with new bounds: the caller rewrites the bytes and then brings the regions up to
-    /// date with [`Packet::refresh`].
-    pub(crate) fn recycle(old: Packet, data: usize, data_end: usize, data_meta: usize) -> Self {
+    /// regions, with new bounds and access mode: the caller rewrites the bytes and then brings
+    /// the regions up to date with [`Packet::refresh`].
+    pub(crate) fn recycle(
+        old: Packet,
+        data: usize,
+        data_end: usize,
+        data_meta: usize,
+        direct: Direct,
+    ) -> Self {
         Packet {
             data,
             data_end,
             data_meta,
+            direct,
             ..old
         }
     }

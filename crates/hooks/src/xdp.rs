@@ -123,7 +123,7 @@ pub(crate) fn fill(
             old.buf.zero(0, start);
             old.buf.write(start, data_in);
             old.buf.zero(end, old.data_end);
-            Packet::recycle(old, XDP_PACKET_HEADROOM, end, start)
+            Packet::recycle(old, XDP_PACKET_HEADROOM, end, start, Direct::ReadWrite)
         }
         _ => {
             let mut bytes = vec![0u8; layout.buffer_len()];

@@ -172,6 +172,18 @@ fn check_stream(prog_type: ProgType, inputs: &[(usize, u8)]) {
             observe(&mut fresh, &fresh_mem, ctx_size),
             "{prog_type:?} after reset to {len} bytes (seed {seed})"
         );
+        // The non-allocating readers agree with the output.
+        let data_out = run.output().data_out;
+        assert_eq!(run.data_out_len(), Some(data_out.len()));
+        let mut short = vec![0xee; data_out.len() / 2];
+        assert_eq!(run.copy_data_out(&mut short), Some(data_out.len()));
+        assert_eq!(short[..], data_out[..short.len()]);
+        let mut long = vec![0xee; data_out.len() + 3];
+        assert_eq!(run.copy_data_out(&mut long), Some(data_out.len()));
+        assert_eq!(
+            (&long[..data_out.len()], &long[data_out.len()..]),
+            (&data_out[..], &[0xee; 3][..])
+        );
         if prog_type == ProgType::Xdp {
             // The whole headroom the program could reach with bpf_xdp_adjust_head is zero, as
             // in a fresh run.

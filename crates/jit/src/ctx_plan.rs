@@ -33,12 +33,27 @@ pub(crate) const WIDE: u64 = 1;
 
 /// The plan of a run whose context is described by `direct`, for a program with context table
 /// `table`.
+#[cfg(test)]
 pub(crate) fn build(direct: &CtxDirect, table: &[CtxAccess]) -> Plan {
     let mut plan = [0; MAX_INLINE];
+    build_into(&mut plan, direct, table);
+    plan
+}
+
+/// [`build`] into `plan`: the words of `table`'s entries, the only ones code compiled with
+/// that table reads (the rest are left as they are).
+pub(crate) fn build_into(plan: &mut Plan, direct: &CtxDirect, table: &[CtxAccess]) {
     for (word, access) in plan.iter_mut().zip(table) {
         *word = entry(direct, access);
     }
-    plan
+}
+
+/// Sets the words of `table`'s entries to 0 (every access goes to the trampoline): the plan of
+/// runs without a direct context.
+pub(crate) fn clear_into(plan: &mut Plan, table: &[CtxAccess]) {
+    for word in plan.iter_mut().take(table.len()) {
+        *word = 0;
+    }
 }
 
 /// The plan word of `access` (see the module docs).

@@ -162,7 +162,9 @@ pub struct JitOptions {
     pub inject_cancel_at: Option<usize>,
     /// The most bytes below its frame pointer any frame of the program can touch (the
     /// verifier's `VerifiedProgram::stack_depth`); runs zero only those bytes of the frames
-    /// they reached afterwards. `None`: the whole 512-byte frame.
+    /// they reached afterwards. `None`: the whole 512-byte frame. Like the rest of the
+    /// verifier's facts this is trusted: a program that writes deeper leaves those bytes for
+    /// later runs on the same thread to find.
     pub stack_depth: Option<u32>,
 }
 
@@ -372,7 +374,10 @@ impl JitProgram {
     /// returns r0 at the final `exit`, or the fault that stopped the run.
     pub fn run(&self, args: [u64; 5], env: &mut JitEnv<'_>) -> Result<u64, JitFault> {
         let mut lease = self.frame_lease(env.max_call_depth);
-        let out = self.runner(env, &mut lease).and_then(|mut r| r.run(args));
+        let out = match self.runner(env, &mut lease) {
+            Ok(mut runner) => runner.run(args),
+            Err(fault) => Err(fault),
+        };
         lease.release(env.mem);
         out
     }

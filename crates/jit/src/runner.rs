@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU64;
 
 use kflex_runtime::exec::{self, CancelReason, GuardedStack, Invocation};
 
-use crate::ctx_plan::{self, Plan};
+use crate::ctx_plan;
 use crate::stack::StackBuffer;
 use crate::state::{RunState, code};
 use crate::{EntryFn, FrameLease, JitEnv, JitFault, JitFaultKind, JitProgram, MAX_FRAMES};
@@ -35,8 +35,6 @@ pub struct JitRunner<'r, 'a> {
     /// The state block (its address is taken afresh by every run: the runner may move
     /// between runs).
     state: RunState,
-    /// The context plan the state block points at.
-    plan: Plan,
     /// Bytes below each frame pointer zeroed after a run.
     clear_bytes: usize,
     /// Runners stay on the thread that made them (the fault handler and the guarded stack's
@@ -79,9 +77,11 @@ impl JitProgram {
             .map_err(|e| setup_fault(format!("guarded stack: {e}")))?;
         let used = self.frames_used(env.max_call_depth);
         let frames = lease.ensure(env.mem, used).map_err(setup_fault)?;
-        let plan = env
-            .ctx_direct
-            .map_or(ctx_plan::NO_PLAN, |d| ctx_plan::build(d, &self.ctx_table));
+        // The plan lives in the lease's buffer: built in place, and the runner stays small.
+        match env.ctx_direct {
+            Some(d) => ctx_plan::build_into(&mut frames.plan, d, &self.ctx_table),
+            None => ctx_plan::clear_into(&mut frames.plan, &self.ctx_table),
+        }
         let state = RunState {
             terminate: AtomicU64::new(0),
             regs: [0; 6],
@@ -113,7 +113,6 @@ impl JitProgram {
             frames,
             native: Some(native),
             state,
-            plan,
             clear_bytes: self.stack_clear_bytes,
             _not_send: PhantomData,
         })
@@ -132,7 +131,7 @@ impl<'a> JitRunner<'_, 'a> {
     pub fn run(&mut self, args: [u64; 5]) -> Result<u64, JitFault> {
         let program = self.program;
         let env_ptr = (&raw mut *self.env).cast::<std::ffi::c_void>();
-        let plan = self.plan.as_ptr();
+        let plan = self.frames.plan.as_ptr();
         let st = &mut self.state;
         // Element by element: the caller has just stored `args` as separate words, and a wider
         // (vector) copy would miss store-to-load forwarding, a stall on every run.
@@ -174,7 +173,7 @@ impl<'a> JitRunner<'_, 'a> {
                 .map(|budget| unsafe { exec::Watchdog::arm(&invocation, budget) });
             let _current = invocation.enter();
             // SAFETY: the state block is fully initialised for this program: its entry and
-            // context tables and plan belong to `program` and the runner, `env` points at the
+            // context tables and plan belong to `program` and the runner's frames, `env` points at the
             // runner's `JitEnv` (exclusively borrowed for the runner's lifetime and not touched
             // while the code runs), and the stack frames it addresses are registered and alive.
             // A caught fault resumes at the fault exit, which returns from `entry` normally.

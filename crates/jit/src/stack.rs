@@ -6,8 +6,8 @@
 //! computes the frame of depth `d` (1-based) as `frame_base - d * STRIDE`.
 //!
 //! Buffers are cached per thread and always handed out zeroed: after a run the bytes it may have
-//! written (the program's declared stack depth below each frame it reached) are cleared again,
-//! a run that stopped early included, and a buffer returned to the cache is cleared whole.
+//! written (the program's declared stack depth below each frame it reached,
+//! [`crate::JitOptions::stack_depth`]) are cleared again, a run that stopped early included.
 
 use std::cell::RefCell;
 
@@ -26,6 +26,10 @@ const CACHED: usize = 4;
 pub(crate) struct StackBuffer {
     buf: Box<[u8]>,
     frames: usize,
+    /// The context plan of the runs on this buffer ([`crate::ctx_plan`]): per-run scratch that
+    /// lives with the frames, so a runner neither allocates nor carries it (boxed: buffers move
+    /// in and out of the cache).
+    pub(crate) plan: Box<crate::ctx_plan::Plan>,
 }
 
 impl StackBuffer {
@@ -34,6 +38,7 @@ impl StackBuffer {
         StackBuffer {
             buf: vec![0u8; frames * STRIDE + STACK_SIZE].into_boxed_slice(),
             frames,
+            plan: Box::new(crate::ctx_plan::NO_PLAN),
         }
     }
 
@@ -108,11 +113,9 @@ pub(crate) fn take(frames: usize) -> StackBuffer {
     cached.unwrap_or_else(|| StackBuffer::new(frames))
 }
 
-/// Returns a buffer to this thread's cache, zeroing every frame first: runs only zero the bytes
-/// their program declares it can touch, so this keeps the cache's buffers zeroed even after a
-/// program that declared too little.
-pub(crate) fn give_back(mut buf: StackBuffer) {
-    buf.clear(buf.frames, STACK_SIZE);
+/// Returns a buffer (zeroed by the runs on it, see [`StackBuffer::clear`]) to this thread's
+/// cache.
+pub(crate) fn give_back(buf: StackBuffer) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() < CACHED {
@@ -182,7 +185,11 @@ impl FrameLease {
             })
         };
         let (first, last) = (stack.frame_start(0), stack.frame_start(self.frames - 1));
-        if !(holds(mem, 0, first) && holds(mem, self.frames - 1, last)) {
+        if self.registrations == 0 {
+            // Never registered anywhere: nothing to look for or remove first.
+            stack.register(mem, self.frames)?;
+            self.registrations = 1;
+        } else if !(holds(mem, 0, first) && holds(mem, self.frames - 1, last)) {
             stack.unregister(mem, self.frames);
             stack.register(mem, self.frames)?;
             self.registrations += 1;

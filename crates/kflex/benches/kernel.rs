@@ -37,22 +37,24 @@
 //! syscall_events        852.0      1057.0 ->  912.0             7075.0     1.1 -> 1.07
 //! ```
 //!
-//! Where the remaining time of a packet run goes (perf, xdp_firewall on the JIT): the map
-//! helpers' hash look-up takes the map index's mutex (an uncontended lock and unlock are two
-//! atomic read-modify-writes, about a quarter of the run; Linux's look-up is lock-free under
-//! RCU); each context load was a call into the context trampoline (inlined since, see below); and
-//! each run arms and disarms the watchdog, switches to the guarded stack and zeroes the frames it used.
-//! For syscall programs the per-call setup of a test-run dominates: the same program through
-//! `Extension::invoker` costs about 350 ns per call (see the `test_run` bench).
+//! The run-path work of the following session (JitRunner, map calls compiled against their map,
+//! lock-free hash look-ups, termination points only on cycles, per-thread test-run setup; commits
+//! 021d712 to cafc173), same command, quiet machine (load 0.6-0.7), two runs:
 //!
-//! Context loads and stores are now compiled inline through a per-run plan (`kflex_jit`'s
-//! `ctx_plan`, commit 5ecdbdf). Same command, kflex JIT ns/run before (the figures of the
-//! previous run, 6fe0ce3) -> after (two runs): xdp_firewall 110 -> 113, 121 (linux 57-58);
-//! tc_classifier 136 -> 131, 137 (linux 68); syscall_events ~1000 -> 978, 966 (linux 786-836):
-//! no change beyond the run-to-run noise of this loaded machine. These programs make only two or
-//! three context accesses per run, and building the plan each run takes back much of what the
-//! trampoline calls cost; the rest of the gap is the watchdog arm/disarm, the hash map's spin
-//! lock and the frame zeroing named above.
+//! ```text
+//! program            linux ns   kflex jit     jit / linux
+//! xdp_firewall          60-63          36     0.57-0.60
+//! tc_classifier         68-69       52-54     0.75-0.79
+//! syscall_events      844-881     561-707     0.66-0.80
+//! ```
+//!
+//! Before it (perf, xdp_firewall on the JIT at 114-128 ns), the program's own code was about 5 %
+//! of a run: the rest was per-run setup (frame registration checks, building the context plan,
+//! taking and returning the guarded stack), the watchdog armed on every run because clang's
+//! backward jumps to shared tails counted as loop back-edges, and the hash look-up through the
+//! helper trampoline, the registry and the map's spin lock. For syscall programs the per-call
+//! setup of a test-run (memory map, environment with a clock-seeded PRNG, context preparation,
+//! two clock reads) dominated.
 
 use std::hint::black_box;
 use std::os::fd::{AsFd, BorrowedFd};

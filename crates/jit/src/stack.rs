@@ -105,18 +105,23 @@ thread_local! {
 
 /// A zeroed buffer with room for at least `frames` frames (from this thread's cache if possible).
 pub(crate) fn take(frames: usize) -> StackBuffer {
-    let cached = CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        let pos = c.iter().position(|b| b.frames >= frames)?;
-        Some(c.swap_remove(pos))
-    });
+    // `try_with`: during thread exit (a lease dropped by another thread-local's destructor) the
+    // cache may be gone; a fresh buffer serves then.
+    let cached = CACHE
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let pos = c.iter().position(|b| b.frames >= frames)?;
+            Some(c.swap_remove(pos))
+        })
+        .ok()
+        .flatten();
     cached.unwrap_or_else(|| StackBuffer::new(frames))
 }
 
 /// Returns a buffer (zeroed by the runs on it, see [`StackBuffer::clear`]) to this thread's
-/// cache.
+/// cache, or frees it when the cache is full or already destroyed (thread exit).
 pub(crate) fn give_back(buf: StackBuffer) {
-    CACHE.with(|c| {
+    let _ = CACHE.try_with(move |c| {
         let mut c = c.borrow_mut();
         if c.len() < CACHED {
             c.push(buf);

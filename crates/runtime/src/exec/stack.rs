@@ -156,26 +156,29 @@ thread_local! {
 pub fn take(size: usize) -> Result<GuardedStack, StackError> {
     let page = page_size();
     let want = size.max(1).checked_next_multiple_of(page);
-    let cached = CACHE.with(|c| {
-        let mut c = c.borrow_mut();
-        let pos = c.iter().rposition(|s| Some(s.size) == want)?;
-        Some(c.remove(pos))
-    });
+    // `try_with`: during thread exit the cache may already be destroyed; map a new stack then.
+    let cached = CACHE
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let pos = c.iter().rposition(|s| Some(s.size) == want)?;
+            Some(c.remove(pos))
+        })
+        .ok()
+        .flatten();
     match cached {
         Some(s) => Ok(s),
         None => GuardedStack::new(size),
     }
 }
 
-/// Returns a stack to this thread's cache (dropped if the cache is full).
+/// Returns a stack to this thread's cache (unmapped if the cache is full, or already destroyed
+/// because the thread is exiting).
 pub fn give_back(stack: GuardedStack) {
-    let spill = CACHE.with(|c| {
+    let mut spill = Some(stack);
+    let _ = CACHE.try_with(|c| {
         let mut c = c.borrow_mut();
         if c.len() < CACHE_LIMIT {
-            c.push(stack);
-            None
-        } else {
-            Some(stack)
+            c.extend(spill.take());
         }
     });
     drop(spill);
@@ -319,6 +322,31 @@ mod tests {
             "guards reset after the switch back"
         );
         give_back(s);
+    }
+
+    #[test]
+    fn stacks_taken_and_returned_during_thread_exit_do_not_abort() {
+        struct TakesAtExit;
+        impl Drop for TakesAtExit {
+            fn drop(&mut self) {
+                // Runs after this thread's cache was destroyed (see below).
+                let s = take(8192).expect("a fresh stack without the cache");
+                give_back(s);
+            }
+        }
+        thread_local! {
+            static AT_EXIT: std::cell::RefCell<Option<TakesAtExit>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        std::thread::spawn(|| {
+            // Thread-local destructors run in reverse order of first use: registering ours
+            // before the cache's makes the cache go first.
+            AT_EXIT.with(|t| *t.borrow_mut() = Some(TakesAtExit));
+            give_back(GuardedStack::new(8192).unwrap());
+            assert_eq!(cached(), 1);
+        })
+        .join()
+        .expect("the thread exits cleanly");
     }
 
     #[test]

@@ -109,17 +109,7 @@ fn program() -> Program {
 }
 
 fn table() -> Arc<MapTable> {
-    let spec = |name: &str, map_type| MapSpec {
-        name: name.into(),
-        map_type,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 1024,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    };
+    let spec = |name: &str, map_type| MapSpec::new(name, map_type, 4, 8, 1024);
     let specs = [
         spec("array", MapType::Array),
         spec("percpu", MapType::PercpuArray),

@@ -645,17 +645,7 @@ fn direct_map_helpers_equal_the_registry_path() {
         |insns: &[I]| JitProgram::compile(&program(insns), &JitOptions::default()).unwrap();
     let (lookup, update, delete) = (compile(&lookup), compile(&update), compile(&delete));
 
-    let spec = |name: &str, map_type, max_entries| MapSpec {
-        name: name.into(),
-        map_type,
-        key_size: 4,
-        value_size: 8,
-        max_entries,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    };
+    let spec = |name: &str, map_type, max_entries| MapSpec::new(name, map_type, 4, 8, max_entries);
     let specs = [
         spec("hash", MapType::Hash, 3),
         spec("lru", MapType::LruHash, 2),

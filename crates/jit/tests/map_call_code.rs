@@ -204,17 +204,8 @@ fn calls_without_a_plan_stay_ordinary_helper_calls() {
         assert_eq!(code, plain_code, "helper {helper} on map {map}");
     }
     // Update and delete of a map programs may only read keep the helper path (which refuses).
-    let spec = kflex_object::MapSpec {
-        name: "ro".into(),
-        map_type: kflex_object::MapType::Hash,
-        key_size: 4,
-        value_size: 8,
-        max_entries: 2,
-        flags: kflex_runtime::maps::BPF_F_RDONLY_PROG,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    };
+    let spec = kflex_object::MapSpec::new("ro", kflex_object::MapType::Hash, 4, 8, 2)
+        .with_flags(kflex_runtime::maps::BPF_F_RDONLY_PROG);
     let opts = kflex_runtime::maps::MapOptions::default();
     let ro = Arc::new(MapTable::create(&[spec], &opts).unwrap());
     for (helper, compiled) in [(LOOKUP, 1), (UPDATE, 0), (DELETE, 0)] {

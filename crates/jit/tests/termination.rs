@@ -99,20 +99,9 @@ fn helpers() -> HelperRegistry {
 }
 
 fn lock_and_ringbuf_maps() -> Vec<MapSpec> {
-    let spec = |name: &str, map_type, key_size, value_size, max_entries| MapSpec {
-        name: name.into(),
-        map_type,
-        key_size,
-        value_size,
-        max_entries,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    };
     vec![
-        spec("locks", MapType::Array, 4, 16, 1),
-        spec("events", MapType::Ringbuf, 0, 0, 4096),
+        MapSpec::new("locks", MapType::Array, 4, 16, 1),
+        MapSpec::new("events", MapType::Ringbuf, 0, 0, 4096),
     ]
 }
 

@@ -20,17 +20,7 @@ fn bpf_or_skip() -> bool {
 }
 
 fn spec(name: &str, map_type: MapType, key: u32, value: u32, entries: u32) -> MapSpec {
-    MapSpec {
-        name: name.into(),
-        map_type,
-        key_size: key,
-        value_size: value,
-        max_entries: entries,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }
+    MapSpec::new(name, map_type, key, value, entries)
 }
 
 fn mov(dst: u8, imm: i32) -> Insn {
@@ -54,8 +44,7 @@ fn every_map_type_is_created() {
     if !bpf_or_skip() {
         return;
     }
-    let mut arena = spec("heap", MapType::Arena, 0, 0, 4);
-    arena.flags = kflex_object::BPF_F_MMAPABLE;
+    let arena = spec("heap", MapType::Arena, 0, 0, 4).with_flags(kflex_object::BPF_F_MMAPABLE);
     for s in [
         spec("arr", MapType::Array, 4, 8, 4),
         spec("pcpu", MapType::PercpuArray, 4, 8, 4),
@@ -176,8 +165,7 @@ fn map_value_lddw_and_arena_programs_load() {
     let mut data = spec(".data", MapType::Array, 4, 16, 1);
     data.global = Some(GlobalKind::Data);
     let data = LinuxMap::create(&data).unwrap();
-    let mut heap = spec("heap", MapType::Arena, 0, 0, 2);
-    heap.flags = kflex_object::BPF_F_MMAPABLE;
+    let heap = spec("heap", MapType::Arena, 0, 0, 2).with_flags(kflex_object::BPF_F_MMAPABLE);
     let heap = LinuxMap::create(&heap).unwrap();
     assert!(heap.arena_addr().is_some_and(|a| a != 0));
     // r1 = &.data + 8; *(u64*)(r1+0) = 5; r0 = 0; exit

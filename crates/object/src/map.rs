@@ -98,6 +98,34 @@ pub const BPF_F_RDONLY_PROG: u32 = 0x80;
 /// `BPF_F_MMAPABLE`: the map may be mapped into user space.
 pub const BPF_F_MMAPABLE: u32 = 0x400;
 
+impl MapSpec {
+    /// A plain map: no flags, no `map_extra`, not a global-data map, no initial value.
+    pub fn new(
+        name: impl Into<String>,
+        map_type: MapType,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    ) -> MapSpec {
+        MapSpec {
+            name: name.into(),
+            map_type,
+            key_size,
+            value_size,
+            max_entries,
+            flags: 0,
+            map_extra: 0,
+            global: None,
+            initial_value: None,
+        }
+    }
+
+    /// The same map with `map_flags` set to `flags`.
+    pub fn with_flags(self, flags: u32) -> Self {
+        MapSpec { flags, ..self }
+    }
+}
+
 impl GlobalKind {
     /// The global-data kind a section name stands for (`.data`, `.data.*`, `.rodata`,
     /// `.rodata.*`, `.bss`, `.bss.*`), if any.
@@ -139,6 +167,19 @@ mod tests {
         assert_eq!(GlobalKind::from_section(".database"), None);
         assert_eq!(GlobalKind::from_section(".rodatax"), None);
         assert_eq!(GlobalKind::from_section(".text"), None);
+    }
+
+    #[test]
+    fn new_is_a_plain_map() {
+        let m = MapSpec::new("counts", MapType::Hash, 4, 8, 16);
+        assert_eq!(m.name, "counts");
+        assert_eq!(m.map_type, MapType::Hash);
+        assert_eq!((m.key_size, m.value_size, m.max_entries), (4, 8, 16));
+        assert_eq!((m.flags, m.map_extra), (0, 0));
+        assert!(m.global.is_none() && m.initial_value.is_none());
+        let m = m.with_flags(BPF_F_RDONLY_PROG);
+        assert_eq!(m.flags, BPF_F_RDONLY_PROG);
+        assert_eq!((m.key_size, m.value_size, m.max_entries), (4, 8, 16));
     }
 
     #[test]

@@ -7,17 +7,7 @@ use kflex_isa::op;
 use kflex_object::{GlobalKind, MapSpec, MapType};
 
 fn spec(name: &str, t: MapType, key: u32, value: u32, max: u32, flags: u32) -> MapSpec {
-    MapSpec {
-        name: name.into(),
-        map_type: t,
-        key_size: key,
-        value_size: value,
-        max_entries: max,
-        flags,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }
+    MapSpec::new(name, t, key, value, max).with_flags(flags)
 }
 
 #[test]

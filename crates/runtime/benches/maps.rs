@@ -43,17 +43,7 @@ fn shuffled(mut keys: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 /// A table holding one full map of `map_type` with `key_size`-byte keys.
 fn filled(map_type: MapType, key_size: u32) -> MapTable {
-    let spec = MapSpec {
-        name: "bench".into(),
-        map_type,
-        key_size,
-        value_size: 8,
-        max_entries: ENTRIES,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    };
+    let spec = MapSpec::new("bench", map_type, key_size, 8, ENTRIES);
     let t = MapTable::create(&[spec], &MapOptions::default()).unwrap();
     for i in 0..ENTRIES {
         t.update(

@@ -186,16 +186,8 @@ pub fn straight_line(seed: u64, insns: usize, prog_type: ProgType) -> Generated 
 
 /// The maps of generated programs (the arena only with `heap`).
 pub fn maps(heap: bool) -> Vec<MapSpec> {
-    let spec = |name: &str, map_type, key_size, value_size, max_entries, flags| MapSpec {
-        name: name.into(),
-        map_type,
-        key_size,
-        value_size,
-        max_entries,
-        flags,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
+    let spec = |name: &str, map_type, key_size, value_size, max_entries, flags| {
+        MapSpec::new(name, map_type, key_size, value_size, max_entries).with_flags(flags)
     };
     let mut maps = vec![
         spec("arr", MapType::Array, 4, ARRAY_VALUE as u32, 8, 0),

@@ -34,17 +34,7 @@ pub const MAPS: usize = 5;
 pub const ARRAY_ENTRIES: u32 = 4;
 
 fn spec(name: &str, map_type: MapType, value_size: u32, max_entries: u32) -> MapSpec {
-    MapSpec {
-        name: name.into(),
-        map_type,
-        key_size: 4,
-        value_size,
-        max_entries,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }
+    MapSpec::new(name, map_type, 4, value_size, max_entries)
 }
 
 /// A fresh table: hash (3 entries), LRU hash (2), array (4), per-CPU array (4, [`CPUS`] CPUs),

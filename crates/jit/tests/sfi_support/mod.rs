@@ -61,17 +61,8 @@ pub fn assemble_heap(src: &str) -> Vec<Insn> {
 /// Verifies the program (one arena map) and returns the verifier's facts.
 pub fn verified(slots: &[Insn]) -> VerifiedProgram {
     let program = Program::decode(slots).unwrap();
-    let maps = [MapSpec {
-        name: "heap".into(),
-        map_type: MapType::Arena,
-        key_size: 0,
-        value_size: 0,
-        max_entries: (HEAP_SIZE / PAGE as u64) as u32,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }];
+    let pages = (HEAP_SIZE / PAGE as u64) as u32;
+    let maps = [MapSpec::new("heap", MapType::Arena, 0, 0, pages)];
     let helpers = HelperRegistry::linux_default();
     let input = VerifyInput {
         program: &program,

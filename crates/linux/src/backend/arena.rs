@@ -86,17 +86,7 @@ pub(crate) fn globals_offset(arena_size: u64, globals_size: u64) -> u64 {
 fn globals_at_end() -> bool {
     static AT_END: OnceLock<bool> = OnceLock::new();
     *AT_END.get_or_init(|| {
-        let spec = MapSpec {
-            name: "kflex_probe".into(),
-            map_type: MapType::Array,
-            key_size: 4,
-            value_size: 1,
-            max_entries: 1,
-            flags: 0,
-            map_extra: 0,
-            global: None,
-            initial_value: None,
-        };
+        let spec = MapSpec::new("kflex_probe", MapType::Array, 4, 1, 1);
         let Ok(map) = map_create(&spec) else {
             return false;
         };

@@ -33,17 +33,7 @@ fn probe() -> Result<(), String> {
         }
         why
     })?;
-    let arena = MapSpec {
-        name: "kflex_probe".into(),
-        map_type: MapType::Arena,
-        key_size: 0,
-        value_size: 0,
-        max_entries: 1,
-        flags: BPF_F_MMAPABLE,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    };
+    let arena = MapSpec::new("kflex_probe", MapType::Arena, 0, 0, 1).with_flags(BPF_F_MMAPABLE);
     map_create(&arena).map(drop).map_err(|e| {
         format!(
             "the kernel ({}) cannot create a BPF arena map, which kflex's heap needs (Linux 6.9 or later): {e}",

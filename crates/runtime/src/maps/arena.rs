@@ -100,15 +100,8 @@ mod tests {
 
     fn spec(pages: u32, extra: u64) -> MapSpec {
         MapSpec {
-            name: "arena".into(),
-            map_type: MapType::Arena,
-            key_size: 0,
-            value_size: 0,
-            max_entries: pages,
-            flags: 0x400,
             map_extra: extra,
-            global: None,
-            initial_value: None,
+            ..MapSpec::new("arena", MapType::Arena, 0, 0, pages).with_flags(0x400)
         }
     }
 

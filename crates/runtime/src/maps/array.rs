@@ -167,17 +167,7 @@ mod tests {
     use kflex_object::MapType;
 
     pub(crate) fn spec(value_size: u32, max_entries: u32) -> MapSpec {
-        MapSpec {
-            name: "a".into(),
-            map_type: MapType::Array,
-            key_size: 4,
-            value_size,
-            max_entries,
-            flags: 0,
-            map_extra: 0,
-            global: None,
-            initial_value: None,
-        }
+        MapSpec::new("a", MapType::Array, 4, value_size, max_entries)
     }
 
     fn k(i: u32) -> [u8; 4] {

@@ -355,17 +355,7 @@ mod tests {
     use kflex_object::MapType;
 
     fn spec(max_entries: u32) -> MapSpec {
-        MapSpec {
-            name: "h".into(),
-            map_type: MapType::Hash,
-            key_size: 4,
-            value_size: 4,
-            max_entries,
-            flags: 0,
-            map_extra: 0,
-            global: None,
-            initial_value: None,
-        }
+        MapSpec::new("h", MapType::Hash, 4, 4, max_entries)
     }
 
     fn k(i: u32) -> [u8; 4] {

@@ -164,17 +164,7 @@ mod tests {
     use kflex_object::MapType;
 
     fn spec(value_size: u32, max_entries: u32) -> MapSpec {
-        MapSpec {
-            name: "p".into(),
-            map_type: MapType::PercpuArray,
-            key_size: 4,
-            value_size,
-            max_entries,
-            flags: 0,
-            map_extra: 0,
-            global: None,
-            initial_value: None,
-        }
+        MapSpec::new("p", MapType::PercpuArray, 4, value_size, max_entries)
     }
 
     #[test]

@@ -121,17 +121,7 @@ mod tests {
     use crate::maps::{BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST, MapOptions, MapTable};
 
     fn spec(name: &str, map_type: MapType, value_size: u32, max_entries: u32) -> MapSpec {
-        MapSpec {
-            name: name.into(),
-            map_type,
-            key_size: 4,
-            value_size,
-            max_entries,
-            flags: 0,
-            map_extra: 0,
-            global: None,
-            initial_value: None,
-        }
+        MapSpec::new(name, map_type, 4, value_size, max_entries)
     }
 
     fn table(specs: &[MapSpec], cpus: u32) -> Arc<MapTable> {
@@ -239,16 +229,10 @@ mod tests {
 
     #[test]
     fn read_only_maps_get_no_direct_writes_and_other_maps_no_plan() {
-        let mut ro = spec("ro", MapType::Hash, 8, 2);
-        ro.flags = BPF_F_RDONLY_PROG;
+        let ro = spec("ro", MapType::Hash, 8, 2).with_flags(BPF_F_RDONLY_PROG);
         let mut rodata = spec(".rodata", MapType::Array, 8, 1);
         rodata.global = Some(GlobalKind::Rodata);
-        let ring = MapSpec {
-            key_size: 0,
-            value_size: 0,
-            max_entries: 4096,
-            ..spec("rb", MapType::Ringbuf, 0, 0)
-        };
+        let ring = MapSpec::new("rb", MapType::Ringbuf, 0, 0, 4096);
         let t = table(&[ro, rodata, ring], 1);
         let Some(MapCallPlan::Hash(h)) = t.call_plan(0) else {
             panic!("hash plan: {:?}", t.call_plan(0));

@@ -222,21 +222,7 @@ mod tests {
     use kflex_object::MapType;
 
     fn ring(size: u32) -> RingBuf {
-        RingBuf::new(
-            &MapSpec {
-                name: "rb".into(),
-                map_type: MapType::Ringbuf,
-                key_size: 0,
-                value_size: 0,
-                max_entries: size,
-                flags: 0,
-                map_extra: 0,
-                global: None,
-                initial_value: None,
-            },
-            4096,
-        )
-        .unwrap()
+        RingBuf::new(&MapSpec::new("rb", MapType::Ringbuf, 0, 0, size), 4096).unwrap()
     }
 
     fn fill(rb: &RingBuf, sample: u64, bytes: &[u8]) {
@@ -304,22 +290,7 @@ mod tests {
 
     #[test]
     fn sizes_must_be_power_of_two_pages() {
-        let mk = |n| {
-            RingBuf::new(
-                &MapSpec {
-                    name: "rb".into(),
-                    map_type: MapType::Ringbuf,
-                    key_size: 0,
-                    value_size: 0,
-                    max_entries: n,
-                    flags: 0,
-                    map_extra: 0,
-                    global: None,
-                    initial_value: None,
-                },
-                4096,
-            )
-        };
+        let mk = |n| RingBuf::new(&MapSpec::new("rb", MapType::Ringbuf, 0, 0, n), 4096);
         assert!(mk(4096 * 3).is_err());
         assert!(mk(2048).is_err());
         assert!(mk(0).is_err());

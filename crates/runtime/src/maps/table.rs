@@ -450,25 +450,8 @@ mod tests {
     const CHILD_TEST: &str = "maps::table::tests::heap_share_child";
 
     fn table() -> MapTable {
-        let arena = MapSpec {
-            name: "heap".into(),
-            map_type: MapType::Arena,
-            key_size: 0,
-            value_size: 0,
-            max_entries: 16,
-            flags: 0x400,
-            map_extra: 0,
-            global: None,
-            initial_value: None,
-        };
-        let array = MapSpec {
-            name: "array".into(),
-            map_type: MapType::Array,
-            key_size: 4,
-            value_size: 8,
-            max_entries: 1,
-            ..arena.clone()
-        };
+        let arena = MapSpec::new("heap", MapType::Arena, 0, 0, 16).with_flags(0x400);
+        let array = MapSpec::new("array", MapType::Array, 4, 8, 1).with_flags(0x400);
         MapTable::create(&[array, arena], &MapOptions::default()).unwrap()
     }
 

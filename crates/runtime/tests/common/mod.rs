@@ -20,17 +20,7 @@ pub const ARENA: usize = 6;
 pub const STACK_LEN: usize = 512;
 
 pub fn spec(name: &str, t: MapType, key: u32, value: u32, max: u32) -> MapSpec {
-    MapSpec {
-        name: name.into(),
-        map_type: t,
-        key_size: key,
-        value_size: value,
-        max_entries: max,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }
+    MapSpec::new(name, t, key, value, max)
 }
 
 pub fn specs() -> Vec<MapSpec> {

@@ -116,17 +116,7 @@ impl CallState for Mock {
 }
 
 fn spec(name: &str, t: MapType, key: u32, value: u32) -> MapSpec {
-    MapSpec {
-        name: name.into(),
-        map_type: t,
-        key_size: key,
-        value_size: value,
-        max_entries: 4,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }
+    MapSpec::new(name, t, key, value, 4)
 }
 
 const HASH: u32 = 0;

@@ -43,27 +43,15 @@ pub enum Linux {
 /// 0 `arr` array (4-byte key, 32-byte value, 8 entries), 1 `hash` (8-byte key, 16-byte value),
 /// 2 `rb` ring buffer (4096 bytes), 3 `heap` arena (4 pages), 4 `.rodata` (16 bytes, read-only).
 pub fn maps() -> Vec<MapSpec> {
-    let spec = |name: &str, map_type, key_size, value_size, max_entries| MapSpec {
-        name: name.into(),
-        map_type,
-        key_size,
-        value_size,
-        max_entries,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    };
-    let mut heap = spec("heap", MapType::Arena, 0, 0, 4);
-    heap.flags = BPF_F_MMAPABLE;
-    let mut rodata = spec(".rodata", MapType::Array, 4, 16, 1);
-    rodata.flags = BPF_F_RDONLY_PROG;
+    let heap = MapSpec::new("heap", MapType::Arena, 0, 0, 4).with_flags(BPF_F_MMAPABLE);
+    let mut rodata =
+        MapSpec::new(".rodata", MapType::Array, 4, 16, 1).with_flags(BPF_F_RDONLY_PROG);
     rodata.global = Some(GlobalKind::Rodata);
     rodata.initial_value = Some((1..=16).collect());
     vec![
-        spec("arr", MapType::Array, 4, 32, 8),
-        spec("hash", MapType::Hash, 8, 16, 64),
-        spec("rb", MapType::Ringbuf, 0, 0, 4096),
+        MapSpec::new("arr", MapType::Array, 4, 32, 8),
+        MapSpec::new("hash", MapType::Hash, 8, 16, 64),
+        MapSpec::new("rb", MapType::Ringbuf, 0, 0, 4096),
         heap,
         rodata,
     ]

@@ -133,17 +133,7 @@ pub fn unprivileged() -> VerifyOptions {
 }
 
 fn map(name: &str, map_type: MapType, key: u32, value: u32, entries: u32) -> MapSpec {
-    MapSpec {
-        name: name.into(),
-        map_type,
-        key_size: key,
-        value_size: value,
-        max_entries: entries,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }
+    MapSpec::new(name, map_type, key, value, entries)
 }
 
 /// A hash map with 4-byte keys and `value`-byte values.
@@ -158,8 +148,8 @@ pub fn array(value: u32) -> MapSpec {
 
 /// A `.rodata` map with these initial bytes.
 pub fn rodata(bytes: &[u8]) -> MapSpec {
-    let mut m = map(".rodata", MapType::Array, 4, bytes.len() as u32, 1);
-    m.flags = BPF_F_RDONLY_PROG;
+    let mut m =
+        map(".rodata", MapType::Array, 4, bytes.len() as u32, 1).with_flags(BPF_F_RDONLY_PROG);
     m.global = Some(GlobalKind::Rodata);
     m.initial_value = Some(bytes.to_vec());
     m

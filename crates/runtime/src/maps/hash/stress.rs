@@ -12,17 +12,7 @@ use super::key::KeyHasher;
 use super::{BPF_EXIST, BPF_NOEXIST, HashMapImpl, MapError};
 
 fn spec(key_size: u32, value_size: u32, max_entries: u32) -> MapSpec {
-    MapSpec {
-        name: "h".into(),
-        map_type: MapType::Hash,
-        key_size,
-        value_size,
-        max_entries,
-        flags: 0,
-        map_extra: 0,
-        global: None,
-        initial_value: None,
-    }
+    MapSpec::new("h", MapType::Hash, key_size, value_size, max_entries)
 }
 
 /// Key `id` of `size` bytes: keys differ in their first and last bytes only, so that comparisons

@@ -228,16 +228,7 @@ pub(crate) fn fill(
     if get(off::WIRE_LEN, 4) == 0 {
         put(off::WIRE_LEN, 4, len);
     }
-    let packet = match spare.packet {
-        Some(old) if old.buf.len() >= size => {
-            old.buf.write(0, data_in);
-            // The old frame's bytes past the new end back to zero (never reachable anyway:
-            // regions and helpers stop at `data_end`).
-            old.buf.zero(size, old.data_end);
-            Packet::recycle(old, data, size, data, direct)
-        }
-        _ => Packet::new(RawBuf::from_vec(data_in.to_vec()), data, size, direct),
-    };
+    let packet = Packet::place(spare.packet, data_in, size, 0, data, data, direct);
     RunState {
         prog_type,
         ctx,

@@ -81,6 +81,40 @@ impl Packet {
         }
     }
 
+    /// A packet whose `buf_len`-byte buffer holds `frame` at `start` and zeros elsewhere, with
+    /// `data_end` right after the frame. `spare`'s buffer is kept (at its address, with its
+    /// regions; see [`Packet::recycle`]) if it has at least `buf_len` bytes, else a new one is
+    /// allocated. A kept buffer's bytes before `start` and from the frame's end to the old
+    /// `data_end` are zeroed; bytes past an old `data_end` were never written.
+    pub(crate) fn place(
+        spare: Option<Packet>,
+        frame: &[u8],
+        buf_len: usize,
+        start: usize,
+        data: usize,
+        data_meta: usize,
+        direct: Direct,
+    ) -> Self {
+        let end = start + frame.len();
+        match spare {
+            Some(old) if old.buf.len() >= buf_len => {
+                old.buf.zero(0, start);
+                old.buf.write(start, frame);
+                old.buf.zero(end, old.data_end);
+                Packet::recycle(old, data, end, data_meta, direct)
+            }
+            _ => {
+                let mut bytes = vec![0u8; buf_len];
+                if let Some(dst) = bytes.get_mut(start..end) {
+                    dst.copy_from_slice(frame);
+                }
+                let mut p = Packet::new(RawBuf::from_vec(bytes), data, end, direct);
+                p.data_meta = data_meta;
+                p
+            }
+        }
+    }
+
     /// Publishes the current `data`, `data_end` and `data_meta` addresses in `pointers`.
     pub(crate) fn sync_pointers(&self) {
         let [data, end, meta] = &*self.pointers;

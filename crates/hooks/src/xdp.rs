@@ -112,34 +112,19 @@ pub(crate) fn fill(
     ctx_in: Option<&[u8]>,
     spare: Spare,
 ) -> RunState {
-    let Layout { size, metalen } = layout;
+    let metalen = layout.metalen;
     let ctx = ctx_image_reusing(spare.ctx, ctx_in, XDP_MD_SIZE);
+    // Metadata first, then the packet at the end of the headroom.
     let start = XDP_PACKET_HEADROOM - metalen;
-    let end = start + size;
-    let packet = match spare.packet {
-        Some(old) if old.buf.len() >= layout.buffer_len() => {
-            // Headroom and the old packet's bytes past the new end back to zero (bytes from
-            // the old `data_end` on were never written: no region or helper reaches them).
-            old.buf.zero(0, start);
-            old.buf.write(start, data_in);
-            old.buf.zero(end, old.data_end);
-            Packet::recycle(old, XDP_PACKET_HEADROOM, end, start, Direct::ReadWrite)
-        }
-        _ => {
-            let mut bytes = vec![0u8; layout.buffer_len()];
-            if let Some(dst) = bytes.get_mut(start..end) {
-                dst.copy_from_slice(data_in);
-            }
-            let mut p = Packet::new(
-                RawBuf::from_vec(bytes),
-                XDP_PACKET_HEADROOM,
-                end,
-                Direct::ReadWrite,
-            );
-            p.data_meta = start;
-            p
-        }
-    };
+    let packet = Packet::place(
+        spare.packet,
+        data_in,
+        layout.buffer_len(),
+        start,
+        XDP_PACKET_HEADROOM,
+        start,
+        Direct::ReadWrite,
+    );
     RunState {
         prog_type: ProgType::Xdp,
         ctx,

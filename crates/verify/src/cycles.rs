@@ -148,12 +148,7 @@ impl Tarjan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kflex_isa::Insn;
-
-    fn program(src: &str) -> Program {
-        let slots: Vec<Insn> = kflex_isa::asm::assemble(src).expect("assembles");
-        Program::decode(&slots).expect("decodes")
-    }
+    use crate::testing::program;
 
     #[test]
     fn a_jump_back_to_a_shared_tail_closes_no_cycle() {

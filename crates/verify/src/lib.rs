@@ -32,6 +32,8 @@ pub mod log;
 pub mod progen;
 pub mod state;
 mod stats;
+#[cfg(test)]
+mod testing;
 
 pub use error::VerifyError;
 pub use stats::Stats;

@@ -113,12 +113,7 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kflex_isa::Insn;
-
-    fn program(src: &str) -> Program {
-        let slots: Vec<Insn> = kflex_isa::asm::assemble(src).expect("assembles");
-        Program::decode(&slots).expect("decodes")
-    }
+    use crate::testing::program;
 
     #[test]
     fn a_register_is_live_until_its_last_read() {

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use kflex_object::MapSpec;
 use kflex_object::ProgType::{self, SocketFilter, Syscall, Xdp};
-use kflex_runtime::HelperRegistry;
 use kflex_runtime::helpers::{ArgKind, HelperDef, RetKind, Signature};
-use kflex_verify::{VerifiedProgram, VerifyError, VerifyInput, VerifyOptions, verify};
-use support::{array, hash, program, ringbuf};
+use kflex_verify::{VerifiedProgram, VerifyError, VerifyOptions};
+use support::{array, hash, helpers_for, program, ringbuf, verify_decoded};
 
 /// Verifies `src` with the Linux helpers, the program type's helpers and `extra` host helpers.
 fn check_with_helpers(
@@ -20,21 +19,18 @@ fn check_with_helpers(
     maps: &[MapSpec],
     extra: Vec<HelperDef>,
 ) -> Result<VerifiedProgram, Box<VerifyError>> {
-    let code = program(src);
-    let mut helpers = HelperRegistry::linux_default();
-    kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
+    let mut helpers = helpers_for(prog_type);
     for h in extra {
         helpers.register(h).unwrap();
     }
-    let input = VerifyInput {
-        program: &code,
+    verify_decoded(
+        &program(src),
         prog_type,
         maps,
-        helpers: &helpers,
-        line_info: &[],
-        func_info: &[],
-    };
-    verify(&input, &VerifyOptions::default()).map_err(Box::new)
+        &helpers,
+        &VerifyOptions::default(),
+    )
+    .map_err(Box::new)
 }
 
 fn accepts(src: &str, prog_type: ProgType, maps: &[MapSpec]) -> VerifiedProgram {

@@ -1,9 +1,11 @@
 //! Every bundled example extension verifies, quickly, with sensible facts.
 
+mod support;
+
 use kflex_isa::decode::Program;
 use kflex_object::Object;
-use kflex_runtime::HelperRegistry;
-use kflex_verify::{VerifyInput, VerifyOptions, verify};
+use kflex_verify::VerifyOptions;
+use support::verify_object_program;
 
 #[test]
 fn every_bundled_example_verifies() {
@@ -11,23 +13,12 @@ fn every_bundled_example_verifies() {
     for ex in kflex_examples::all() {
         let obj = Object::parse(ex.name, ex.object).expect("example parses");
         for prog in &obj.programs {
-            let prog_type = prog.prog_type.expect("example has a known program type");
-            let mut helpers = HelperRegistry::linux_default();
-            kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
             let code = Program::decode(&prog.insns).expect("example decodes");
-            let input = VerifyInput {
-                program: &code,
-                prog_type,
-                maps: &obj.maps,
-                helpers: &helpers,
-                line_info: &prog.line_info,
-                func_info: &prog.func_info,
-            };
             let options = VerifyOptions {
                 log_level: 1,
                 ..VerifyOptions::default()
             };
-            let verified = match verify(&input, &options) {
+            let verified = match verify_object_program(&obj, prog, &code, &options) {
                 Ok(v) => v,
                 Err(e) => panic!("{}/{} rejected:\n{e}\n{}", ex.name, prog.name, e.log),
             };

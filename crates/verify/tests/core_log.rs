@@ -7,8 +7,7 @@ use std::path::Path;
 use kflex_isa::decode::Program;
 use kflex_object::Object;
 use kflex_object::ProgType::Xdp;
-use kflex_runtime::HelperRegistry;
-use kflex_verify::{TerminationKind, VerifiedProgram, VerifyError, VerifyInput, VerifyOptions};
+use kflex_verify::{TerminationKind, VerifiedProgram, VerifyError, VerifyOptions};
 use support::*;
 
 #[test]
@@ -78,19 +77,13 @@ fn verify_c(file: &str) -> Option<Result<VerifiedProgram, VerifyError>> {
     let bytes = kflex_testutil::compile_c(&path)?;
     let obj = Object::parse(file, &bytes).unwrap();
     let prog = &obj.programs[0];
-    let prog_type = prog.prog_type.unwrap();
-    let mut helpers = HelperRegistry::linux_default();
-    kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
     let code = Program::decode(&prog.insns).unwrap();
-    let input = VerifyInput {
-        program: &code,
-        prog_type,
-        maps: &obj.maps,
-        helpers: &helpers,
-        line_info: &prog.line_info,
-        func_info: &prog.func_info,
-    };
-    Some(kflex_verify::verify(&input, &VerifyOptions::default()))
+    Some(verify_object_program(
+        &obj,
+        prog,
+        &code,
+        &VerifyOptions::default(),
+    ))
 }
 
 #[test]

@@ -9,12 +9,9 @@ use std::sync::Arc;
 
 use kflex_object::MapSpec;
 use kflex_object::ProgType::{self, Syscall, Xdp};
-use kflex_runtime::HelperRegistry;
 use kflex_runtime::helpers::{ArgKind, HelperDef, ResourceKind, RetKind, Signature, ids};
-use kflex_verify::{
-    Location, TerminationKind, VerifiedProgram, VerifyError, VerifyInput, VerifyOptions, verify,
-};
-use support::{array, program, ringbuf};
+use kflex_verify::{Location, TerminationKind, VerifiedProgram, VerifyError, VerifyOptions};
+use support::{array, helpers_for, program, ringbuf, verify_decoded};
 
 fn check_with_helpers(
     src: &str,
@@ -22,21 +19,18 @@ fn check_with_helpers(
     maps: &[MapSpec],
     extra: &[HelperDef],
 ) -> Result<VerifiedProgram, Box<VerifyError>> {
-    let code = program(src);
-    let mut helpers = HelperRegistry::linux_default();
-    kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
+    let mut helpers = helpers_for(prog_type);
     for h in extra {
         helpers.register(h.clone()).unwrap();
     }
-    let input = VerifyInput {
-        program: &code,
+    verify_decoded(
+        &program(src),
         prog_type,
         maps,
-        helpers: &helpers,
-        line_info: &[],
-        func_info: &[],
-    };
-    verify(&input, &VerifyOptions::default()).map_err(Box::new)
+        &helpers,
+        &VerifyOptions::default(),
+    )
+    .map_err(Box::new)
 }
 
 fn accepts(src: &str, maps: &[MapSpec]) -> VerifiedProgram {

@@ -6,9 +6,8 @@ mod support;
 use kflex_isa::decode::{Instruction, Program};
 use kflex_object::ProgType::{SchedCls, Syscall};
 use kflex_object::{Object, ProgType};
-use kflex_runtime::HelperRegistry;
 use kflex_verify::progen::{self, PROG_TYPES};
-use kflex_verify::{VerifiedProgram, VerifyInput, VerifyOptions, verify};
+use kflex_verify::{VerifiedProgram, VerifyOptions};
 use support::*;
 
 fn depth(src: &str) -> u32 {
@@ -125,17 +124,8 @@ fn verify_code(
     prog_type: ProgType,
     maps: &[kflex_object::MapSpec],
 ) -> Option<VerifiedProgram> {
-    let mut helpers = HelperRegistry::linux_default();
-    kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
-    let input = VerifyInput {
-        program: code,
-        prog_type,
-        maps,
-        helpers: &helpers,
-        line_info: &[],
-        func_info: &[],
-    };
-    verify(&input, &VerifyOptions::default()).ok()
+    let helpers = helpers_for(prog_type);
+    verify_decoded(code, prog_type, maps, &helpers, &VerifyOptions::default()).ok()
 }
 
 #[test]

@@ -8,9 +8,8 @@ use std::collections::BTreeSet;
 use kflex_isa::decode::{Instruction, Program};
 use kflex_isa::{Insn, op};
 use kflex_object::{Object, ProgType};
-use kflex_runtime::HelperRegistry;
 use kflex_verify::progen::{self, PROG_TYPES};
-use kflex_verify::{TerminationKind, VerifiedProgram, VerifyInput, VerifyOptions, verify};
+use kflex_verify::{TerminationKind, VerifiedProgram, VerifyOptions};
 use proptest::prelude::*;
 use support::*;
 
@@ -110,19 +109,8 @@ fn verify_example(name: &str) -> Vec<VerifiedProgram> {
     let obj = Object::parse(ex.name, ex.object).expect("example parses");
     let mut out = Vec::new();
     for prog in &obj.programs {
-        let prog_type = prog.prog_type.expect("example has a known program type");
-        let mut helpers = HelperRegistry::linux_default();
-        kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
         let code = Program::decode(&prog.insns).expect("example decodes");
-        let input = VerifyInput {
-            program: &code,
-            prog_type,
-            maps: &obj.maps,
-            helpers: &helpers,
-            line_info: &prog.line_info,
-            func_info: &prog.func_info,
-        };
-        let v = verify(&input, &VerifyOptions::default())
+        let v = verify_object_program(&obj, prog, &code, &VerifyOptions::default())
             .unwrap_or_else(|e| panic!("{name}/{} rejected: {e}", prog.name));
         assert_cycles_covered(&code, &v);
         out.push(v);
@@ -249,17 +237,8 @@ fn verify_slots(
     maps: &[kflex_object::MapSpec],
 ) -> Option<(Program, VerifiedProgram)> {
     let code = Program::decode(slots).ok()?;
-    let mut helpers = HelperRegistry::linux_default();
-    kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
-    let input = VerifyInput {
-        program: &code,
-        prog_type,
-        maps,
-        helpers: &helpers,
-        line_info: &[],
-        func_info: &[],
-    };
-    let v = verify(&input, &VerifyOptions::default()).ok()?;
+    let helpers = helpers_for(prog_type);
+    let v = verify_decoded(&code, prog_type, maps, &helpers, &VerifyOptions::default()).ok()?;
     Some((code, v))
 }
 

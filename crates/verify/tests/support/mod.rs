@@ -5,7 +5,7 @@
 use kflex_isa::asm::assemble;
 use kflex_isa::decode::Program;
 use kflex_isa::op;
-use kflex_object::{BPF_F_RDONLY_PROG, GlobalKind, MapSpec, MapType, ProgType};
+use kflex_object::{BPF_F_RDONLY_PROG, GlobalKind, MapSpec, MapType, Object, ProgType};
 use kflex_runtime::HelperRegistry;
 use kflex_verify::{VerifiedProgram, VerifyError, VerifyInput, VerifyOptions, verify};
 
@@ -90,16 +90,53 @@ pub fn check_with(
     maps: &[MapSpec],
     options: &VerifyOptions,
 ) -> Result<VerifiedProgram, VerifyError> {
-    let code = program(src);
+    let helpers = helpers_for(prog_type);
+    verify_decoded(&program(src), prog_type, maps, &helpers, options)
+}
+
+/// The helpers a `prog_type` program may call: Linux's defaults and the program type's own.
+pub fn helpers_for(prog_type: ProgType) -> HelperRegistry {
     let mut helpers = HelperRegistry::linux_default();
     kflex_hooks::register_extra_helpers(&mut helpers, prog_type).unwrap();
+    helpers
+}
+
+/// Verifies decoded `code` (without line or function info) with `helpers`.
+pub fn verify_decoded(
+    code: &Program,
+    prog_type: ProgType,
+    maps: &[MapSpec],
+    helpers: &HelperRegistry,
+    options: &VerifyOptions,
+) -> Result<VerifiedProgram, VerifyError> {
     let input = VerifyInput {
-        program: &code,
+        program: code,
         prog_type,
         maps,
-        helpers: &helpers,
+        helpers,
         line_info: &[],
         func_info: &[],
+    };
+    verify(&input, options)
+}
+
+/// Verifies `code`, the decoded instructions of `prog`, one of `obj`'s programs: with the
+/// object's maps, the program's line and function info and the helpers of its type.
+pub fn verify_object_program(
+    obj: &Object,
+    prog: &kflex_object::Program,
+    code: &Program,
+    options: &VerifyOptions,
+) -> Result<VerifiedProgram, VerifyError> {
+    let prog_type = prog.prog_type.expect("program type known");
+    let helpers = helpers_for(prog_type);
+    let input = VerifyInput {
+        program: code,
+        prog_type,
+        maps: &obj.maps,
+        helpers: &helpers,
+        line_info: &prog.line_info,
+        func_info: &prog.func_info,
     };
     verify(&input, options)
 }

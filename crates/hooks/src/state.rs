@@ -86,6 +86,7 @@ impl Packet {
     /// regions; see [`Packet::recycle`]) if it has at least `buf_len` bytes, else a new one is
     /// allocated. A kept buffer's bytes before `start` and from the frame's end to the old
     /// `data_end` are zeroed; bytes past an old `data_end` were never written.
+    #[inline]
     pub(crate) fn place(
         spare: Option<Packet>,
         frame: &[u8],

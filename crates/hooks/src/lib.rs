@@ -152,6 +152,10 @@ pub enum HookError {
     /// [`PreparedRun::install`] was called twice without [`PreparedRun::uninstall`].
     #[error("the run is already installed")]
     AlreadyInstalled,
+    /// The calling thread is exiting (its table of installed runs is gone): a run cannot be
+    /// installed from a thread-local destructor that runs after it.
+    #[error("the thread is exiting: no run can be installed on it any more")]
+    ThreadExiting,
     /// An internal invariant failed (a bug in kflex-hooks).
     #[error("internal error: {0}")]
     Internal(String),

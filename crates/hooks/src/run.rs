@@ -122,7 +122,10 @@ impl PreparedRun {
             // raw pointers; the caller agreed to remove the run's regions before dropping it
             // when it installed the run (`install`'s contract).
             unsafe { mem.insert(region)? };
-            state::register(s.ctx.addr(), &self.state);
+            if let Err(e) = state::register(s.ctx.addr(), &self.state) {
+                mem.remove(s.ctx.addr());
+                return Err(e);
+            }
         }
         if let Some(p) = s.packet.as_mut() {
             if new_packet {
@@ -192,8 +195,14 @@ impl PreparedRun {
                 return Err(e.into());
             }
         }
-        if ctx_len > 0 {
-            state::register(ctx_addr, &self.state);
+        if ctx_len > 0
+            && let Err(e) = state::register(ctx_addr, &self.state)
+        {
+            mem.remove(ctx_addr);
+            if let Some(p) = s.packet.as_mut() {
+                p.uninstall(mem);
+            }
+            return Err(e);
         }
         self.installed.set(true);
         Ok(())

@@ -292,13 +292,16 @@ thread_local! {
     static ACTIVE: RefCell<Vec<(u64, Weak<RefCell<RunState>>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Makes `state` findable by helpers through its context address.
-pub(crate) fn register(ctx_addr: u64, state: &Shared) {
-    ACTIVE.with(|a| {
-        let mut a = a.borrow_mut();
-        a.retain(|(addr, w)| *addr != ctx_addr && w.strong_count() > 0);
-        a.push((ctx_addr, Rc::downgrade(state)));
-    });
+/// Makes `state` findable by helpers through its context address; fails once the thread's table
+/// is destroyed (a run installed from a thread-local destructor at thread exit).
+pub(crate) fn register(ctx_addr: u64, state: &Shared) -> Result<(), crate::HookError> {
+    ACTIVE
+        .try_with(|a| {
+            let mut a = a.borrow_mut();
+            a.retain(|(addr, w)| *addr != ctx_addr && w.strong_count() > 0);
+            a.push((ctx_addr, Rc::downgrade(state)));
+        })
+        .map_err(|_| crate::HookError::ThreadExiting)
 }
 
 /// Forgets the run with this context address.
@@ -310,10 +313,13 @@ pub(crate) fn unregister(ctx_addr: u64) {
 
 /// The installed run whose context is at `ctx_addr`, if any.
 pub(crate) fn lookup(ctx_addr: u64) -> Option<Shared> {
-    ACTIVE.with(|a| {
-        a.borrow()
-            .iter()
-            .find(|(addr, _)| *addr == ctx_addr)
-            .and_then(|(_, w)| w.upgrade())
-    })
+    ACTIVE
+        .try_with(|a| {
+            a.borrow()
+                .iter()
+                .find(|(addr, _)| *addr == ctx_addr)
+                .and_then(|(_, w)| w.upgrade())
+        })
+        .ok()
+        .flatten()
 }

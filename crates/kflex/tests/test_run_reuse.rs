@@ -202,3 +202,40 @@ fn extensions_dropped_between_calls_do_not_disturb_later_ones() {
         );
     }
 }
+
+/// A test-run made while its thread exits (from a thread-local destructor that runs after the
+/// thread's test-run state is gone) fails with an error saying so, instead of aborting the
+/// process; the thread exits cleanly.
+#[test]
+fn a_test_run_during_thread_exit_fails_cleanly() {
+    struct RunsAtExit(Option<(Extension, TestRunOptions, String)>);
+    impl Drop for RunsAtExit {
+        fn drop(&mut self) {
+            if let Some((ext, input, _)) = self.0.take() {
+                let got = untimed(ext.test_run("xdp_firewall", &input));
+                assert!(got.contains("the thread is exiting"), "{got}");
+            }
+        }
+    }
+    thread_local! {
+        static AT_EXIT: std::cell::RefCell<RunsAtExit> =
+            const { std::cell::RefCell::new(RunsAtExit(None)) };
+    }
+    let input = TestRunOptions::packet(packet::udp4_frame(CLIENT, SERVER, 40000, 53, b"query"));
+    let expected = {
+        let input = input.clone();
+        std::thread::spawn(move || untimed(load("xdp_firewall").test_run("xdp_firewall", &input)))
+            .join()
+            .unwrap()
+    };
+    std::thread::spawn(move || {
+        // Thread-local destructors run in reverse order of first use: registering this one
+        // before the test-run cache makes the cache go first.
+        AT_EXIT.with(|_| {});
+        let ext = load("xdp_firewall");
+        assert_eq!(untimed(ext.test_run("xdp_firewall", &input)), expected);
+        AT_EXIT.with(|a| a.borrow_mut().0 = Some((ext, input, expected)));
+    })
+    .join()
+    .expect("the thread exits cleanly");
+}

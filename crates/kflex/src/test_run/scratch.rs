@@ -65,11 +65,16 @@ impl Scratch {
     /// for runs on `cpu`.
     pub fn take(maps: &Arc<MapTable>, cpu: u32) -> Result<Box<Scratch>> {
         let key = Arc::as_ptr(maps);
-        let cached = CACHE.with(|c| {
-            let mut c = c.borrow_mut();
-            let pos = c.iter().position(|s| Weak::as_ptr(&s.table) == key)?;
-            Some(c.remove(pos))
-        });
+        // `try_with`: a test-run made while the thread exits (from another thread-local's
+        // destructor) finds the cache gone and builds its entry afresh.
+        let cached = CACHE
+            .try_with(|c| {
+                let mut c = c.borrow_mut();
+                let pos = c.iter().position(|s| Weak::as_ptr(&s.table) == key)?;
+                Some(c.remove(pos))
+            })
+            .ok()
+            .flatten();
         let mut scratch = match cached {
             Some(s) => s,
             None => Box::new(Scratch::new(maps)?),
@@ -145,11 +150,16 @@ impl Scratch {
             return;
         }
         let mut evicted = Vec::new();
-        CACHE.with(|c| {
+        // During thread exit the cache may be gone: the entry is then dropped with `evicted`.
+        let mut entry = Some(self);
+        let _ = CACHE.try_with(|c| {
             let mut c = c.borrow_mut();
+            let Some(entry) = entry.take() else {
+                return;
+            };
             // Entries of dropped extensions, and another entry of the same table (made by a
             // nested call), give way.
-            let key = Weak::as_ptr(&self.table);
+            let key = Weak::as_ptr(&entry.table);
             let mut i = 0;
             while i < c.len() {
                 if c[i].table.strong_count() == 0 || Weak::as_ptr(&c[i].table) == key {
@@ -161,10 +171,11 @@ impl Scratch {
             if c.len() >= CACHED {
                 evicted.push(c.remove(0));
             }
-            c.push(self);
+            c.push(entry);
         });
         // Dropped outside the cache's borrow (dropping uninstalls runs).
         drop(evicted);
+        drop(entry);
     }
 }
 

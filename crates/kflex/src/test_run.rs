@@ -214,6 +214,8 @@ impl Extension {
                 last
             }
         };
+        // Timed before the cancellation hooks run: they are the host's time, not the runs'.
+        let elapsed = start.elapsed_ns();
         if let Some(reason) = tally.stopped_by.take() {
             self.cancel_hooks.notify(program, options.cpu, &reason);
         }
@@ -223,7 +225,6 @@ impl Extension {
             released,
             ..
         } = tally;
-        let elapsed = start.elapsed_ns();
         if let Some(lease) = lease {
             lease.release(mem);
         }

@@ -120,7 +120,11 @@ impl JitProgram {
 }
 
 impl<'a> JitRunner<'_, 'a> {
-    /// The environment runs execute in (between runs).
+    /// The environment runs execute in (between runs: to release what a run left held, take
+    /// trace lines, change `budget` or the environment's CPU). What the runner set up from it —
+    /// the frames in `mem`, the context plan of `ctx_direct`, `max_call_depth`, `heap_base` and
+    /// the native stack — stays as it was when the runner was made; a new runner picks up
+    /// changes to those.
     pub fn env(&mut self) -> &mut JitEnv<'a> {
         self.env
     }

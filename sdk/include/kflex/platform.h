@@ -12,6 +12,7 @@
 #ifndef KFLEX_PLATFORM_H
 #define KFLEX_PLATFORM_H
 
+#include "compiler.h"
 #include "types.h"
 
 #if defined(__bpf__)
@@ -38,27 +39,6 @@
 /* Heap pointers are ordinary pointers into a host buffer. */
 #ifndef __arena
 #define __arena
-#endif
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-#ifndef __noinline
-#define __noinline __attribute__((noinline))
-#endif
-#ifndef likely
-#define likely(x) __builtin_expect(!!(x), 1)
-#endif
-#ifndef unlikely
-#define unlikely(x) __builtin_expect(!!(x), 0)
-#endif
-#ifndef barrier_var
-#define barrier_var(var) asm volatile("" : "+r"(var))
-#endif
-#ifndef barrier
-#define barrier() asm volatile("" ::: "memory")
-#endif
-#ifndef ARRAY_SIZE
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #endif
 #define KFLEX_LICENSE(s) extern int __kflex_license_unused_
 

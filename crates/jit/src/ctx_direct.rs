@@ -76,8 +76,8 @@ impl CtxDirect {
         }
     }
 
-    /// Where `access` is served directly, or `None` when the hook must serve it (the same
-    /// decision as [`CtxDirect::serve`], which this mirrors).
+    /// Where `access` is served directly, or `None` when the hook must serve it (the decision
+    /// [`CtxDirect::serve`] and the inline context plan both act on).
     pub(crate) fn resolve(&self, access: &CtxAccess) -> Option<Resolved> {
         let off = u64::from(access.offset);
         let size = u64::from(access.size);
@@ -113,44 +113,23 @@ impl CtxDirect {
     /// The value of `access` (the stored value's result, 0, for a store of `value`), or `None`
     /// when the hook must serve it.
     pub fn serve(&self, access: &CtxAccess, value: u64) -> Option<u64> {
-        let off = u64::from(access.offset);
-        let size = u64::from(access.size);
-        if !matches!(size, 1 | 2 | 4 | 8)
-            || !off.is_multiple_of(size)
-            || off.checked_add(size)? > self.len
-        {
-            return None;
-        }
-        let k = if self.uniform {
-            kind::PLAIN
-        } else {
-            let table = if access.write {
-                self.stores
-            } else {
-                self.loads
-            };
-            *table.get(usize::try_from(off).ok()?)?
-        };
-        let addr = self.image + off;
-        match (k, access.write) {
-            (kind::PLAIN, false) => {
-                // SAFETY: `[addr, addr + size)` lies inside the image (checked above), valid by
-                // `new`'s contract.
-                Some(unsafe { kflex_runtime::memory::raw_load(addr, access.size) })
-            }
-            (kind::PLAIN, true) => {
-                // SAFETY: as above; the image is writable by `new`'s contract.
+        match self.resolve(access)? {
+            Resolved::Image(addr) if access.write => {
+                // SAFETY: `resolve` checked `[addr, addr + size)` lies inside the image, which is
+                // valid and writable by `new`'s contract.
                 unsafe { kflex_runtime::memory::raw_store(addr, access.size, value) };
                 Some(0)
             }
-            (kind::DATA | kind::DATA_END | kind::DATA_META, false) if self.pointers == 0 => Some(0),
-            (kind::DATA | kind::DATA_END | kind::DATA_META, false) => {
-                let cell = self.pointers + 8 * u64::from(k - kind::DATA);
-                // SAFETY: `pointers` addresses three aligned, readable `u64`s (`new`'s contract).
+            // SAFETY: as above, for a load.
+            Resolved::Image(addr) => {
+                Some(unsafe { kflex_runtime::memory::raw_load(addr, access.size) })
+            }
+            Resolved::Cell(cell) => {
+                // SAFETY: `pointers` addresses three aligned, readable `u64`s (`new`'s contract),
+                // and `resolve` returns one of them.
                 Some(unsafe { std::ptr::read_volatile(cell as *const u64) })
             }
-            (kind::NULL, false) => Some(0),
-            _ => None,
+            Resolved::Zero => Some(0),
         }
     }
 }

@@ -206,17 +206,7 @@ mod tests {
     #[test]
     fn checks_are_emitted_only_at_listed_back_edges() {
         // r0 += 1; if r0 < 10 goto -2 (slot 1 is the back-edge); exit
-        let insns = [
-            ADD1,
-            I::Jump {
-                width: Width::W64,
-                op: JmpOp::Lt,
-                dst: 0,
-                src: Operand::Imm(10),
-                off: -2,
-            },
-            I::Exit,
-        ];
+        let insns = COUNT_LOOP;
         let none = code_len(&insns, TerminationMode::None, vec![1]);
         let unlisted = code_len(&insns, TerminationMode::OneLoad, vec![]);
         let one_load = code_len(&insns, TerminationMode::OneLoad, vec![1]);

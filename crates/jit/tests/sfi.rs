@@ -15,22 +15,11 @@ use kflex_runtime::exec::CancelReason;
 use kflex_runtime::heap::{Heap, HeapConfig};
 use kflex_runtime::{ExecEnv, HelperRegistry, MemoryMap};
 use sfi_support::{
-    Canary, Case, HEAP_SIZE, PAGE, Rng, body, heap, heap_with_canaries, interp_run, jit_run,
-    read_u64, write_u64,
+    Canary, Case, FORGED_STORE, HEAP_SIZE, MARK, PAGE, Rng, body, heap, heap_with_canaries,
+    interp_run, jit_run, read_u64, write_u64,
 };
 
-const MARK: u64 = 0x5afe_5afe_5afe_5afe;
 const GUARDED_MODES: [SfiMode; 3] = [SfiMode::AndMask, SfiMode::Base, SfiMode::WritesOnly];
-
-/// Loads a (possibly forged) pointer from heap offset 0, stores `MARK` through it, returns 1.
-const FORGED_STORE: &str = "
-    map_value %r1, 0
-    ldxdw %r2, [%r1]
-    cast_kern %r2, %r2
-    lddw %r3, 0x5afe5afe5afe5afe
-    stxdw [%r2], %r3
-    mov %r0, 1
-    exit";
 
 /// Loads a (possibly forged) pointer from heap offset 0 and returns the word it points to.
 const FORGED_LOAD: &str = "

@@ -23,11 +23,10 @@ use kflex_runtime::heap::{Heap, HeapConfig, SEGMENT_WINDOW};
 use kflex_runtime::helpers::{HelperError, RetKind};
 use kflex_runtime::{ExecEnv, HelperDef, HelperRegistry, MemoryMap, Signature};
 use sfi_support::{
-    Canary, Case, HEAP_SIZE, PAGE, Rng, body, guarded, heap, heap_with_canaries, interp_run,
-    jit_run, options, random_heap_program, read_u64, supported, write_u64,
+    Canary, Case, FORGED_STORE, HEAP_SIZE, MARK, PAGE, Rng, body, guarded, heap,
+    heap_with_canaries, interp_run, jit_run, options, random_heap_program, read_u64, supported,
+    write_u64,
 };
-
-const MARK: u64 = 0x5afe_5afe_5afe_5afe;
 
 /// Where a forged 64-bit pointer lands in segment mode: its low 32 bits as a heap offset, if
 /// inside the heap (else the access faults in the reserved rest of the window).
@@ -45,16 +44,6 @@ fn is_cancelled(r: &Result<u64, JitFault>) -> bool {
         })
     )
 }
-
-/// Loads a (possibly forged) pointer from heap offset 0, stores `MARK` through it, returns 1.
-const FORGED_STORE: &str = "
-    map_value %r1, 0
-    ldxdw %r2, [%r1]
-    cast_kern %r2, %r2
-    lddw %r3, 0x5afe5afe5afe5afe
-    stxdw [%r2], %r3
-    mov %r0, 1
-    exit";
 
 /// Forged pointer targets: the host buffer, the canaries, the heap edges, and random words.
 fn targets(heap: &Heap, host: u64, guards: &[Canary; 2], seed: u64, n: usize) -> Vec<u64> {

@@ -22,6 +22,19 @@ pub const HEAP_SIZE: u64 = 1 << 20;
 /// Page size the tests assume.
 pub const PAGE: usize = 4096;
 
+/// The word [`FORGED_STORE`] writes.
+pub const MARK: u64 = 0x5afe_5afe_5afe_5afe;
+
+/// Loads a (possibly forged) pointer from heap offset 0, stores [`MARK`] through it, returns 1.
+pub const FORGED_STORE: &str = "
+    map_value %r1, 0
+    ldxdw %r2, [%r1]
+    cast_kern %r2, %r2
+    lddw %r3, 0x5afe5afe5afe5afe
+    stxdw [%r2], %r3
+    mov %r0, 1
+    exit";
+
 /// Assembles the conformance dialect plus `map_value %rN, OFF` (`lddw` of the arena map's value
 /// at OFF) and `cast_kern %rD, %rS` (`addr_space_cast` from address space 1 to 0).
 pub fn assemble_heap(src: &str) -> Vec<Insn> {
